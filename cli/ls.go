@@ -1,0 +1,134 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/spf13/cobra"
+
+	"github.com/switchyard-dev/switchyard/runtime/registry"
+)
+
+type lsOptions struct {
+	f    *factory
+	json bool
+	wait time.Duration
+}
+
+// lsEntry is one row of `yard ls`, and its --json form.
+type lsEntry struct {
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+	Version     int    `json:"version,omitempty"`
+	Instances   int    `json:"instances"`
+	Timeout     string `json:"timeout"`
+	Concurrency int    `json:"concurrency,omitempty"`
+	SchemaHash  string `json:"schema_hash"`
+	UpdatedAt   string `json:"updated_at"`
+}
+
+func newLsCmd(f *factory, run func(context.Context, *lsOptions) error) *cobra.Command {
+	o := &lsOptions{f: f}
+	cmd := &cobra.Command{
+		Use:   "ls",
+		Short: "List functions and their running instances",
+		Long: `List every function the registry knows, with how many instances answer
+right now (counted by a micro PING on $SRV.PING), its timeout and description.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if run != nil {
+				return run(cmd.Context(), o)
+			}
+			return o.run(cmd.Context())
+		},
+	}
+	cmd.Flags().BoolVar(&o.json, "json", false, "print a JSON array")
+	cmd.Flags().DurationVar(&o.wait, "wait", 300*time.Millisecond, "how long to collect instance answers")
+	return cmd
+}
+
+func (o *lsOptions) run(ctx context.Context) error {
+	nc, err := o.f.connect("ls")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	reg, err := registry.Open(ctx, js)
+	if err != nil {
+		return err
+	}
+	specs, err := reg.List(ctx)
+	if err != nil {
+		return err
+	}
+	counts, err := countInstances(nc, o.wait)
+	if err != nil {
+		return err
+	}
+	entries := make([]lsEntry, 0, len(specs))
+	for _, s := range specs {
+		entries = append(entries, lsEntry{
+			Name: s.Name, Description: s.Description, Version: s.Version,
+			Instances: counts[s.Name], Timeout: s.Timeout.D().String(), Concurrency: s.Concurrency,
+			SchemaHash: s.SchemaHash, UpdatedAt: s.UpdatedAt.Format(time.RFC3339),
+		})
+	}
+	if o.json {
+		enc := json.NewEncoder(o.f.io.Out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(entries)
+	}
+	if len(entries) == 0 {
+		fmt.Fprintln(o.f.io.ErrOut, "no functions yet: start some with `yard up`")
+		return nil
+	}
+	tw := tabwriter.NewWriter(o.f.io.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tINSTANCES\tTIMEOUT\tDESCRIPTION")
+	for _, e := range entries {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", e.Name, e.Instances, e.Timeout, e.Description)
+	}
+	return tw.Flush()
+}
+
+// countInstances pings every micro service once and counts the answers by
+// service name. Answers keep arriving for as long as wait; the count is of
+// those that came in time.
+func countInstances(nc *nats.Conn, wait time.Duration) (map[string]int, error) {
+	inbox := nc.NewRespInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, err
+	}
+	defer sub.Unsubscribe()
+	if err := nc.PublishRequest("$SRV.PING", inbox, nil); err != nil {
+		return nil, err
+	}
+	counts := map[string]int{}
+	deadline := time.Now().Add(wait)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return counts, nil
+		}
+		msg, err := sub.NextMsg(left)
+		if err != nil {
+			return counts, nil // timeout: every instance that could answer has
+		}
+		var p micro.Ping
+		if json.Unmarshal(msg.Data, &p) == nil && p.Name != "" {
+			counts[p.Name]++
+		}
+	}
+}

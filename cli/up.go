@@ -1,0 +1,180 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
+
+	"github.com/switchyard-dev/switchyard/gateway"
+)
+
+type upOptions struct {
+	f         *factory
+	sf        serverFlags
+	http      string
+	functions string
+	noFuncs   bool
+}
+
+func newUpCmd(f *factory) *cobra.Command {
+	o := &upOptions{f: f}
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Run the whole platform locally: NATS, the gateway and the example functions",
+		Long: `Run Switchyard on this machine in one process tree:
+
+  - an embedded NATS server with JetStream (data in --data, default ./.yard),
+    listening on 127.0.0.1:4222 so the nats CLI connects without flags;
+  - the HTTP gateway on 127.0.0.1:8080;
+  - every function under ./functions, built with 'go build' and run as its
+    own process (restarted if it crashes).
+
+Ctrl-C drains the functions and stops everything. Running 'yard up' again
+reuses the data directory.`,
+		Example: `  yard up
+  yard up --http 127.0.0.1:9090 --nats-port 4333
+  yard up --sync always     # fsync every JetStream write`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return o.run(cmd.Context()) },
+	}
+	o.sf.register(cmd)
+	cmd.Flags().StringVar(&o.http, "http", gateway.DefaultAddr, "HTTP gateway listen address")
+	cmd.Flags().StringVar(&o.functions, "functions", "functions", "folder whose subfolders are functions to build and run")
+	cmd.Flags().BoolVar(&o.noFuncs, "no-functions", false, "do not build or run any function")
+	return cmd
+}
+
+func (o *upOptions) run(ctx context.Context) error {
+	cfg, err := o.sf.config(o.f)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signalContext(ctx)
+	defer stop()
+	errOut := o.f.io.ErrOut
+	log := o.f.logger()
+
+	ns, err := o.sf.start(cfg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	}()
+	natsURL := ns.ClientURL()
+	nc, err := nats.Connect(natsURL, nats.Name("yard up"), nats.MaxReconnects(-1))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+
+	// The gateway first, so a taken HTTP port fails fast, before any build.
+	gwCtx, stopGateway := context.WithCancel(context.Background())
+	gwAddr := make(chan string, 1)
+	gwErr := make(chan error, 1)
+	go func() { gwErr <- runGateway(gwCtx, o.f, nc, o.http, func(a string) { gwAddr <- a }) }()
+	var addr string
+	select {
+	case addr = <-gwAddr:
+	case err := <-gwErr:
+		stopGateway()
+		return err
+	}
+	defer func() {
+		stopGateway()
+		<-gwErr
+	}()
+
+	var names []string
+	fnWait := func() {}
+	if !o.noFuncs {
+		lf := &localFunctions{
+			src: o.functions, binDir: filepath.Join(o.sf.data, "bin"),
+			natsURL: natsURL, log: log, stderr: errOut,
+		}
+		names, err = lf.discover()
+		switch {
+		case os.IsNotExist(err):
+			fmt.Fprintf(errOut, "no %s folder here, so no example functions (run yard up from the repository root to get them)\n", o.functions)
+		case err != nil:
+			return err
+		case len(names) > 0:
+			fmt.Fprintf(errOut, "building %s …\n", strings.Join(names, ", "))
+			start := time.Now()
+			if err := lf.build(ctx, names); err != nil {
+				return err
+			}
+			fmt.Fprintf(errOut, "built in %s\n", time.Since(start).Round(100*time.Millisecond))
+			fnCtx, stopFns := context.WithCancel(context.Background())
+			wg := lf.run(fnCtx, names)
+			fnWait = func() { stopFns(); wg.Wait() }
+			if missing := waitForInstances(ctx, nc, names, 30*time.Second); len(missing) > 0 {
+				fmt.Fprintf(errOut, "still waiting for %s to start (see the logs above)\n", strings.Join(missing, ", "))
+			}
+		}
+	}
+	defer fnWait()
+
+	printBanner(o.f, natsURL, addr, cfg.StoreDir, names)
+	<-ctx.Done()
+	fmt.Fprintln(errOut, "\nstopping: draining functions …")
+	return nil
+}
+
+// waitForInstances polls micro PING until every named function answers or
+// the timeout passes, and returns those that did not.
+func waitForInstances(ctx context.Context, nc *nats.Conn, names []string, timeout time.Duration) []string {
+	deadline := time.Now().Add(timeout)
+	for {
+		counts, _ := countInstances(nc, 100*time.Millisecond)
+		var missing []string
+		for _, n := range names {
+			if counts[n] == 0 {
+				missing = append(missing, n)
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) || ctx.Err() != nil {
+			return missing
+		}
+	}
+}
+
+func printBanner(f *factory, natsURL, httpAddr, storeDir string, names []string) {
+	fns := "none"
+	if len(names) > 0 {
+		fns = strings.Join(names, ", ")
+	}
+	example := "greet"
+	if len(names) > 0 && !contains(names, "greet") {
+		example = names[0]
+	}
+	fmt.Fprintf(f.io.ErrOut, `
+Switchyard is up.
+  NATS       %s   (JetStream data in %s)
+  Gateway    http://%s
+  Functions  %s
+
+Try:
+  curl -s -d '{"name":"Ada"}' http://%s/fn/%s
+  go run ./cli/yard invoke %s -d '{"name":"Ada"}'
+  nats req fn.%s '{"name":"Ada"}'
+
+Ctrl-C stops.
+`, natsURL, storeDir, httpAddr, fns, httpAddr, example, example, example)
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,175 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
+
+	"github.com/switchyard-dev/switchyard/runtime/wire"
+	"github.com/switchyard-dev/switchyard/schemas"
+)
+
+// invoke serves POST /fn/{name}: every check the gateway can make, then one
+// NATS request, then the reply or error mapped back to HTTP.
+func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, reqID string) error {
+	f, ok := g.cache.get(name)
+	if !ok {
+		return errorf(wire.CodeNotFound, "function %q not found", name)
+	}
+	if f.err != nil {
+		g.log.Error("input schema does not compile", logKeyFn, name, logKeyErr, f.err)
+		return errorf(wire.CodeInternal, "internal error")
+	}
+	if err := checkMediaType(r.Header.Get("Content-Type")); err != nil {
+		return err
+	}
+	body, err := g.readBody(w, r)
+	if err != nil {
+		return err
+	}
+	doc, err := schemas.Decode(body, schemas.DecodeLimits{MaxDepth: g.cfg.MaxDepth})
+	if err != nil {
+		return decodeProblem(err)
+	}
+	if v := f.in.Validate(doc); len(v) > 0 {
+		he := errorf(wire.CodeInvalidArgument, "input does not match the schema of %s", name)
+		he.e.Errors = make([]wire.FieldError, len(v))
+		for i, x := range v {
+			he.e.Errors[i] = wire.FieldError{Pointer: x.Pointer, Message: x.Message}
+		}
+		return he
+	}
+
+	timeout := f.spec.Timeout.D()
+	if timeout <= 0 {
+		timeout = g.cfg.Timeout
+	}
+	deadline := time.Now().Add(timeout)
+	// The response may be written as late as the deadline; give the write
+	// its own short budget past it instead of one server-wide timeout.
+	_ = http.NewResponseController(w).SetWriteDeadline(deadline.Add(5 * time.Second))
+	ctx, cancel := context.WithDeadline(r.Context(), deadline)
+	defer cancel()
+
+	subject, _ := wire.FnSubject(name) // name is valid here
+	msg := &nats.Msg{Subject: subject, Data: body, Header: nats.Header{
+		wire.HeaderRequestID: {reqID},
+		wire.HeaderDeadline:  {deadline.UTC().Format(time.RFC3339Nano)},
+	}}
+	for _, h := range []string{wire.HeaderTraceparent, wire.HeaderTracestate} {
+		if v := r.Header.Get(h); v != "" {
+			msg.Header.Set(h, v)
+		}
+	}
+	reply, err := g.nc.RequestMsgWithContext(ctx, msg)
+	if err != nil {
+		return g.requestError(r, name, reqID, err)
+	}
+	if e := wire.ReplyError(reply.Header, reply.Data); e != nil {
+		he := &httpError{e: e}
+		if e.Code == wire.CodeUnavailable || e.Code == wire.CodeResourceExhausted {
+			he.retryAfter = g.cfg.RetryAfter
+		}
+		return he
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(reply.Data)
+	return nil
+}
+
+func (g *Gateway) requestError(r *http.Request, name, reqID string, err error) error {
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return &httpError{
+			e:          wire.Errorf(wire.CodeUnavailable, "no instance of %q is running", name),
+			retryAfter: g.cfg.RetryAfter,
+		}
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		return errorf(wire.CodeDeadlineExceeded, "function %q did not answer in time", name)
+	case r.Context().Err() != nil:
+		// The client went away; nobody reads this answer, but log it.
+		g.log.Info("client gone before the reply", logKeyFn, name, logKeyRequestID, reqID)
+		return errorf(wire.CodeUnavailable, "client closed the request")
+	default:
+		g.log.Error("nats request failed", logKeyFn, name, logKeyRequestID, reqID, logKeyErr, err)
+		return &httpError{e: wire.Errorf(wire.CodeUnavailable, "function %q is unreachable", name), retryAfter: g.cfg.RetryAfter}
+	}
+}
+
+// checkMediaType accepts JSON bodies. A missing type and
+// application/x-www-form-urlencoded are accepted too, and the body must
+// still be JSON: the latter is what `curl -d` sends unless told otherwise,
+// and refusing the most common first try would help nobody. Any other type
+// is 415.
+func checkMediaType(ct string) error {
+	if ct == "" {
+		return nil
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return errorf(wire.CodeUnsupportedMediaType, "unparsable Content-Type %q; send application/json", ct)
+	}
+	switch {
+	case mt == "application/json", strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"),
+		mt == "application/x-www-form-urlencoded":
+	default:
+		return errorf(wire.CodeUnsupportedMediaType, "Content-Type %s is not supported; send application/json", mt)
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return errorf(wire.CodeUnsupportedMediaType, "charset %s is not supported; JSON must be UTF-8", cs)
+	}
+	return nil
+}
+
+// readBody reads at most MaxBodyBytes, answering 413 past that without
+// reading the rest.
+func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	limit := g.cfg.MaxBodyBytes
+	if r.ContentLength > limit {
+		return nil, errorf(wire.CodePayloadTooLarge, "body is %d bytes, the limit is %d", r.ContentLength, limit)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, errorf(wire.CodePayloadTooLarge, "body is over the limit of %d bytes", limit)
+		}
+		return nil, errorf(wire.CodeInvalidArgument, "reading the body failed: %v", err)
+	}
+	return body, nil
+}
+
+func decodeProblem(err error) error {
+	var de *schemas.DecodeError
+	if errors.As(err, &de) {
+		return invalid(de.Pointer, de.Message, "request body is not valid JSON")
+	}
+	return invalid("", err.Error(), "request body is not valid JSON")
+}
+
+// requestID returns the client's Yard-Request-Id, or a new one. A client id
+// is checked so it can be logged and forwarded as a header safely.
+func requestID(r *http.Request) (string, error) {
+	id := r.Header.Get(wire.HeaderRequestID)
+	if id == "" {
+		return nuid.Next(), nil
+	}
+	if len(id) > 128 {
+		return nuid.Next(), invalid("", "Yard-Request-Id is longer than 128 characters", "invalid Yard-Request-Id header")
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':') {
+			return nuid.Next(), invalid("", "Yard-Request-Id may hold only A-Z a-z 0-9 - _ . :", "invalid Yard-Request-Id header")
+		}
+	}
+	return id, nil
+}

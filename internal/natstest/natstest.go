@@ -1,0 +1,64 @@
+// Package natstest runs a real, embedded NATS server with JetStream for
+// tests: a random port, storage in t.TempDir(), shut down by t.Cleanup.
+package natstest
+
+import (
+	"testing"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/switchyard-dev/switchyard/internal/server"
+)
+
+// Server is a running test server.
+type Server struct {
+	*natsserver.Server
+	StoreDir string
+}
+
+// Run starts a JetStream-enabled server on a random loopback port.
+func Run(t testing.TB) *Server {
+	t.Helper()
+	return RunIn(t, t.TempDir())
+}
+
+// RunIn starts a server on a random port that stores its data in dir, so a
+// test can stop a server and start another on the same data.
+func RunIn(t testing.TB, dir string) *Server {
+	t.Helper()
+	ns, err := server.Start(server.Config{Port: -1, StoreDir: dir, ReadyTimeout: 20 * time.Second})
+	if err != nil {
+		t.Fatalf("natstest: start server: %v", err)
+	}
+	t.Cleanup(func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	})
+	return &Server{Server: ns, StoreDir: dir}
+}
+
+// Connect opens a client connection that the test's cleanup closes.
+func Connect(t testing.TB, s *Server, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(s.ClientURL(), opts...)
+	if err != nil {
+		t.Fatalf("natstest: connect: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// WaitFor polls cond every few milliseconds until it is true or the
+// deadline passes, and fails the test with msg then.
+func WaitFor(t testing.TB, timeout time.Duration, msg string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, msg)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -1,0 +1,28 @@
+package fn
+
+import (
+	"context"
+	"log/slog"
+)
+
+type ctxKey int
+
+const (
+	keyRequestID ctxKey = iota
+	keyLogger
+)
+
+// RequestID returns the Yard-Request-Id of the invocation ctx belongs to.
+func RequestID(ctx context.Context) string {
+	s, _ := ctx.Value(keyRequestID).(string)
+	return s
+}
+
+// Logger returns a logger that tags each line with the function and the
+// request id of the invocation ctx belongs to.
+func Logger(ctx context.Context) *slog.Logger {
+	if l, ok := ctx.Value(keyLogger).(*slog.Logger); ok {
+		return l
+	}
+	return slog.Default()
+}

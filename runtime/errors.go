@@ -1,0 +1,47 @@
+package fn
+
+import (
+	"fmt"
+
+	"github.com/switchyard-dev/switchyard/runtime/wire"
+)
+
+// Code is a platform error code (invalid_argument, not_found, …).
+type Code = wire.Code
+
+// Error is an error that reaches the caller with its code and message.
+type Error = wire.Error
+
+// FieldError names one offending field by JSON pointer.
+type FieldError = wire.FieldError
+
+// Error codes a handler may return.
+const (
+	CodeInvalidArgument   = wire.CodeInvalidArgument
+	CodeNotFound          = wire.CodeNotFound
+	CodeConflict          = wire.CodeConflict
+	CodePermissionDenied  = wire.CodePermissionDenied
+	CodeResourceExhausted = wire.CodeResourceExhausted
+	CodeUnavailable       = wire.CodeUnavailable
+	CodeDeadlineExceeded  = wire.CodeDeadlineExceeded
+	CodeInternal          = wire.CodeInternal
+)
+
+// Errorf returns an error that reaches the caller with code and message.
+func Errorf(code Code, format string, args ...any) error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// NotFound is Errorf(CodeNotFound, …).
+func NotFound(format string, args ...any) error {
+	return Errorf(CodeNotFound, format, args...)
+}
+
+// InvalidArgument reports a bad value at a JSON pointer of the input.
+func InvalidArgument(pointer, message string) error {
+	return &Error{
+		Code:    CodeInvalidArgument,
+		Message: "invalid input",
+		Errors:  []FieldError{{Pointer: pointer, Message: message}},
+	}
+}

@@ -1,0 +1,80 @@
+package fn
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/switchyard-dev/switchyard/schemas"
+)
+
+// Defaults of a handler, overridable with options.
+const (
+	DefaultTimeout     = 30 * time.Second
+	DefaultConcurrency = 64
+)
+
+// Handler is a typed function ready to serve: its schemas, its limits and
+// the adapter that turns bytes into In and Out back into bytes.
+type Handler struct {
+	inSchema, outSchema []byte
+	schemaErr           error
+	call                func(ctx context.Context, input []byte) (any, error)
+	timeout             time.Duration
+	concurrency         int
+}
+
+// Option tunes a Handler.
+type Option func(*Handler)
+
+// WithTimeout bounds how long one invocation may run. A caller's own
+// deadline (Yard-Deadline) can only shorten it.
+func WithTimeout(d time.Duration) Option { return func(h *Handler) { h.timeout = d } }
+
+// WithConcurrency sets how many invocations one instance runs at once.
+// Requests beyond it wait in the instance's subscription until a slot frees.
+func WithConcurrency(n int) Option { return func(h *Handler) { h.concurrency = n } }
+
+// Handle wraps a typed handler. The JSON Schemas of In and Out are derived
+// from their Go types (see package schemas for the tags that refine them).
+func Handle[In, Out any](f func(context.Context, In) (Out, error), opts ...Option) *Handler {
+	h := &Handler{timeout: DefaultTimeout, concurrency: DefaultConcurrency}
+	var errIn, errOut error
+	h.inSchema, errIn = schemas.For[In]()
+	h.outSchema, errOut = schemas.For[Out]()
+	if errIn != nil {
+		h.schemaErr = fmt.Errorf("input schema: %w", errIn)
+	} else if errOut != nil {
+		h.schemaErr = fmt.Errorf("output schema: %w", errOut)
+	}
+	h.call = func(ctx context.Context, input []byte) (any, error) {
+		var in In
+		if err := json.Unmarshal(input, &in); err != nil {
+			// The input already passed the schema, so this is a gap between
+			// the schema and the Go type (e.g. a custom UnmarshalJSON).
+			return nil, &Error{Code: CodeInvalidArgument, Message: "input does not fit the handler's type: " + err.Error()}
+		}
+		return f(ctx, in)
+	}
+	for _, o := range opts {
+		o(h)
+	}
+	return h
+}
+
+func (h *Handler) validate() error {
+	if h == nil || h.call == nil {
+		return fmt.Errorf("handler is nil; build it with fn.Handle")
+	}
+	if h.schemaErr != nil {
+		return h.schemaErr
+	}
+	if h.timeout <= 0 {
+		return fmt.Errorf("timeout must be positive, got %s", h.timeout)
+	}
+	if h.concurrency < 1 {
+		return fmt.Errorf("concurrency must be at least 1, got %d", h.concurrency)
+	}
+	return nil
+}

@@ -1,0 +1,423 @@
+package fn
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/nats-io/nuid"
+
+	"github.com/switchyard-dev/switchyard/runtime/registry"
+	"github.com/switchyard-dev/switchyard/runtime/wire"
+	"github.com/switchyard-dev/switchyard/schemas"
+)
+
+// Config is a function's identity.
+type Config struct {
+	// Name is the function's name: ^[a-z][a-z0-9-]{0,62}$. It becomes the
+	// subject fn.<name> and the micro service name.
+	Name        string
+	Description string
+	// Version is the semantic version shown by `nats micro ls`; default 1.0.0.
+	Version string
+	// Logger receives the instance's logs; default slog.Default().
+	Logger *slog.Logger
+	// NoRegistry skips recording the spec in yard_functions, for servers
+	// without JetStream. The gateway cannot validate or list such a function.
+	NoRegistry bool
+}
+
+// Log attribute keys shared by every Switchyard component.
+const (
+	logKeyFn        = "fn"
+	logKeyRequestID = "request_id"
+	logKeyErr       = "err"
+)
+
+// Instance is one running instance of a function.
+type Instance struct {
+	cfg     Config
+	h       *Handler
+	nc      *nats.Conn
+	svc     micro.Service
+	in, out *schemas.Schema
+	log     *slog.Logger
+	spec    *registry.Spec
+
+	slots    chan struct{}
+	inflight sync.WaitGroup
+	stopOnce sync.Once
+	stopErr  error
+
+	completed, failed, panics atomic.Int64
+}
+
+// Start serves h on nc until Stop. It returns once the instance is
+// subscribed, so a request sent after Start returns reaches it.
+func Start(ctx context.Context, nc *nats.Conn, cfg Config, h *Handler) (*Instance, error) {
+	if err := validateConfig(cfg, h); err != nil {
+		return nil, err
+	}
+	if cfg.Version == "" {
+		cfg.Version = "1.0.0"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	in, err := schemas.Compile(h.inSchema)
+	if err != nil {
+		return nil, fmt.Errorf("fn %s: input schema: %w", cfg.Name, err)
+	}
+	out, err := schemas.Compile(h.outSchema)
+	if err != nil {
+		return nil, fmt.Errorf("fn %s: output schema: %w", cfg.Name, err)
+	}
+	i := &Instance{
+		cfg:   cfg,
+		h:     h,
+		nc:    nc,
+		in:    in,
+		out:   out,
+		log:   cfg.Logger.With(logKeyFn, cfg.Name),
+		slots: make(chan struct{}, h.concurrency),
+		spec:  specOf(cfg, h),
+	}
+	subject, _ := wire.FnSubject(cfg.Name)
+	svc, err := micro.AddService(nc, micro.Config{
+		Name:         cfg.Name,
+		Version:      cfg.Version,
+		Description:  cfg.Description,
+		Metadata:     map[string]string{"yard.schema_hash": i.spec.SchemaHash},
+		StatsHandler: func(*micro.Endpoint) any { return i.Stats() },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fn %s: register micro service: %w", cfg.Name, err)
+	}
+	err = svc.AddEndpoint("invoke", micro.HandlerFunc(i.dispatch),
+		micro.WithEndpointSubject(subject),
+		micro.WithEndpointQueueGroup(wire.QueueGroup(cfg.Name)),
+		micro.WithEndpointMetadata(map[string]string{
+			"input_schema":  string(h.inSchema),
+			"output_schema": string(h.outSchema),
+			"timeout":       h.timeout.String(),
+			"concurrency":   strconv.Itoa(h.concurrency),
+		}))
+	if err != nil {
+		_ = svc.Stop()
+		return nil, fmt.Errorf("fn %s: add endpoint: %w", cfg.Name, err)
+	}
+	i.svc = svc
+	// Make sure the server has the subscription before we say we are up.
+	if err := flush(ctx, nc); err != nil {
+		_ = svc.Stop()
+		return nil, fmt.Errorf("fn %s: flush: %w", cfg.Name, err)
+	}
+	if !cfg.NoRegistry {
+		if err := i.register(ctx); err != nil {
+			_ = svc.Stop()
+			return nil, err
+		}
+	}
+	i.log.Info("serving", "subject", subject, "concurrency", h.concurrency, "timeout", h.timeout)
+	return i, nil
+}
+
+func validateConfig(cfg Config, h *Handler) error {
+	var errs []error
+	if err := wire.ValidateName(cfg.Name); err != nil {
+		errs = append(errs, err)
+	}
+	if err := h.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("fn: invalid config: %w", err)
+	}
+	return nil
+}
+
+func specOf(cfg Config, h *Handler) *registry.Spec {
+	return &registry.Spec{
+		Name:         cfg.Name,
+		Description:  cfg.Description,
+		InputSchema:  h.inSchema,
+		OutputSchema: h.outSchema,
+		SchemaHash:   schemas.Hash(append(append(append([]byte{}, h.inSchema...), '\n'), h.outSchema...)),
+		Timeout:      registry.Duration(h.timeout),
+		Concurrency:  h.concurrency,
+	}
+}
+
+func (i *Instance) register(ctx context.Context) error {
+	js, err := jetstream.New(i.nc)
+	if err != nil {
+		return fmt.Errorf("fn %s: jetstream: %w", i.cfg.Name, err)
+	}
+	reg, err := registry.Open(ctx, js)
+	if err != nil {
+		return fmt.Errorf("fn %s: %w (set NoRegistry for a server without JetStream)", i.cfg.Name, err)
+	}
+	return reg.Put(ctx, i.spec)
+}
+
+// Spec is the spec this instance serves and registers.
+func (i *Instance) Spec() registry.Spec { return *i.spec }
+
+// Stats are an instance's counters, also reported in `nats micro stats`
+// as the endpoint's data (micro's own counters see only dispatch, because
+// handlers run on their own goroutines).
+type Stats struct {
+	InFlight    int   `json:"in_flight"`
+	Concurrency int   `json:"concurrency"`
+	Completed   int64 `json:"completed"`
+	Failed      int64 `json:"failed"`
+	Panics      int64 `json:"panics"`
+}
+
+// Stats returns the instance's counters.
+func (i *Instance) Stats() Stats {
+	return Stats{
+		InFlight:    len(i.slots),
+		Concurrency: cap(i.slots),
+		Completed:   i.completed.Load(),
+		Failed:      i.failed.Load(),
+		Panics:      i.panics.Load(),
+	}
+}
+
+// dispatch runs on the subscription's goroutine, one message at a time. It
+// only takes a slot and hands the request to its own goroutine, so that up
+// to Concurrency handlers run at once. When every slot is taken it blocks,
+// which leaves further requests queued in the subscription.
+func (i *Instance) dispatch(req micro.Request) {
+	i.slots <- struct{}{}
+	i.inflight.Add(1)
+	// Copy what we need: the handler goroutine must not touch req, whose
+	// state micro reads after dispatch returns.
+	reply, data, hdr := req.Reply(), req.Data(), req.Headers()
+	go func() {
+		defer func() {
+			<-i.slots
+			i.inflight.Done()
+		}()
+		i.serve(reply, data, hdr)
+	}()
+}
+
+func (i *Instance) serve(reply string, data []byte, hdr micro.Headers) {
+	start := time.Now()
+	reqID := hdr.Get(wire.HeaderRequestID)
+	if reqID == "" {
+		reqID = nuid.Next()
+	}
+	deadline := start.Add(i.h.timeout)
+	if s := hdr.Get(wire.HeaderDeadline); s != "" {
+		// An unparsable deadline is the caller's bug, but not a reason to
+		// refuse the call: the function's own timeout still applies.
+		if d, err := time.Parse(time.RFC3339Nano, s); err == nil && d.Before(deadline) {
+			deadline = d
+		}
+	}
+	log := i.log.With(logKeyRequestID, reqID)
+	out, werr := i.invoke(deadline, reqID, log, data)
+	if werr != nil {
+		i.failed.Add(1)
+		i.respondError(reply, reqID, werr)
+		return
+	}
+	i.completed.Add(1)
+	i.respond(reply, reqID, out)
+	log.Debug("invoked", "duration", time.Since(start))
+}
+
+// invoke turns raw input into raw output, or into the error to send.
+func (i *Instance) invoke(deadline time.Time, reqID string, log *slog.Logger, data []byte) ([]byte, *wire.Error) {
+	if !time.Now().Before(deadline) {
+		return nil, wire.Errorf(wire.CodeDeadlineExceeded, "deadline passed before the function started")
+	}
+	doc, err := schemas.Decode(data, schemas.DecodeLimits{})
+	if err != nil {
+		return nil, decodeError(err)
+	}
+	if v := i.in.Validate(doc); len(v) > 0 {
+		return nil, violationError("input does not match the schema", v)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	ctx = context.WithValue(ctx, keyRequestID, reqID)
+	ctx = context.WithValue(ctx, keyLogger, log)
+
+	result, err := i.call(ctx, log, data)
+	if err != nil {
+		return nil, i.publicError(ctx, log, err)
+	}
+	out, err := json.Marshal(result)
+	if err != nil {
+		log.Error("handler output does not encode as JSON", logKeyErr, err)
+		return nil, internalError()
+	}
+	doc, err = schemas.Decode(out, schemas.DecodeLimits{MaxDepth: 1 << 10})
+	if err != nil {
+		log.Error("handler output does not decode", logKeyErr, err)
+		return nil, internalError()
+	}
+	if v := i.out.Validate(doc); len(v) > 0 {
+		log.Error("handler output does not match its schema", logKeyErr, violationError("output", v))
+		return nil, internalError()
+	}
+	return out, nil
+}
+
+// call runs the handler, turning a panic into an error so the instance
+// keeps serving.
+func (i *Instance) call(ctx context.Context, log *slog.Logger, data []byte) (out any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			i.panics.Add(1)
+			log.Error("handler panicked", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			err = errPanic
+		}
+	}()
+	return i.h.call(ctx, data)
+}
+
+var errPanic = errors.New("handler panicked")
+
+// publicError decides what the caller may see of a handler's error.
+func (i *Instance) publicError(ctx context.Context, log *slog.Logger, err error) *wire.Error {
+	var we *wire.Error
+	switch {
+	case errors.As(err, &we) && we.Code.Known():
+		return we
+	case errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil:
+		return wire.Errorf(wire.CodeDeadlineExceeded, "function did not finish within its deadline")
+	case errors.Is(err, errPanic):
+		return internalError()
+	default:
+		log.Error("handler failed", logKeyErr, err)
+		return internalError()
+	}
+}
+
+func internalError() *wire.Error { return wire.Errorf(wire.CodeInternal, "internal error") }
+
+func decodeError(err error) *wire.Error {
+	e := &wire.Error{Code: wire.CodeInvalidArgument, Message: "request body is not valid JSON"}
+	var de *schemas.DecodeError
+	if errors.As(err, &de) {
+		e.Errors = []wire.FieldError{{Pointer: de.Pointer, Message: de.Message}}
+	} else {
+		e.Errors = []wire.FieldError{{Pointer: "", Message: err.Error()}}
+	}
+	return e
+}
+
+func violationError(msg string, v []schemas.Violation) *wire.Error {
+	e := &wire.Error{Code: wire.CodeInvalidArgument, Message: msg, Errors: make([]wire.FieldError, len(v))}
+	for k, x := range v {
+		e.Errors[k] = wire.FieldError{Pointer: x.Pointer, Message: x.Message}
+	}
+	return e
+}
+
+func (i *Instance) respond(reply, reqID string, data []byte) {
+	if reply == "" {
+		return // a plain publish: nobody waits for the answer
+	}
+	msg := &nats.Msg{Subject: reply, Data: data, Header: nats.Header{wire.HeaderRequestID: {reqID}}}
+	if err := i.nc.PublishMsg(msg); err != nil {
+		i.log.Warn("reply failed", logKeyRequestID, reqID, logKeyErr, err)
+	}
+}
+
+func (i *Instance) respondError(reply, reqID string, e *wire.Error) {
+	if reply == "" {
+		return
+	}
+	body, _ := json.Marshal(e)
+	msg := &nats.Msg{Subject: reply, Data: body, Header: nats.Header{
+		wire.HeaderRequestID:        {reqID},
+		wire.HeaderServiceError:     {e.Message},
+		wire.HeaderServiceErrorCode: {strconv.Itoa(e.Code.HTTPStatus())},
+	}}
+	if err := i.nc.PublishMsg(msg); err != nil {
+		i.log.Warn("error reply failed", logKeyRequestID, reqID, logKeyErr, err)
+	}
+}
+
+// Stop drains the instance: it stops taking requests, lets requests that
+// already reached it finish, and returns when all have been answered or ctx
+// ends, whichever is first. Stop is safe to call more than once.
+func (i *Instance) Stop(ctx context.Context) error {
+	i.stopOnce.Do(func() { i.stopErr = i.drain(ctx) })
+	return i.stopErr
+}
+
+func (i *Instance) drain(ctx context.Context) error {
+	if err := i.svc.Stop(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		i.log.Warn("stop micro service", logKeyErr, err)
+	}
+	if !i.nc.IsClosed() {
+		// After the flush the server has our unsubscribe, so every request
+		// still to come is already in the client's buffers. The barrier runs
+		// once the subscription has dispatched all of them, and only then is
+		// the in-flight count final.
+		_ = flush(ctx, i.nc)
+		barrier := make(chan struct{})
+		if err := i.nc.Barrier(func() { close(barrier) }); err != nil {
+			close(barrier)
+		}
+		select {
+		case <-barrier:
+		case <-ctx.Done():
+			return fmt.Errorf("fn %s: drain: %w", i.cfg.Name, ctx.Err())
+		}
+	}
+	done := make(chan struct{})
+	go func() { i.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+		i.log.Info("drained")
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("fn %s: drain: %d requests still running: %w", i.cfg.Name, len(i.slots), ctx.Err())
+	}
+}
+
+// Serve runs h on nc until ctx ends, then drains for at most drainTimeout
+// (default 30s). It is Start and Stop for callers that need no handle.
+func Serve(ctx context.Context, nc *nats.Conn, cfg Config, h *Handler) error {
+	inst, err := Start(ctx, nc, cfg, h)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	dctx, cancel := context.WithTimeout(context.Background(), DefaultDrainTimeout)
+	defer cancel()
+	return inst.Stop(dctx)
+}
+
+// DefaultDrainTimeout bounds how long Serve and Main wait for in-flight
+// requests when asked to stop.
+const DefaultDrainTimeout = 30 * time.Second
+
+// flush waits for the server to process everything sent so far, bounded by
+// ctx or, when ctx has no deadline, by ten seconds.
+func flush(ctx context.Context, nc *nats.Conn) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+	}
+	return nc.FlushWithContext(ctx)
+}

@@ -1,0 +1,77 @@
+package fn
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/nats-io/nats.go"
+)
+
+// ManifestFlag makes a function binary print its manifest (name, schemas,
+// defaults as JSON) and exit, so tools learn about a function without
+// running it against NATS.
+const ManifestFlag = "--yard-manifest"
+
+// Main runs a function as a program: it connects to NATS_URL (default
+// nats://127.0.0.1:4222), serves until SIGINT or SIGTERM, then drains
+// in-flight requests and exits. With ManifestFlag it prints the manifest
+// instead. Main is the only part of the SDK that reads the environment or
+// exits the process; call it from func main.
+func Main(cfg Config, h *Handler) {
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr, cfg, h))
+}
+
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer, cfg Config, h *Handler) int {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(stderr, nil))
+	}
+	if err := validateConfig(cfg, h); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	for _, a := range args {
+		switch a {
+		case ManifestFlag:
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(specOf(cfg, h)); err != nil {
+				fmt.Fprintln(stderr, err)
+				return 1
+			}
+			return 0
+		case "-h", "--help", "-help":
+			fmt.Fprintf(stdout, "%s: a Switchyard function.\n\nIt serves fn.%s on the NATS server at $NATS_URL (default %s)\nuntil SIGINT or SIGTERM, then drains.\n\n  %s  print name, schemas and defaults as JSON\n",
+				cfg.Name, cfg.Name, nats.DefaultURL, ManifestFlag)
+			return 0
+		default:
+			fmt.Fprintf(stderr, "unknown argument %q (try --help)\n", a)
+			return 2
+		}
+	}
+	url := getenv("NATS_URL")
+	if url == "" {
+		url = nats.DefaultURL
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	nc, err := nats.Connect(url, nats.Name("yard fn "+cfg.Name), nats.MaxReconnects(-1))
+	if err != nil {
+		fmt.Fprintf(stderr, "fn %s: connect to %s: %v\n", cfg.Name, url, err)
+		return 1
+	}
+	defer nc.Close()
+	if err := Serve(ctx, nc, cfg, h); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if err := nc.Drain(); err != nil {
+		cfg.Logger.Warn("drain connection", logKeyErr, err)
+	}
+	return 0
+}

@@ -1,0 +1,14 @@
+package wire
+
+// Names of the JetStream streams, key-value buckets and object stores that
+// make up a Switchyard installation.
+const (
+	BucketFunctions = "yard_functions"
+	BucketVersions  = "yard_versions"
+	BucketResults   = "yard_results"
+	StoreArtifacts  = "yard_artifacts"
+
+	StreamAsync = "YARD_ASYNC"
+	StreamDLQ   = "YARD_DLQ"
+	StreamLogs  = "YARD_LOGS"
+)
