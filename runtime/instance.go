@@ -368,11 +368,16 @@ func (i *Instance) drain(ctx context.Context) error {
 		i.log.Warn("stop micro service", logKeyErr, err)
 	}
 	if !i.nc.IsClosed() {
+		// While disconnected nothing new can arrive, so the flush is only
+		// needed (and only possible) when connected.
+		//
 		// After the flush the server has our unsubscribe, so every request
 		// still to come is already in the client's buffers. The barrier runs
 		// once the subscription has dispatched all of them, and only then is
 		// the in-flight count final.
-		_ = flush(ctx, i.nc)
+		if i.nc.IsConnected() {
+			_ = flush(ctx, i.nc)
+		}
 		barrier := make(chan struct{})
 		if err := i.nc.Barrier(func() { close(barrier) }); err != nil {
 			close(barrier)

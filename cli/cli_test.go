@@ -1,0 +1,262 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchyard-dev/switchyard/internal/natstest"
+	fn "github.com/switchyard-dev/switchyard/runtime"
+	"github.com/switchyard-dev/switchyard/runtime/wire"
+)
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func yard(t *testing.T, env map[string]string, stdin string, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Run(context.Background(), args, IOStreams{In: strings.NewReader(stdin), Out: &out, ErrOut: &errb},
+		func(k string) string { return env[k] })
+	return result{code, out.String(), errb.String()}
+}
+
+type echoIn struct {
+	Name string `json:"name" jsonschema:"minLength=1"`
+}
+
+type echoOut struct {
+	Message string `json:"message"`
+}
+
+func startEcho(t *testing.T) map[string]string {
+	t.Helper()
+	s := natstest.Run(t)
+	nc := natstest.Connect(t, s)
+	inst, err := fn.Start(context.Background(), nc, fn.Config{Name: "echo", Description: "echoes"},
+		fn.Handle(func(ctx context.Context, in echoIn) (echoOut, error) {
+			if in.Name == "missing" {
+				return echoOut{}, fn.NotFound("no %s here", in.Name)
+			}
+			return echoOut{Message: "hi " + in.Name}, nil
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = inst.Stop(context.Background()) })
+	return map[string]string{"NATS_URL": s.ClientURL()}
+}
+
+func TestInvoke(t *testing.T) {
+	env := startEcho(t)
+	r := yard(t, env, "", "invoke", "echo", "-d", `{"name":"Ada"}`)
+	if r.code != ExitOK || r.stdout != `{"message":"hi Ada"}`+"\n" {
+		t.Fatalf("%+v", r)
+	}
+	r = yard(t, env, `{"name":"Bob"}`, "invoke", "echo", "-f", "-")
+	if r.code != ExitOK || !strings.Contains(r.stdout, "hi Bob") {
+		t.Fatalf("stdin: %+v", r)
+	}
+	// --server wins over NATS_URL.
+	r = yard(t, map[string]string{"NATS_URL": "nats://127.0.0.1:1"}, "", "invoke", "echo", "-d", `{"name":"C"}`, "--server", env["NATS_URL"])
+	if r.code != ExitOK {
+		t.Fatalf("--server: %+v", r)
+	}
+}
+
+func TestInvokeErrors(t *testing.T) {
+	env := startEcho(t)
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"schema", []string{"invoke", "echo", "-d", `{"name":""}`}, ExitFnError, "invalid_argument (400)"},
+		{"handler error", []string{"invoke", "echo", "-d", `{"name":"missing"}`}, ExitFnError, "not_found (404): no missing here"},
+		{"unknown function", []string{"invoke", "nobody"}, ExitFnError, "not_found"},
+		{"bad name", []string{"invoke", "a.b"}, ExitUsage, "invalid function name"},
+		{"bad JSON", []string{"invoke", "echo", "-d", `{`}, ExitUsage, "not valid JSON"},
+		{"both inputs", []string{"invoke", "echo", "-d", `{}`, "-f", "x"}, ExitUsage, "not both"},
+		{"no name", []string{"invoke"}, ExitUsage, "exactly one"},
+		{"bad flag", []string{"invoke", "echo", "--nope"}, ExitUsage, "unknown flag"},
+		{"unknown command", []string{"frobnicate"}, ExitUsage, "unknown command"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := yard(t, env, "", tt.args...)
+			if r.code != tt.code || !strings.Contains(r.stderr, tt.want) {
+				t.Fatalf("got exit %d, stderr %q; want %d with %q", r.code, r.stderr, tt.code, tt.want)
+			}
+		})
+	}
+	r := yard(t, env, "", "invoke", "echo", "-d", `{"name":""}`, "--json")
+	var we wire.Error
+	if r.code != ExitFnError || json.Unmarshal([]byte(r.stdout), &we) != nil || we.Errors[0].Pointer != "/name" {
+		t.Fatalf("--json error: %+v", r)
+	}
+	if r := yard(t, map[string]string{"NATS_URL": "nats://127.0.0.1:1"}, "", "invoke", "echo"); r.code != ExitError ||
+		!strings.Contains(r.stderr, "yard up") {
+		t.Fatalf("no server: %+v", r)
+	}
+}
+
+func TestInvokeNoInstance(t *testing.T) {
+	s := natstest.Run(t)
+	env := map[string]string{"NATS_URL": s.ClientURL()}
+	nc := natstest.Connect(t, s)
+	ctx := context.Background()
+	inst, err := fn.Start(ctx, nc, fn.Config{Name: "gone"}, fn.Handle(func(ctx context.Context, in echoIn) (echoOut, error) {
+		return echoOut{}, nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := inst.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := yard(t, env, "", "invoke", "gone"); r.code != ExitFnError || !strings.Contains(r.stderr, "unavailable (503)") {
+		t.Fatalf("%+v", r)
+	}
+}
+
+func TestLs(t *testing.T) {
+	env := startEcho(t)
+	r := yard(t, env, "", "ls")
+	if r.code != 0 || !strings.Contains(r.stdout, "NAME") || !regexpMatch(`echo\s+1\s+30s\s+echoes`, r.stdout) {
+		t.Fatalf("%+v", r)
+	}
+	r = yard(t, env, "", "ls", "--json")
+	var entries []lsEntry
+	if err := json.Unmarshal([]byte(r.stdout), &entries); err != nil || len(entries) != 1 || entries[0].Instances != 1 {
+		t.Fatalf("--json: %+v (%v)", r, err)
+	}
+}
+
+func TestLsEmpty(t *testing.T) {
+	s := natstest.Run(t)
+	r := yard(t, map[string]string{"NATS_URL": s.ClientURL()}, "", "ls", "--json")
+	if r.code != 0 || strings.TrimSpace(r.stdout) != "[]" {
+		t.Fatalf("%+v", r)
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func TestUpPortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	r := yard(t, nil, "", "up", "--data", t.TempDir(), "--nats-port", port, "--no-functions")
+	if r.code != ExitError || !strings.Contains(r.stderr, "--nats-port") || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+		t.Fatalf("NATS port taken: %+v", r)
+	}
+	r = yard(t, nil, "", "up", "--data", t.TempDir(), "--nats-port", strconv.Itoa(freePort(t)), "--http", ln.Addr().String(), "--no-functions")
+	if r.code != ExitError || !strings.Contains(r.stderr, "--http") {
+		t.Fatalf("HTTP port taken: %+v", r)
+	}
+	if r := yard(t, nil, "", "up", "--sync", "sometimes"); r.code != ExitUsage || !strings.Contains(r.stderr, "--sync") {
+		t.Fatalf("bad --sync: %+v", r)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe to read while yard up writes to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestUp runs the whole platform as a user does: yard up builds and starts
+// the example functions as processes, and greet answers over HTTP, NATS
+// and yard invoke; a second yard up on the same data starts again.
+func TestUp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the example functions")
+	}
+	data := t.TempDir()
+	for round := range 2 {
+		natsPort := freePort(t)
+		httpPort := freePort(t)
+		var stderr syncBuffer
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan int, 1)
+		go func() {
+			done <- Run(ctx, []string{"up", "--data", data, "--nats-port", strconv.Itoa(natsPort),
+				"--http", "127.0.0.1:" + strconv.Itoa(httpPort), "--functions", "../functions"},
+				IOStreams{In: strings.NewReader(""), Out: &bytes.Buffer{}, ErrOut: &stderr}, func(string) string { return "" })
+		}()
+		natstest.WaitFor(t, 2*time.Minute, "yard up to print its banner", func() bool {
+			select {
+			case code := <-done:
+				t.Fatalf("yard up exited %d: %s", code, stderr.String())
+			default:
+			}
+			return strings.Contains(stderr.String(), "Switchyard is up")
+		})
+		if !strings.Contains(stderr.String(), "catalog, greet") {
+			t.Fatalf("round %d banner: %s", round, stderr.String())
+		}
+		resp, err := http.Post("http://127.0.0.1:"+strconv.Itoa(httpPort)+"/fn/greet", "application/x-www-form-urlencoded",
+			strings.NewReader(`{"name":"Ada"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body bytes.Buffer
+		_, _ = body.ReadFrom(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || body.String() != `{"message":"Hello, Ada!"}` {
+			t.Fatalf("curl-style call: %d %s", resp.StatusCode, body.String())
+		}
+		env := map[string]string{"NATS_URL": "nats://127.0.0.1:" + strconv.Itoa(natsPort)}
+		if r := yard(t, env, "", "invoke", "greet", "-d", `{"name":"Ada"}`); r.stdout != body.String()+"\n" {
+			t.Fatalf("invoke: %+v", r)
+		}
+		if r := yard(t, env, "", "ls"); !regexpMatch(`catalog\s+1`, r.stdout) || !regexpMatch(`greet\s+1`, r.stdout) {
+			t.Fatalf("ls: %+v", r)
+		}
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Fatalf("yard up exit %d: %s", code, stderr.String())
+			}
+		case <-time.After(time.Minute):
+			t.Fatal("yard up did not stop")
+		}
+	}
+}
+
+func regexpMatch(pattern, s string) bool { return regexp.MustCompile(pattern).MatchString(s) }

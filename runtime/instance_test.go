@@ -1,0 +1,265 @@
+package fn_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/switchyard-dev/switchyard/internal/natstest"
+	fn "github.com/switchyard-dev/switchyard/runtime"
+	"github.com/switchyard-dev/switchyard/runtime/fntest"
+	"github.com/switchyard-dev/switchyard/runtime/wire"
+)
+
+type in struct {
+	N int `json:"n" jsonschema:"minimum=0,maximum=1000"`
+}
+
+type out struct {
+	N int `json:"n" jsonschema:"minimum=0"`
+}
+
+func double(ctx context.Context, i in) (out, error) { return out{N: 2 * i.N}, nil }
+
+func TestInvoke(t *testing.T) {
+	h := fntest.Start(t, fn.Config{Name: "double"}, fn.Handle(double))
+	got, err := fntest.Invoke[out](t, h, in{N: 21})
+	if err != nil || got.N != 42 {
+		t.Fatalf("got %v, %v", got, err)
+	}
+	_, err = fntest.Invoke[out](t, h, in{N: 1001})
+	var we *wire.Error
+	if !errors.As(err, &we) || we.Code != wire.CodeInvalidArgument || we.Errors[0].Pointer != "/n" {
+		t.Fatalf("out of range: %v", err)
+	}
+	if _, we := h.Request(t, []byte(`{"n":1}{"n":2}`)); we == nil || we.Code != wire.CodeInvalidArgument {
+		t.Fatalf("trailing data: %v", we)
+	}
+}
+
+// TestConcurrency proves handlers run at once: each waits until all have
+// started, which can only happen with concurrency >= n.
+func TestConcurrency(t *testing.T) {
+	const n = 16
+	var started sync.WaitGroup
+	started.Add(n)
+	all := make(chan struct{})
+	go func() { started.Wait(); close(all) }()
+	h := fntest.Start(t, fn.Config{Name: "wait"}, fn.Handle(func(ctx context.Context, i in) (out, error) {
+		started.Done()
+		select {
+		case <-all:
+			return out{N: i.N}, nil
+		case <-ctx.Done():
+			return out{}, ctx.Err()
+		}
+	}, fn.WithConcurrency(n), fn.WithTimeout(10*time.Second)))
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for k := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := fntest.Invoke[out](t, h, in{N: k}); err != nil {
+				failed.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if failed.Load() != 0 {
+		t.Fatalf("%d calls failed", failed.Load())
+	}
+}
+
+// TestConcurrencyLimit: with a limit of 2 no more than 2 run at once.
+func TestConcurrencyLimit(t *testing.T) {
+	var running, peak atomic.Int64
+	h := fntest.Start(t, fn.Config{Name: "limited"}, fn.Handle(func(ctx context.Context, i in) (out, error) {
+		r := running.Add(1)
+		for {
+			p := peak.Load()
+			if r <= p || peak.CompareAndSwap(p, r) {
+				break
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+		running.Add(-1)
+		return out{}, nil
+	}, fn.WithConcurrency(2)))
+	var wg sync.WaitGroup
+	for range 12 {
+		wg.Add(1)
+		go func() { defer wg.Done(); _, _ = fntest.Invoke[out](t, h, in{}) }()
+	}
+	wg.Wait()
+	if p := peak.Load(); p < 1 || p > 2 {
+		t.Fatalf("peak concurrency %d, want 1..2", p)
+	}
+}
+
+func TestDeadlineHeader(t *testing.T) {
+	var got atomic.Value
+	h := fntest.Start(t, fn.Config{Name: "dl"}, fn.Handle(func(ctx context.Context, i in) (out, error) {
+		d, _ := ctx.Deadline()
+		got.Store(d)
+		return out{}, nil
+	}, fn.WithTimeout(time.Minute)))
+	want := time.Now().Add(7 * time.Second).UTC().Truncate(time.Microsecond)
+	msg := &nats.Msg{Subject: "fn.dl", Data: []byte(`{"n":1}`), Header: nats.Header{}}
+	msg.Header.Set(wire.HeaderDeadline, want.Format(time.RFC3339Nano))
+	if _, err := h.NC.RequestMsg(msg, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if d := got.Load().(time.Time); !d.Equal(want) {
+		t.Errorf("handler deadline %s, want %s", d, want)
+	}
+
+	// A deadline already past is refused without running the handler.
+	got.Store(time.Time{})
+	msg.Header.Set(wire.HeaderDeadline, time.Now().Add(-time.Second).Format(time.RFC3339Nano))
+	reply, err := h.NC.RequestMsg(msg, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if we := wire.ReplyError(reply.Header, reply.Data); we == nil || we.Code != wire.CodeDeadlineExceeded {
+		t.Errorf("past deadline: %v", we)
+	}
+	if !got.Load().(time.Time).IsZero() {
+		t.Error("handler ran for a request whose deadline had passed")
+	}
+}
+
+func TestErrorsAndPanics(t *testing.T) {
+	var calls atomic.Int64
+	h := fntest.Start(t, fn.Config{Name: "bad"}, fn.Handle(func(ctx context.Context, i in) (out, error) {
+		switch i.N {
+		case 1:
+			panic("kaboom")
+		case 2:
+			return out{}, errors.New("secret detail")
+		case 3:
+			return out{N: -5}, nil // violates the output schema
+		case 4:
+			return out{}, fn.Errorf(fn.CodeConflict, "already there")
+		}
+		calls.Add(1)
+		return out{N: 1}, nil
+	}))
+	for _, tt := range []struct {
+		n    int
+		code wire.Code
+	}{{1, wire.CodeInternal}, {2, wire.CodeInternal}, {3, wire.CodeInternal}, {4, wire.CodeConflict}} {
+		data, we := h.Request(t, []byte(`{"n":`+string(rune('0'+tt.n))+`}`))
+		if we == nil || we.Code != tt.code {
+			t.Fatalf("n=%d: got %v", tt.n, we)
+		}
+		if bytes.Contains(data, []byte("secret")) || bytes.Contains(data, []byte("kaboom")) {
+			t.Fatalf("n=%d leaked: %s", tt.n, data)
+		}
+	}
+	if _, err := fntest.Invoke[out](t, h, in{N: 0}); err != nil || calls.Load() != 1 {
+		t.Fatalf("after a panic the instance must keep serving: %v", err)
+	}
+	if st := h.Instance.Stats(); st.Panics != 1 || st.Failed != 4 || st.Completed != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestDrain: Stop waits for a request already running and its caller gets
+// the answer.
+func TestDrain(t *testing.T) {
+	s := natstest.Run(t)
+	nc := natstest.Connect(t, s)
+	started := make(chan struct{})
+	release := make(chan struct{})
+	ctx := context.Background()
+	inst, err := fn.Start(ctx, nc, fn.Config{Name: "slow"}, fn.Handle(func(ctx context.Context, i in) (out, error) {
+		close(started)
+		<-release
+		return out{N: 7}, nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caller := natstest.Connect(t, s)
+	replies := make(chan *nats.Msg, 1)
+	go func() {
+		m, err := caller.Request("fn.slow", []byte(`{"n":1}`), 10*time.Second)
+		if err != nil {
+			t.Error(err)
+		}
+		replies <- m
+	}()
+	<-started
+	stopped := make(chan error, 1)
+	go func() {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		stopped <- inst.Stop(sctx)
+	}()
+	select {
+	case err := <-stopped:
+		t.Fatalf("Stop returned (%v) while a request was running", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	// New requests are refused while draining: nobody listens any more.
+	natstest.WaitFor(t, 5*time.Second, "subscription to go", func() bool {
+		_, err := caller.Request("fn.slow", []byte(`{"n":1}`), time.Second)
+		return errors.Is(err, nats.ErrNoResponders)
+	})
+	close(release)
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	if m := <-replies; m == nil || string(m.Data) != `{"n":7}` {
+		t.Fatalf("in-flight request lost: %v", m)
+	}
+}
+
+func TestMicroDiscovery(t *testing.T) {
+	h := fntest.Start(t, fn.Config{Name: "double", Description: "doubles"}, fn.Handle(double))
+	msg, err := h.NC.Request("$SRV.INFO.double", nil, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info micro.Info
+	if err := json.Unmarshal(msg.Data, &info); err != nil {
+		t.Fatal(err)
+	}
+	if info.Name != "double" || info.Description != "doubles" || len(info.Endpoints) != 1 {
+		t.Fatalf("info %+v", info)
+	}
+	ep := info.Endpoints[0]
+	if ep.Subject != "fn.double" || ep.QueueGroup != "fn.double" || !json.Valid([]byte(ep.Metadata["input_schema"])) ||
+		!strings.Contains(ep.Metadata["output_schema"], `"n"`) {
+		t.Errorf("endpoint %+v", ep)
+	}
+}
+
+func TestStartRejectsBadConfig(t *testing.T) {
+	s := natstest.Run(t)
+	nc := natstest.Connect(t, s)
+	for _, tt := range []struct {
+		cfg fn.Config
+		h   *fn.Handler
+	}{
+		{fn.Config{Name: "Bad.Name"}, fn.Handle(double)},
+		{fn.Config{Name: "ok"}, nil},
+		{fn.Config{Name: "ok"}, fn.Handle(double, fn.WithTimeout(0))},
+		{fn.Config{Name: "ok"}, fn.Handle(double, fn.WithConcurrency(0))},
+		{fn.Config{Name: "ok"}, fn.Handle(func(context.Context, chan int) (out, error) { return out{}, nil })},
+	} {
+		if _, err := fn.Start(context.Background(), nc, tt.cfg, tt.h); err == nil {
+			t.Errorf("Start(%+v) succeeded", tt.cfg)
+		}
+	}
+}
