@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/switchyard-dev/switchyard/internal/natstest"
 	fn "github.com/switchyard-dev/switchyard/runtime"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
@@ -260,3 +262,60 @@ func TestUp(t *testing.T) {
 }
 
 func regexpMatch(pattern, s string) bool { return regexp.MustCompile(pattern).MatchString(s) }
+
+// runUntil starts a long-running yard command and returns a stop function
+// that cancels it and returns its exit code.
+func runUntil(t *testing.T, env map[string]string, ready string, args ...string) (stop func() int, stderr *syncBuffer) {
+	t.Helper()
+	stderr = &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() {
+		done <- Run(ctx, args, IOStreams{In: strings.NewReader(""), Out: &bytes.Buffer{}, ErrOut: stderr},
+			func(k string) string { return env[k] })
+	}()
+	natstest.WaitFor(t, time.Minute, "yard "+args[0]+" to be ready", func() bool {
+		select {
+		case code := <-done:
+			t.Fatalf("yard %s exited %d: %s", args[0], code, stderr.String())
+		default:
+		}
+		return strings.Contains(stderr.String(), ready)
+	})
+	return func() int { cancel(); return <-done }, stderr
+}
+
+func TestServerAndGatewayCommands(t *testing.T) {
+	natsPort := strconv.Itoa(freePort(t))
+	stopServer, _ := runUntil(t, nil, "Ctrl-C stops", "server", "--data", t.TempDir(), "--nats-port", natsPort)
+	env := map[string]string{"NATS_URL": "nats://127.0.0.1:" + natsPort}
+
+	httpAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	stopGateway, _ := runUntil(t, env, "gateway on http://"+httpAddr, "gateway", "--http", httpAddr)
+
+	nc, err := nats.Connect(env["NATS_URL"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	inst, err := fn.Start(context.Background(), nc, fn.Config{Name: "echo"},
+		fn.Handle(func(ctx context.Context, in echoIn) (echoOut, error) { return echoOut{Message: in.Name}, nil }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.WaitFor(t, 5*time.Second, "the gateway to route to echo", func() bool {
+		resp, err := http.Post("http://"+httpAddr+"/fn/echo", "application/json", strings.NewReader(`{"name":"x"}`))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	_ = inst.Stop(context.Background())
+	if code := stopGateway(); code != 0 {
+		t.Errorf("gateway exit %d", code)
+	}
+	if code := stopServer(); code != 0 {
+		t.Errorf("server exit %d", code)
+	}
+}

@@ -23,9 +23,9 @@ fn.<name>, checked against the function's JSON Schema first. It connects to
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
-			nc, err := nats.Connect(f.natsURL(), nats.Name("yard gateway"), nats.MaxReconnects(-1))
+			nc, err := f.connect("gateway", nats.MaxReconnects(-1))
 			if err != nil {
-				return fmt.Errorf("connect to NATS at %s: %w", f.natsURL(), err)
+				return err
 			}
 			defer nc.Close()
 			return runGateway(ctx, f, nc, addr, nil)

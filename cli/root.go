@@ -65,9 +65,13 @@ func (f *factory) natsURL() string {
 	return nats.DefaultURL
 }
 
-func (f *factory) connect(name string) (*nats.Conn, error) {
+func (f *factory) connect(name string, extra ...nats.Option) (*nats.Conn, error) {
 	url := f.natsURL()
-	nc, err := nats.Connect(url, nats.Name("yard "+name))
+	opts := append([]nats.Option{nats.Name("yard " + name)}, extra...)
+	if creds := f.getenv("NATS_CREDS"); creds != "" {
+		opts = append(opts, nats.UserCredentials(creds))
+	}
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS at %s: %w (is `yard up` running? set --server or NATS_URL)", url, err)
 	}
@@ -94,7 +98,8 @@ Start everything locally with 'yard up', then call functions over HTTP
 (curl localhost:8080/fn/greet), with 'yard invoke', or with the nats CLI
 (nats req fn.greet '{"name":"Ada"}').
 
-Commands that talk to NATS use --server, else $NATS_URL, else ` + nats.DefaultURL + `.
+Commands that talk to NATS use --server, else $NATS_URL, else ` + nats.DefaultURL + `,
+with the credentials file $NATS_CREDS when set.
 
 Exit codes: 0 ok, 1 failed, 2 bad usage, 3 the function answered with an error.`,
 		SilenceUsage:  true,

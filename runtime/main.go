@@ -19,7 +19,7 @@ import (
 const ManifestFlag = "--yard-manifest"
 
 // Main runs a function as a program: it connects to NATS_URL (default
-// nats://127.0.0.1:4222), serves until SIGINT or SIGTERM, then drains
+// nats://127.0.0.1:4222, with the credentials file NATS_CREDS if set), serves until SIGINT or SIGTERM, then drains
 // in-flight requests and exits. With ManifestFlag it prints the manifest
 // instead. Main is the only part of the SDK that reads the environment or
 // exits the process; call it from func main.
@@ -60,7 +60,11 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, cf
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	nc, err := nats.Connect(url, nats.Name("yard fn "+cfg.Name), nats.MaxReconnects(-1))
+	opts := []nats.Option{nats.Name("yard fn " + cfg.Name), nats.MaxReconnects(-1)}
+	if creds := getenv("NATS_CREDS"); creds != "" {
+		opts = append(opts, nats.UserCredentials(creds))
+	}
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		fmt.Fprintf(stderr, "fn %s: connect to %s: %v\n", cfg.Name, url, err)
 		return 1
