@@ -58,7 +58,11 @@ func (l *localFunctions) build(ctx context.Context, names []string) error {
 	}
 	args := []string{"build", "-o", l.binDir + string(filepath.Separator)}
 	for _, n := range names {
-		args = append(args, "./"+filepath.ToSlash(filepath.Join(l.src, n)))
+		pkg := filepath.Join(l.src, n)
+		if !filepath.IsAbs(pkg) {
+			pkg = "." + string(filepath.Separator) + pkg // a relative path, not an import path
+		}
+		args = append(args, pkg)
 	}
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")

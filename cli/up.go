@@ -124,7 +124,8 @@ func (o *upOptions) run(ctx context.Context) error {
 
 	printBanner(o.f, natsURL, addr, cfg.StoreDir, names)
 	<-ctx.Done()
-	fmt.Fprintln(errOut, "\nstopping: draining functions …")
+	stop() // a second Ctrl-C now ends the process at once
+	fmt.Fprintln(errOut, "\nstopping: draining functions (Ctrl-C again to quit at once) …")
 	return nil
 }
 
