@@ -19,10 +19,15 @@ func RequestID(ctx context.Context) string {
 }
 
 // Logger returns a logger that tags each line with the function and the
-// request id of the invocation ctx belongs to.
+// request id of the invocation ctx belongs to. It is built on demand, so a
+// handler that does not log pays nothing for it.
 func Logger(ctx context.Context) *slog.Logger {
-	if l, ok := ctx.Value(keyLogger).(*slog.Logger); ok {
-		return l
+	l, ok := ctx.Value(keyLogger).(*slog.Logger)
+	if !ok {
+		l = slog.Default()
 	}
-	return slog.Default()
+	if id := RequestID(ctx); id != "" {
+		return l.With(logKeyRequestID, id)
+	}
+	return l
 }

@@ -228,8 +228,7 @@ func (i *Instance) serve(reply string, data []byte, hdr micro.Headers) {
 			deadline = d
 		}
 	}
-	log := i.log.With(logKeyRequestID, reqID)
-	out, werr := i.invoke(deadline, reqID, log, data)
+	out, werr := i.invoke(deadline, reqID, data)
 	if werr != nil {
 		i.failed.Add(1)
 		i.respondError(reply, reqID, werr)
@@ -237,11 +236,10 @@ func (i *Instance) serve(reply string, data []byte, hdr micro.Headers) {
 	}
 	i.completed.Add(1)
 	i.respond(reply, reqID, out)
-	log.Debug("invoked", "duration", time.Since(start))
 }
 
 // invoke turns raw input into raw output, or into the error to send.
-func (i *Instance) invoke(deadline time.Time, reqID string, log *slog.Logger, data []byte) ([]byte, *wire.Error) {
+func (i *Instance) invoke(deadline time.Time, reqID string, data []byte) ([]byte, *wire.Error) {
 	if !time.Now().Before(deadline) {
 		return nil, wire.Errorf(wire.CodeDeadlineExceeded, "deadline passed before the function started")
 	}
@@ -255,24 +253,24 @@ func (i *Instance) invoke(deadline time.Time, reqID string, log *slog.Logger, da
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	ctx = context.WithValue(ctx, keyRequestID, reqID)
-	ctx = context.WithValue(ctx, keyLogger, log)
+	ctx = context.WithValue(ctx, keyLogger, i.log)
 
-	result, err := i.call(ctx, log, data)
+	result, err := i.call(ctx, data)
 	if err != nil {
-		return nil, i.publicError(ctx, log, err)
+		return nil, i.publicError(ctx, err)
 	}
 	out, err := json.Marshal(result)
 	if err != nil {
-		log.Error("handler output does not encode as JSON", logKeyErr, err)
+		Logger(ctx).Error("handler output does not encode as JSON", logKeyErr, err)
 		return nil, internalError()
 	}
 	doc, err = schemas.Decode(out, schemas.DecodeLimits{MaxDepth: 1 << 10})
 	if err != nil {
-		log.Error("handler output does not decode", logKeyErr, err)
+		Logger(ctx).Error("handler output does not decode", logKeyErr, err)
 		return nil, internalError()
 	}
 	if v := i.out.Validate(doc); len(v) > 0 {
-		log.Error("handler output does not match its schema", logKeyErr, violationError("output", v))
+		Logger(ctx).Error("handler output does not match its schema", logKeyErr, violationError("output", v))
 		return nil, internalError()
 	}
 	return out, nil
@@ -280,11 +278,11 @@ func (i *Instance) invoke(deadline time.Time, reqID string, log *slog.Logger, da
 
 // call runs the handler, turning a panic into an error so the instance
 // keeps serving.
-func (i *Instance) call(ctx context.Context, log *slog.Logger, data []byte) (out any, err error) {
+func (i *Instance) call(ctx context.Context, data []byte) (out any, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			i.panics.Add(1)
-			log.Error("handler panicked", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			Logger(ctx).Error("handler panicked", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 			err = errPanic
 		}
 	}()
@@ -294,7 +292,7 @@ func (i *Instance) call(ctx context.Context, log *slog.Logger, data []byte) (out
 var errPanic = errors.New("handler panicked")
 
 // publicError decides what the caller may see of a handler's error.
-func (i *Instance) publicError(ctx context.Context, log *slog.Logger, err error) *wire.Error {
+func (i *Instance) publicError(ctx context.Context, err error) *wire.Error {
 	var we *wire.Error
 	switch {
 	case errors.As(err, &we) && we.Code.Known():
@@ -304,7 +302,7 @@ func (i *Instance) publicError(ctx context.Context, log *slog.Logger, err error)
 	case errors.Is(err, errPanic):
 		return internalError()
 	default:
-		log.Error("handler failed", logKeyErr, err)
+		Logger(ctx).Error("handler failed", logKeyErr, err)
 		return internalError()
 	}
 }
