@@ -25,6 +25,11 @@ type invokeOptions struct {
 	file    string
 	timeout time.Duration
 	json    bool
+
+	async          bool
+	wait           bool
+	idempotencyKey string
+	callbackURL    string
 }
 
 func newInvokeCmd(f *factory, run func(context.Context, *invokeOptions) error) *cobra.Command {
@@ -38,9 +43,16 @@ The input is -d JSON, or -f FILE ('-' reads standard input), or {} when
 neither is given. The function validates it against its input schema.
 
 On an error the code and message go to standard error (with --json, the
-error body goes to standard output) and yard exits with status 3.`,
+error body goes to standard output) and yard exits with status 3.
+
+With --async the input is checked against the function's schema, queued
+durably (JetStream) and its invocation id printed; it runs with retries
+and ends succeeded or in the dead-letter queue (see 'yard dlq'). --wait
+then waits for the outcome and prints it as a synchronous call would.`,
 		Example: `  yard invoke greet -d '{"name":"Ada"}'
-  echo '{"id":"p-100"}' | yard invoke catalog -f -`,
+  echo '{"sku":"TEA-0001"}' | yard invoke catalog -f -
+  yard invoke greet --async -d '{"name":"Ada"}'
+  yard invoke greet --async --wait --idempotency-key order-42 -d '{"name":"Ada"}'`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return usageError("invoke takes exactly one function name, got %d arguments", len(args))
@@ -58,6 +70,9 @@ error body goes to standard output) and yard exits with status 3.`,
 			if o.timeout <= 0 {
 				return usageError("--timeout must be positive")
 			}
+			if !o.async && (o.wait || o.idempotencyKey != "" || o.callbackURL != "") {
+				return usageError("--wait, --idempotency-key and --callback-url go with --async")
+			}
 			if run != nil {
 				return run(cmd.Context(), o)
 			}
@@ -67,7 +82,11 @@ error body goes to standard output) and yard exits with status 3.`,
 	cmd.Flags().StringVarP(&o.data, "data", "d", "", "input as a JSON string")
 	cmd.Flags().StringVarP(&o.file, "file", "f", "", "read the input from FILE ('-' for standard input)")
 	cmd.Flags().DurationVarP(&o.timeout, "timeout", "t", 30*time.Second, "how long to wait for the reply")
-	cmd.Flags().BoolVar(&o.json, "json", false, "print errors as their JSON body on standard output")
+	cmd.Flags().BoolVar(&o.json, "json", false, "print errors as their JSON body on standard output (with --async: the record)")
+	cmd.Flags().BoolVar(&o.async, "async", false, "queue the invocation durably and print its id")
+	cmd.Flags().BoolVar(&o.wait, "wait", false, "with --async: wait up to --timeout for the outcome")
+	cmd.Flags().StringVar(&o.idempotencyKey, "idempotency-key", "", "with --async: the same key and input never run twice")
+	cmd.Flags().StringVar(&o.callbackURL, "callback-url", "", "with --async: POST the outcome to this URL")
 	return cmd
 }
 
@@ -97,6 +116,9 @@ func (o *invokeOptions) run(ctx context.Context) error {
 		return err
 	}
 	defer nc.Close()
+	if o.async {
+		return o.runAsync(ctx, nc, input)
+	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	deadline, _ := ctx.Deadline()
@@ -157,7 +179,9 @@ func (o *invokeOptions) printError(we *wire.Error, reqID string) error {
 			}
 			fmt.Fprintf(o.f.io.ErrOut, "  %s: %s\n", ptr, fe.Message)
 		}
-		fmt.Fprintf(o.f.io.ErrOut, "request id: %s\n", reqID)
+		if reqID != "" {
+			fmt.Fprintf(o.f.io.ErrOut, "request id: %s\n", reqID)
+		}
 	}
 	return &exitError{code: ExitFnError, err: errors.New("")}
 }

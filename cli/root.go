@@ -119,6 +119,8 @@ Exit codes: 0 ok, 1 failed, 2 bad usage, 3 the function answered with an error.`
 		newGatewayCmd(f),
 		newInvokeCmd(f, nil),
 		newLsCmd(f, nil),
+		newInvocationsCmd(f),
+		newDLQCmd(f),
 	)
 	return root
 }

@@ -29,6 +29,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchyard-dev/switchyard/internal/callback"
+	"github.com/switchyard-dev/switchyard/runtime/invocation"
 	"github.com/switchyard-dev/switchyard/runtime/registry"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
@@ -57,7 +59,10 @@ type Config struct {
 	Timeout time.Duration
 	// RetryAfter is what 503 answers tell clients to wait.
 	RetryAfter time.Duration
-	Logger     *slog.Logger
+	// Callbacks decides which Yard-Callback-Url targets are accepted; by
+	// default loopback, private, link-local and metadata addresses are not.
+	Callbacks callback.Policy
+	Logger    *slog.Logger
 }
 
 func (c *Config) setDefaults() {
@@ -89,12 +94,13 @@ type Conn interface {
 
 // Gateway is the HTTP front door. It is an http.Handler.
 type Gateway struct {
-	cfg    Config
-	nc     Conn
-	log    *slog.Logger
-	cache  *schemaCache
-	cancel context.CancelFunc
-	done   chan struct{}
+	cfg         Config
+	nc          Conn
+	log         *slog.Logger
+	cache       *schemaCache
+	invocations *invocation.Store
+	cancel      context.CancelFunc
+	done        chan struct{}
 }
 
 var _ http.Handler = (*Gateway)(nil)
@@ -111,7 +117,11 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	g := &Gateway{cfg: cfg, nc: nc, log: cfg.Logger.With("component", "gateway"), done: make(chan struct{})}
+	inv, err := invocation.Open(ctx, js, invocation.Config{})
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	g := &Gateway{cfg: cfg, nc: nc, log: cfg.Logger.With("component", "gateway"), done: make(chan struct{}), invocations: inv}
 	g.cache = newSchemaCache(func(name string, err error) {
 		g.log.Error("function spec unusable", logKeyFn, name, logKeyErr, err)
 	})
@@ -171,6 +181,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	case strings.HasPrefix(r.URL.Path, "/fn/"):
 		err = g.function(w, r, reqID)
+	case strings.HasPrefix(r.URL.Path, "/invocations/"):
+		err = g.invocationStatus(w, r)
 	default:
 		err = errorf(wire.CodeNotFound, "no route for %s; try POST /fn/{name} or GET /fn", r.URL.Path)
 	}

@@ -47,6 +47,9 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, reqID str
 		return he
 	}
 
+	if wantsAsync(r) {
+		return g.accept(w, r, name, body, reqID)
+	}
 	timeout := f.spec.Timeout.D()
 	if timeout <= 0 {
 		timeout = g.cfg.Timeout

@@ -45,3 +45,28 @@ func InvalidArgument(pointer, message string) error {
 		Errors:  []FieldError{{Pointer: pointer, Message: message}},
 	}
 }
+
+// Permanent marks err as not worth retrying: an asynchronous invocation
+// that fails with it goes to the dead-letter queue at once. Client errors
+// (invalid_argument, not_found, conflict, permission_denied, …) are
+// permanent without it; internal, unavailable, deadline_exceeded and
+// resource_exhausted are retried.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err: err}
+}
+
+type permanentError struct{ err error }
+
+func (p *permanentError) Error() string { return p.err.Error() }
+func (p *permanentError) Unwrap() error { return p.err }
+
+func permanentCode(c Code) bool {
+	switch c {
+	case wire.CodeInternal, wire.CodeUnavailable, wire.CodeDeadlineExceeded, wire.CodeResourceExhausted:
+		return false
+	}
+	return true
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/switchyard-dev/switchyard/runtime/invocation"
 	"github.com/switchyard-dev/switchyard/schemas"
 )
 
@@ -23,6 +24,8 @@ type Handler struct {
 	call                func(ctx context.Context, input []byte) (any, error)
 	timeout             time.Duration
 	concurrency         int
+	maxAttempts         int
+	backoff             []time.Duration
 }
 
 // Option tunes a Handler.
@@ -36,10 +39,23 @@ func WithTimeout(d time.Duration) Option { return func(h *Handler) { h.timeout =
 // Requests beyond it wait in the instance's subscription until a slot frees.
 func WithConcurrency(n int) Option { return func(h *Handler) { h.concurrency = n } }
 
+// WithRetry sets how often an asynchronous invocation is attempted before
+// it is dead-lettered, and the waits between attempts (the last wait
+// repeats). The default is 5 attempts with waits of 1s, 5s, 30s, 2m.
+func WithRetry(maxAttempts int, backoff ...time.Duration) Option {
+	return func(h *Handler) {
+		h.maxAttempts = maxAttempts
+		if len(backoff) > 0 {
+			h.backoff = backoff
+		}
+	}
+}
+
 // Handle wraps a typed handler. The JSON Schemas of In and Out are derived
 // from their Go types (see package schemas for the tags that refine them).
 func Handle[In, Out any](f func(context.Context, In) (Out, error), opts ...Option) *Handler {
-	h := &Handler{timeout: DefaultTimeout, concurrency: DefaultConcurrency}
+	h := &Handler{timeout: DefaultTimeout, concurrency: DefaultConcurrency,
+		maxAttempts: invocation.DefaultMaxAttempts, backoff: invocation.DefaultBackoff}
 	var errIn, errOut error
 	h.inSchema, errIn = schemas.For[In]()
 	h.outSchema, errOut = schemas.For[Out]()
@@ -75,6 +91,14 @@ func (h *Handler) validate() error {
 	}
 	if h.concurrency < 1 {
 		return fmt.Errorf("concurrency must be at least 1, got %d", h.concurrency)
+	}
+	if h.maxAttempts < 1 {
+		return fmt.Errorf("max attempts must be at least 1, got %d", h.maxAttempts)
+	}
+	for _, d := range h.backoff {
+		if d < 0 {
+			return fmt.Errorf("backoff must not be negative, got %s", d)
+		}
 	}
 	return nil
 }

@@ -17,6 +17,8 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nuid"
 
+	"github.com/switchyard-dev/switchyard/internal/callback"
+	"github.com/switchyard-dev/switchyard/runtime/invocation"
 	"github.com/switchyard-dev/switchyard/runtime/registry"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 	"github.com/switchyard-dev/switchyard/schemas"
@@ -32,9 +34,13 @@ type Config struct {
 	Version string
 	// Logger receives the instance's logs; default slog.Default().
 	Logger *slog.Logger
-	// NoRegistry skips recording the spec in yard_functions, for servers
-	// without JetStream. The gateway cannot validate or list such a function.
-	NoRegistry bool
+	// CoreOnly serves plain request-reply only, for servers without
+	// JetStream: no spec in yard_functions (so the gateway cannot validate
+	// or list the function) and no asynchronous invocations.
+	CoreOnly bool
+	// AllowPrivateCallbacks lets async callbacks reach loopback, private and
+	// link-local addresses (local development). Off, they are refused.
+	AllowPrivateCallbacks bool
 }
 
 // Log attribute keys shared by every Switchyard component.
@@ -60,6 +66,13 @@ type Instance struct {
 	stopErr  error
 
 	completed, failed, panics atomic.Int64
+
+	// Async invocations; nil when CoreOnly.
+	js         jetstream.JetStream
+	store      *invocation.Store
+	consume    jetstream.ConsumeContext
+	callbacks  *callback.Client
+	callbackWG sync.WaitGroup
 }
 
 // Start serves h on nc until Stop. It returns once the instance is
@@ -122,10 +135,17 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, h *Handler) (*Instanc
 		_ = svc.Stop()
 		return nil, fmt.Errorf("fn %s: flush: %w", cfg.Name, err)
 	}
-	if !cfg.NoRegistry {
-		if err := i.register(ctx); err != nil {
+	if !cfg.CoreOnly {
+		js, err := jetstream.New(nc)
+		if err == nil {
+			err = i.register(ctx, js)
+		}
+		if err == nil {
+			err = i.startAsync(ctx, js)
+		}
+		if err != nil {
 			_ = svc.Stop()
-			return nil, err
+			return nil, fmt.Errorf("fn %s: %w (set CoreOnly for a server without JetStream)", cfg.Name, err)
 		}
 	}
 	i.log.Info("serving", "subject", subject, "concurrency", h.concurrency, "timeout", h.timeout)
@@ -155,17 +175,15 @@ func specOf(cfg Config, h *Handler) *registry.Spec {
 		SchemaHash:   schemas.Hash(append(append(append([]byte{}, h.inSchema...), '\n'), h.outSchema...)),
 		Timeout:      registry.Duration(h.timeout),
 		Concurrency:  h.concurrency,
+		MaxAttempts:  h.maxAttempts,
+		Backoff:      durations(h.backoff),
 	}
 }
 
-func (i *Instance) register(ctx context.Context) error {
-	js, err := jetstream.New(i.nc)
-	if err != nil {
-		return fmt.Errorf("fn %s: jetstream: %w", i.cfg.Name, err)
-	}
+func (i *Instance) register(ctx context.Context, js jetstream.JetStream) error {
 	reg, err := registry.Open(ctx, js)
 	if err != nil {
-		return fmt.Errorf("fn %s: %w (set NoRegistry for a server without JetStream)", i.cfg.Name, err)
+		return err
 	}
 	return reg.Put(ctx, i.spec)
 }
@@ -228,7 +246,7 @@ func (i *Instance) serve(reply string, data []byte, hdr micro.Headers) {
 			deadline = d
 		}
 	}
-	out, werr := i.invoke(deadline, reqID, data)
+	out, werr, _ := i.invoke(deadline, reqID, data)
 	if werr != nil {
 		i.failed.Add(1)
 		i.respondError(reply, reqID, werr)
@@ -238,8 +256,17 @@ func (i *Instance) serve(reply string, data []byte, hdr micro.Headers) {
 	i.respond(reply, reqID, out)
 }
 
-// invoke turns raw input into raw output, or into the error to send.
-func (i *Instance) invoke(deadline time.Time, reqID string, data []byte) ([]byte, *wire.Error) {
+// invoke turns raw input into raw output, or into the error to send and
+// whether retrying could ever help (for async invocations).
+func (i *Instance) invoke(deadline time.Time, reqID string, data []byte) (out []byte, werr *wire.Error, permanent bool) {
+	out, werr = i.invokeOnce(deadline, reqID, data, &permanent)
+	if werr != nil && !permanent {
+		permanent = permanentCode(werr.Code)
+	}
+	return out, werr, permanent
+}
+
+func (i *Instance) invokeOnce(deadline time.Time, reqID string, data []byte, permanent *bool) ([]byte, *wire.Error) {
 	if !time.Now().Before(deadline) {
 		return nil, wire.Errorf(wire.CodeDeadlineExceeded, "deadline passed before the function started")
 	}
@@ -257,6 +284,11 @@ func (i *Instance) invoke(deadline time.Time, reqID string, data []byte) ([]byte
 
 	result, err := i.call(ctx, data)
 	if err != nil {
+		var pe *permanentError
+		if errors.As(err, &pe) {
+			*permanent = true
+			err = pe.err
+		}
 		return nil, i.publicError(ctx, err)
 	}
 	out, err := json.Marshal(result)
@@ -362,6 +394,20 @@ func (i *Instance) Stop(ctx context.Context) error {
 }
 
 func (i *Instance) drain(ctx context.Context) error {
+	if i.consume != nil {
+		// Stop pulling; messages already pulled are still handed to us.
+		// Disconnected, a drain cannot finish (and nothing can arrive).
+		if i.nc.IsConnected() {
+			i.consume.Drain()
+		} else {
+			i.consume.Stop()
+		}
+		select {
+		case <-i.consume.Closed():
+		case <-ctx.Done():
+			return fmt.Errorf("fn %s: drain async: %w", i.cfg.Name, ctx.Err())
+		}
+	}
 	if err := i.svc.Stop(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		i.log.Warn("stop micro service", logKeyErr, err)
 	}
@@ -390,6 +436,14 @@ func (i *Instance) drain(ctx context.Context) error {
 	go func() { i.inflight.Wait(); close(done) }()
 	select {
 	case <-done:
+		// Callbacks are best effort: give them until ctx ends, not longer.
+		cbDone := make(chan struct{})
+		go func() { i.callbackWG.Wait(); close(cbDone) }()
+		select {
+		case <-cbDone:
+		case <-ctx.Done():
+			i.log.Warn("stopping with callbacks still being delivered")
+		}
 		i.log.Info("drained")
 		return nil
 	case <-ctx.Done():
@@ -424,3 +478,13 @@ func flush(ctx context.Context, nc *nats.Conn) error {
 	}
 	return nc.FlushWithContext(ctx)
 }
+
+func durations(ds []time.Duration) []registry.Duration {
+	out := make([]registry.Duration, len(ds))
+	for i, d := range ds {
+		out[i] = registry.Duration(d)
+	}
+	return out
+}
+
+func itoa(n uint64) string { return strconv.FormatUint(n, 10) }

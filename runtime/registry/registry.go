@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -37,10 +38,13 @@ type Spec struct {
 	OutputSchema json.RawMessage `json:"output_schema"`
 	// SchemaHash identifies the pair of schemas; equal hashes mean the
 	// gateway can keep its compiled copies.
-	SchemaHash  string    `json:"schema_hash"`
-	Timeout     Duration  `json:"timeout"`
-	Concurrency int       `json:"concurrency,omitempty"`
-	UpdatedAt   time.Time `json:"updated_at,omitzero"`
+	SchemaHash  string   `json:"schema_hash"`
+	Timeout     Duration `json:"timeout"`
+	Concurrency int      `json:"concurrency,omitempty"`
+	// MaxAttempts and Backoff are the retry policy of async invocations.
+	MaxAttempts int        `json:"max_attempts,omitempty"`
+	Backoff     []Duration `json:"backoff,omitempty"`
+	UpdatedAt   time.Time  `json:"updated_at,omitzero"`
 }
 
 // Validate reports every problem with the spec at once.
@@ -69,6 +73,7 @@ func (s *Spec) Validate() error {
 func sameDefinition(a, b *Spec) bool {
 	return a.Name == b.Name && a.Description == b.Description && a.Version == b.Version &&
 		a.SchemaHash == b.SchemaHash && a.Timeout == b.Timeout && a.Concurrency == b.Concurrency &&
+		a.MaxAttempts == b.MaxAttempts && slices.Equal(a.Backoff, b.Backoff) &&
 		bytes.Equal(a.InputSchema, b.InputSchema) && bytes.Equal(a.OutputSchema, b.OutputSchema)
 }
 

@@ -1,0 +1,92 @@
+package gateway
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/switchyard-dev/switchyard/runtime/invocation"
+	"github.com/switchyard-dev/switchyard/runtime/wire"
+)
+
+// wantsAsync: ?async=1 (or true), or the RFC 7240 preference
+// "Prefer: respond-async".
+func wantsAsync(r *http.Request) bool {
+	switch r.URL.Query().Get("async") {
+	case "1", "true":
+		return true
+	}
+	for _, v := range r.Header.Values("Prefer") {
+		for _, p := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(p), "respond-async") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// accepted is the body of a 202.
+type accepted struct {
+	ID        string            `json:"id"`
+	Status    invocation.Status `json:"status"`
+	StatusURL string            `json:"status_url"`
+}
+
+// accept queues an already validated request and answers 202 once
+// JetStream has stored it.
+func (g *Gateway) accept(w http.ResponseWriter, r *http.Request, name string, body []byte, reqID string) error {
+	sub := invocation.Submission{
+		Function: name, Body: body, RequestID: reqID,
+		IdempotencyKey: r.Header.Get("Idempotency-Key"),
+		Traceparent:    r.Header.Get(wire.HeaderTraceparent),
+		Tracestate:     r.Header.Get(wire.HeaderTracestate),
+	}
+	if _, ok := r.Header["Idempotency-Key"]; ok {
+		if err := invocation.ValidateKey(sub.IdempotencyKey); err != nil {
+			return invalid("", err.Error(), "invalid Idempotency-Key header")
+		}
+	}
+	for _, h := range []string{wire.HeaderCallbackURL, "X-Callback-Url"} {
+		if v := r.Header.Get(h); v != "" {
+			if _, err := g.cfg.Callbacks.CheckURL(v); err != nil {
+				return invalid("", err.Error(), "invalid "+h+" header")
+			}
+			sub.CallbackURL = v
+			break
+		}
+	}
+	rec, _, err := g.invocations.Submit(r.Context(), sub)
+	switch {
+	case errors.Is(err, invocation.ErrConflict):
+		return errorf(wire.CodeConflict, "Idempotency-Key %q was used for a different request", sub.IdempotencyKey)
+	case err != nil:
+		g.log.Error("accept async invocation", logKeyFn, name, logKeyRequestID, reqID, logKeyErr, err)
+		return &httpError{e: wire.Errorf(wire.CodeUnavailable, "could not queue the invocation; retry"), retryAfter: g.cfg.RetryAfter}
+	}
+	statusURL := "/invocations/" + url.PathEscape(rec.ID)
+	w.Header().Set("Location", statusURL)
+	writeJSON(w, http.StatusAccepted, accepted{ID: rec.ID, Status: rec.Status, StatusURL: statusURL})
+	return nil
+}
+
+// invocationStatus serves GET /invocations/{id}.
+func (g *Gateway) invocationStatus(w http.ResponseWriter, r *http.Request) error {
+	if err := onlyMethods(r, http.MethodGet, http.MethodHead); err != nil {
+		return err
+	}
+	id, err := url.PathUnescape(strings.TrimPrefix(r.URL.EscapedPath(), "/invocations/"))
+	if err != nil || wire.ValidateToken(id) != nil || len(id) > 64 {
+		return invalid("", "an invocation id is 1 to 64 characters of A-Z a-z 0-9 - _", "invalid invocation id")
+	}
+	rec, err := g.invocations.Get(r.Context(), id)
+	if errors.Is(err, invocation.ErrNotFound) {
+		return errorf(wire.CodeNotFound, "invocation %q not found (records are kept for 24h)", id)
+	}
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, rec)
+	return nil
+}

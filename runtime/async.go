@@ -1,0 +1,215 @@
+package fn
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchyard-dev/switchyard/internal/callback"
+	"github.com/switchyard-dev/switchyard/runtime/invocation"
+	"github.com/switchyard-dev/switchyard/runtime/wire"
+)
+
+// ackWaitMargin is how long past the function's timeout JetStream waits for
+// an ack before it redelivers: enough to write the result, short enough
+// that a crashed instance's work moves on quickly.
+const ackWaitMargin = 5 * time.Second
+
+// startAsync attaches the instance to its function's durable consumer on
+// YARD_ASYNC. Every instance shares the one consumer, so JetStream spreads
+// the work and redelivers what a crashed instance left unacknowledged.
+func (i *Instance) startAsync(ctx context.Context, js jetstream.JetStream) error {
+	store, err := invocation.Open(ctx, js, invocation.Config{})
+	if err != nil {
+		return err
+	}
+	subject, _ := wire.AsyncSubject(i.cfg.Name)
+	cons, err := js.CreateOrUpdateConsumer(ctx, wire.StreamAsync, jetstream.ConsumerConfig{
+		Durable:       "fn-" + i.cfg.Name,
+		Description:   "Switchyard: async invocations of " + i.cfg.Name,
+		FilterSubject: subject,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       i.h.timeout + ackWaitMargin,
+		// The function's concurrency bounds its async work in flight,
+		// across all its instances.
+		MaxAckPending: i.h.concurrency,
+		MaxDeliver:    -1, // attempts are counted and bounded by us, see runAsync
+	})
+	if err != nil {
+		return err
+	}
+	i.store = store
+	i.js = js
+	i.callbacks = callback.New(callback.Config{Policy: callback.Policy{AllowPrivate: i.cfg.AllowPrivateCallbacks}})
+	cc, err := cons.Consume(i.dispatchAsync,
+		jetstream.PullMaxMessages(i.h.concurrency),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			i.log.Debug("async consumer", logKeyErr, err)
+		}))
+	if err != nil {
+		return err
+	}
+	i.consume = cc
+	return nil
+}
+
+// dispatchAsync is dispatch for JetStream messages: take a slot, run on
+// its own goroutine.
+func (i *Instance) dispatchAsync(msg jetstream.Msg) {
+	i.slots <- struct{}{}
+	i.inflight.Add(1)
+	go func() {
+		defer func() {
+			<-i.slots
+			i.inflight.Done()
+		}()
+		i.runAsync(msg)
+	}()
+}
+
+// runAsync runs one delivery of an async invocation and settles it: ack
+// after the outcome is stored, nak with the backoff delay to retry, or
+// dead-letter and ack. Any failure to store the outcome leaves the message
+// unacknowledged, so JetStream delivers it again: work may run twice, but
+// is never lost.
+func (i *Instance) runAsync(msg jetstream.Msg) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		i.log.Error("async message without metadata", logKeyErr, err)
+		_ = msg.Term()
+		return
+	}
+	hdr := msg.Headers()
+	data := msg.Data()
+	now := time.Now().UTC()
+	rec := &invocation.Record{
+		ID:          invocationID(hdr, meta),
+		Function:    i.cfg.Name,
+		Status:      invocation.Running,
+		Attempts:    int(meta.NumDelivered),
+		MaxAttempts: i.h.maxAttempts,
+		RequestID:   hdr.Get(wire.HeaderRequestID),
+		BodyHash:    invocation.BodyHash(data),
+		CreatedAt:   meta.Timestamp.UTC(),
+		StartedAt:   now,
+	}
+	if rec.RequestID == "" {
+		rec.RequestID = rec.ID
+	}
+	ctx := context.Background()
+	if rec.Attempts > i.h.maxAttempts {
+		// Deliveries beyond the limit come from crashes (no outcome was
+		// stored for the earlier ones); stop here rather than loop.
+		rec.Error = wire.Errorf(wire.CodeInternal, "gave up after %d deliveries without an outcome", rec.Attempts-1)
+		i.deadLetter(ctx, msg, rec, data, hdr)
+		return
+	}
+	if _, err := i.store.PutAsync(rec); err != nil {
+		i.log.Warn("record running", "invocation_id", rec.ID, logKeyErr, err)
+	}
+	stopBeat := i.heartbeat(msg)
+	out, werr, permanent := i.invoke(now.Add(i.h.timeout), rec.RequestID, data)
+	stopBeat()
+	rec.FinishedAt = time.Now().UTC()
+	switch {
+	case werr == nil:
+		i.completed.Add(1)
+		rec.Status, rec.Result = invocation.Succeeded, out
+		i.settle(ctx, msg, rec, hdr)
+	case permanent || rec.Attempts >= i.h.maxAttempts:
+		i.failed.Add(1)
+		rec.Error = werr
+		i.deadLetter(ctx, msg, rec, data, hdr)
+	default:
+		i.failed.Add(1)
+		delay := invocation.Delay(i.h.backoff, rec.Attempts)
+		rec.Status, rec.Error = invocation.Failed, werr
+		rec.FinishedAt, rec.NextAttemptAt = time.Time{}, time.Now().Add(delay).UTC()
+		if err := i.store.Put(ctx, rec); err != nil {
+			i.log.Warn("record failed attempt", "invocation_id", rec.ID, logKeyErr, err)
+		}
+		if err := msg.NakWithDelay(delay); err != nil {
+			i.log.Warn("nak", "invocation_id", rec.ID, logKeyErr, err)
+		}
+	}
+}
+
+// deadLetter moves a failed invocation to YARD_DLQ, then settles it as dead.
+func (i *Instance) deadLetter(ctx context.Context, msg jetstream.Msg, rec *invocation.Record, data []byte, hdr nats.Header) {
+	if rec.FinishedAt.IsZero() {
+		rec.FinishedAt = time.Now().UTC()
+	}
+	seq, err := i.store.DeadLetter(ctx, rec, data, hdr)
+	if err != nil {
+		i.log.Error("dead-letter failed; will retry", "invocation_id", rec.ID, logKeyErr, err)
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	rec.Status, rec.DLQSeq = invocation.Dead, seq
+	i.log.Warn("invocation dead-lettered", "invocation_id", rec.ID, "attempts", rec.Attempts, logKeyErr, rec.Error)
+	i.settle(ctx, msg, rec, hdr)
+}
+
+// settle records a final outcome, announces it, and acks.
+func (i *Instance) settle(ctx context.Context, msg jetstream.Msg, rec *invocation.Record, hdr nats.Header) {
+	if err := i.store.Put(ctx, rec); err != nil {
+		i.log.Error("record outcome failed; will redeliver", "invocation_id", rec.ID, logKeyErr, err)
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	event, _ := json.Marshal(rec)
+	if subject, err := wire.ResultsSubject(rec.Function, rec.ID); err == nil {
+		_ = i.nc.Publish(subject, event)
+	}
+	if url := hdr.Get(wire.HeaderCallbackURL); url != "" {
+		i.callbackWG.Add(1)
+		go func() {
+			defer i.callbackWG.Done()
+			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			err := i.callbacks.Post(cctx, url, event, map[string]string{
+				wire.HeaderInvocationID: rec.ID, wire.HeaderRequestID: rec.RequestID,
+			})
+			if err != nil {
+				i.log.Warn("callback failed", "invocation_id", rec.ID, logKeyErr, err)
+			}
+		}()
+	}
+	if err := msg.Ack(); err != nil {
+		i.log.Warn("ack", "invocation_id", rec.ID, logKeyErr, err)
+	}
+}
+
+// heartbeat tells JetStream the message is still being worked on, so a
+// long handler keeps it past AckWait. It returns the function that stops it.
+func (i *Instance) heartbeat(msg jetstream.Msg) func() {
+	every := (i.h.timeout + ackWaitMargin) / 3
+	t := time.NewTicker(every)
+	done := make(chan struct{})
+	go func() {
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+// invocationID is the id the submitter gave; a plain JetStream publish
+// without one is named by its Nats-Msg-Id or its stream sequence.
+func invocationID(h nats.Header, meta *jetstream.MsgMetadata) string {
+	for _, k := range []string{wire.HeaderInvocationID, wire.HeaderMsgID} {
+		if id := h.Get(k); id != "" && wire.ValidateToken(id) == nil {
+			return id
+		}
+	}
+	return "seq-" + itoa(meta.Sequence.Stream)
+}

@@ -1,0 +1,160 @@
+package invocation
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchyard-dev/switchyard/runtime/wire"
+)
+
+// DeadLetter is one invocation in YARD_DLQ.
+type DeadLetter struct {
+	Seq       uint64          `json:"seq"`
+	ID        string          `json:"id"`
+	Function  string          `json:"function"`
+	Attempts  int             `json:"attempts"`
+	Error     *wire.Error     `json:"error,omitempty"`
+	CreatedAt time.Time       `json:"created_at,omitzero"`
+	DeadAt    time.Time       `json:"dead_at"`
+	Payload   json.RawMessage `json:"payload"`
+}
+
+// DeadLetters lists the dead letters of one function, or of all when name
+// is empty, oldest first, at most limit (0: all).
+func (s *Store) DeadLetters(ctx context.Context, name string, limit int) ([]DeadLetter, error) {
+	filter := wire.DLQPrefix + ">"
+	if name != "" {
+		subj, err := wire.DLQSubject(name)
+		if err != nil {
+			return nil, err
+		}
+		filter = subj
+	}
+	cons, err := s.dlq.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	if err != nil {
+		return nil, fmt.Errorf("invocation: read DLQ: %w", err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pending := info.NumPending
+	var out []DeadLetter
+	for pending > 0 && (limit == 0 || len(out) < limit) {
+		msg, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			return out, fmt.Errorf("invocation: read DLQ: %w", err)
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			return out, err
+		}
+		out = append(out, decodeDeadLetter(meta.Sequence.Stream, meta.Timestamp, msg.Headers(), msg.Data()))
+		pending = meta.NumPending
+	}
+	return out, nil
+}
+
+func decodeDeadLetter(seq uint64, at time.Time, h nats.Header, data []byte) DeadLetter {
+	d := DeadLetter{Seq: seq, ID: h.Get(wire.HeaderInvocationID), Function: h.Get(HeaderFunction), DeadAt: at.UTC()}
+	d.Attempts, _ = strconv.Atoi(h.Get(HeaderAttempts))
+	d.CreatedAt, _ = time.Parse(time.RFC3339Nano, h.Get(HeaderCreated))
+	if e := h.Get(HeaderError); e != "" {
+		var we wire.Error
+		if json.Unmarshal([]byte(e), &we) == nil {
+			d.Error = &we
+		}
+	}
+	if json.Valid(data) {
+		d.Payload = data
+	} else {
+		// A payload that failed decoding may not be JSON; keep it readable.
+		d.Payload, _ = json.Marshal(string(data))
+	}
+	return d
+}
+
+// Replay sends the dead letter of invocation id back to the work queue,
+// with its attempts reset, and removes it from the DLQ.
+func (s *Store) Replay(ctx context.Context, id string) (*Record, error) {
+	seq, err := s.findDeadLetter(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return s.replaySeq(ctx, seq)
+}
+
+// ReplayAll replays every dead letter of a function and returns how many.
+func (s *Store) ReplayAll(ctx context.Context, name string) (int, error) {
+	letters, err := s.DeadLetters(ctx, name, 0)
+	if err != nil {
+		return 0, err
+	}
+	for i, d := range letters {
+		if _, err := s.replaySeq(ctx, d.Seq); err != nil {
+			return i, err
+		}
+	}
+	return len(letters), nil
+}
+
+func (s *Store) findDeadLetter(ctx context.Context, id string) (uint64, error) {
+	if rec, err := s.Get(ctx, id); err == nil && rec.DLQSeq != 0 {
+		return rec.DLQSeq, nil
+	}
+	// The record may have expired before the dead letter did: search.
+	letters, err := s.DeadLetters(ctx, "", 0)
+	if err != nil {
+		return 0, err
+	}
+	for _, d := range letters {
+		if d.ID == id {
+			return d.Seq, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: no dead letter for %s", ErrNotFound, id)
+}
+
+func (s *Store) replaySeq(ctx context.Context, seq uint64) (*Record, error) {
+	raw, err := s.dlq.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, fmt.Errorf("%w: dead letter %d is gone", ErrNotFound, seq)
+	}
+	if err != nil {
+		return nil, err
+	}
+	d := decodeDeadLetter(seq, raw.Time, raw.Header, raw.Data)
+	subject, err := wire.AsyncSubject(d.Function)
+	if err != nil {
+		return nil, fmt.Errorf("dead letter %d: %w", seq, err)
+	}
+	rec := &Record{
+		ID: d.ID, Function: d.Function, Status: Queued, RequestID: raw.Header.Get(wire.HeaderRequestID),
+		BodyHash: BodyHash(raw.Data), CreatedAt: time.Now().UTC(),
+	}
+	if err := s.Put(ctx, rec); err != nil {
+		return nil, err
+	}
+	msg := &nats.Msg{Subject: subject, Data: raw.Data, Header: nats.Header{}}
+	for _, k := range []string{wire.HeaderRequestID, wire.HeaderCallbackURL, wire.HeaderTraceparent, wire.HeaderTracestate} {
+		if v := raw.Header.Get(k); v != "" {
+			msg.Header.Set(k, v)
+		}
+	}
+	msg.Header.Set(wire.HeaderInvocationID, d.ID)
+	msg.Header.Set(HeaderReplay, strconv.FormatUint(seq, 10))
+	if _, err := s.js.PublishMsg(ctx, msg, jetstream.WithMsgID("replay-"+strconv.FormatUint(seq, 10))); err != nil {
+		return nil, fmt.Errorf("invocation: replay %s: %w", d.ID, err)
+	}
+	if err := s.dlq.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return rec, fmt.Errorf("invocation: replayed %s but could not remove it from the DLQ: %w", d.ID, err)
+	}
+	return rec, nil
+}

@@ -1,0 +1,108 @@
+// Package invocation keeps Switchyard's asynchronous invocations durable.
+//
+// An accepted invocation is a message on yard.async.<name> in the
+// work-queue stream YARD_ASYNC, plus a record in the key-value bucket
+// yard_results that says where it stands: queued, running, succeeded,
+// failed (an attempt failed and another is scheduled) or dead (every attempt
+// failed; the payload is in the stream YARD_DLQ). Records expire after the
+// bucket's TTL (24h by default); dead letters stay until replayed or aged
+// out of YARD_DLQ.
+//
+// Callers submit and read (the gateway, the CLI); function instances run
+// the work and write the outcome (package fn). Both go through Store.
+package invocation
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/switchyard-dev/switchyard/runtime/wire"
+)
+
+// Status of an invocation.
+type Status string
+
+const (
+	Queued    Status = "queued"
+	Running   Status = "running"
+	Succeeded Status = "succeeded"
+	Failed    Status = "failed" // the last attempt failed; another is scheduled
+	Dead      Status = "dead"   // every attempt failed; see the DLQ
+)
+
+// Final reports whether nothing more will happen to the invocation.
+func (s Status) Final() bool { return s == Succeeded || s == Dead }
+
+// Errors of the package.
+var (
+	ErrNotFound = errors.New("invocation not found")
+	// ErrConflict: an idempotency key was reused with another body or
+	// another function.
+	ErrConflict = errors.New("idempotency key reused with a different request")
+)
+
+// Record is the state of one invocation, stored as JSON under its id in
+// yard_results and sent as the completion event on yard.results.<name>.<id>.
+type Record struct {
+	ID            string          `json:"id"`
+	Function      string          `json:"function"`
+	Status        Status          `json:"status"`
+	Attempts      int             `json:"attempts"`
+	MaxAttempts   int             `json:"max_attempts,omitempty"`
+	RequestID     string          `json:"request_id,omitempty"`
+	BodyHash      string          `json:"body_hash,omitempty"`
+	CreatedAt     time.Time       `json:"created_at"`
+	StartedAt     time.Time       `json:"started_at,omitzero"`
+	FinishedAt    time.Time       `json:"finished_at,omitzero"`
+	NextAttemptAt time.Time       `json:"next_attempt_at,omitzero"`
+	Result        json.RawMessage `json:"result,omitempty"`
+	Error         *wire.Error     `json:"error,omitempty"`
+	// DLQSeq is the dead letter's sequence in YARD_DLQ, for replay.
+	DLQSeq uint64 `json:"dlq_seq,omitempty"`
+}
+
+// BodyHash identifies a request body for idempotency checks.
+func BodyHash(body []byte) string {
+	sum := sha256.Sum256(body)
+	return hex.EncodeToString(sum[:16])
+}
+
+// IDForKey derives the invocation id of an idempotency key, so that the
+// same key for the same function always names the same invocation.
+func IDForKey(function, key string) string {
+	sum := sha256.Sum256([]byte(function + "\x00" + key))
+	return "k" + hex.EncodeToString(sum[:15])
+}
+
+// ValidateKey checks a client's Idempotency-Key: 1 to 255 printable ASCII
+// characters.
+func ValidateKey(key string) error {
+	if key == "" || len(key) > 255 {
+		return errors.New("Idempotency-Key must be 1 to 255 characters")
+	}
+	for i := 0; i < len(key); i++ {
+		if key[i] < 0x21 || key[i] > 0x7e {
+			return errors.New("Idempotency-Key may hold only printable ASCII without spaces")
+		}
+	}
+	return nil
+}
+
+// Retry policy defaults (DESIGN.md, "Defaults").
+var (
+	DefaultMaxAttempts = 5
+	DefaultBackoff     = []time.Duration{time.Second, 5 * time.Second, 30 * time.Second, 2 * time.Minute}
+)
+
+// Delay is the wait before attempt n+1 after attempt n (1-based) failed:
+// the n-th backoff entry, or the last one when the list is shorter.
+func Delay(backoff []time.Duration, attempt int) time.Duration {
+	if len(backoff) == 0 {
+		return 0
+	}
+	i := min(max(attempt-1, 0), len(backoff)-1)
+	return backoff[i]
+}

@@ -1,0 +1,294 @@
+package invocation
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/switchyard-dev/switchyard/runtime/wire"
+)
+
+// Headers on async and dead-letter messages, beyond those in wire.
+const (
+	HeaderError    = "Yard-Error"     // JSON wire.Error of the last attempt (DLQ)
+	HeaderAttempts = "Yard-Attempts"  // attempts made (DLQ)
+	HeaderCreated  = "Yard-Created"   // RFC 3339 time the invocation was accepted (DLQ)
+	HeaderFunction = "Yard-Function"  // function name (DLQ)
+	HeaderReplay   = "Yard-Replay-Of" // DLQ sequence a replayed invocation came from
+)
+
+// Config of the durable pieces; zero values take the defaults.
+type Config struct {
+	ResultsTTL time.Duration // default 24h
+	DLQMaxAge  time.Duration // default 14 days
+	// Duplicates is JetStream's de-duplication window on Nats-Msg-Id.
+	// Idempotency keys hold for ResultsTTL regardless, through the record.
+	Duplicates time.Duration // default 10m
+}
+
+// Store reads and writes invocations.
+type Store struct {
+	js      jetstream.JetStream
+	results jetstream.KeyValue
+	dlq     jetstream.Stream
+}
+
+// Open creates the streams and bucket when missing and returns the store.
+func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, error) {
+	if cfg.ResultsTTL == 0 {
+		cfg.ResultsTTL = 24 * time.Hour
+	}
+	if cfg.DLQMaxAge == 0 {
+		cfg.DLQMaxAge = 14 * 24 * time.Hour
+	}
+	if cfg.Duplicates == 0 {
+		cfg.Duplicates = 10 * time.Minute
+	}
+	if _, err := ensureStream(ctx, js, jetstream.StreamConfig{
+		Name:        wire.StreamAsync,
+		Description: "Switchyard: accepted asynchronous invocations",
+		Subjects:    []string{wire.AsyncPrefix + ">"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Duplicates:  cfg.Duplicates,
+	}); err != nil {
+		return nil, err
+	}
+	dlq, err := ensureStream(ctx, js, jetstream.StreamConfig{
+		Name:        wire.StreamDLQ,
+		Description: "Switchyard: invocations that exhausted their attempts",
+		Subjects:    []string{wire.DLQPrefix + ">"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		MaxAge:      cfg.DLQMaxAge,
+	})
+	if err != nil {
+		return nil, err
+	}
+	kv, err := js.KeyValue(ctx, wire.BucketResults)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      wire.BucketResults,
+			Description: "Switchyard: status and result of async invocations",
+			TTL:         cfg.ResultsTTL,
+			History:     1,
+			Storage:     jetstream.FileStorage,
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = js.KeyValue(ctx, wire.BucketResults)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("invocation: open %s: %w", wire.BucketResults, err)
+	}
+	return &Store{js: js, results: kv, dlq: dlq}, nil
+}
+
+// ensureStream creates a stream, or leaves an existing one as it is: an
+// operator may have tuned it (replicas, limits) and we must not undo that.
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	s, err := js.Stream(ctx, cfg.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		s, err = js.CreateStream(ctx, cfg)
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			s, err = js.Stream(ctx, cfg.Name)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("invocation: stream %s: %w", cfg.Name, err)
+	}
+	return s, nil
+}
+
+// Submission is one request to run a function asynchronously. The body
+// must already be validated against the function's input schema.
+type Submission struct {
+	Function       string
+	Body           []byte
+	IdempotencyKey string
+	RequestID      string
+	CallbackURL    string
+	Traceparent    string
+	Tracestate     string
+}
+
+// Submit accepts an invocation: it records it as queued and publishes it
+// to the work queue, returning only once JetStream has acknowledged the
+// message. With an idempotency key already used for the same function and
+// body it returns the existing record (created false) and runs nothing
+// again; with another body it returns ErrConflict.
+func (s *Store) Submit(ctx context.Context, sub Submission) (rec *Record, created bool, err error) {
+	subject, err := wire.AsyncSubject(sub.Function)
+	if err != nil {
+		return nil, false, err
+	}
+	id := nuid.Next()
+	if sub.IdempotencyKey != "" {
+		if err := ValidateKey(sub.IdempotencyKey); err != nil {
+			return nil, false, err
+		}
+		id = IDForKey(sub.Function, sub.IdempotencyKey)
+	}
+	rec = &Record{
+		ID: id, Function: sub.Function, Status: Queued, RequestID: sub.RequestID,
+		BodyHash: BodyHash(sub.Body), CreatedAt: time.Now().UTC(),
+	}
+	data, _ := json.Marshal(rec)
+	if _, err := s.results.Create(ctx, id, data); err != nil {
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return nil, false, fmt.Errorf("invocation: record %s: %w", id, err)
+		}
+		old, gerr := s.Get(ctx, id)
+		if gerr != nil {
+			return nil, false, gerr
+		}
+		if old.Function != rec.Function || old.BodyHash != rec.BodyHash {
+			return old, false, ErrConflict
+		}
+		if old.Status != Queued {
+			return old, false, nil
+		}
+		// Still queued: the first submitter may have died between the
+		// record and the publish. Publishing again is safe, because the
+		// stream drops a second message with the same Nats-Msg-Id.
+		rec, created = old, false
+	} else {
+		created = true
+	}
+	msg := &nats.Msg{Subject: subject, Data: sub.Body, Header: nats.Header{
+		wire.HeaderMsgID:        {id},
+		wire.HeaderInvocationID: {id},
+	}}
+	for k, v := range map[string]string{
+		wire.HeaderRequestID: sub.RequestID, wire.HeaderCallbackURL: sub.CallbackURL,
+		wire.HeaderTraceparent: sub.Traceparent, wire.HeaderTracestate: sub.Tracestate,
+	} {
+		if v != "" {
+			msg.Header.Set(k, v)
+		}
+	}
+	if _, err := s.js.PublishMsg(ctx, msg); err != nil {
+		if created {
+			// Best effort: the client gets an error and will retry, so a
+			// record saying "queued" for work that never was would only lie.
+			_ = s.results.Delete(context.WithoutCancel(ctx), id)
+		}
+		return nil, false, fmt.Errorf("invocation: publish %s: %w", subject, err)
+	}
+	return rec, created, nil
+}
+
+// Get returns the record of an invocation, or ErrNotFound.
+func (s *Store) Get(ctx context.Context, id string) (*Record, error) {
+	if err := wire.ValidateToken(id); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNotFound, err)
+	}
+	e, err := s.results.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("invocation: get %s: %w", id, err)
+	}
+	var rec Record
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		return nil, fmt.Errorf("invocation: decode %s: %w", id, err)
+	}
+	return &rec, nil
+}
+
+// Put writes a record and waits for JetStream to store it.
+func (s *Store) Put(ctx context.Context, rec *Record) error {
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	_, err = s.results.Put(ctx, rec.ID, data)
+	return err
+}
+
+// PutAsync writes a record without waiting; the future reports the outcome.
+// Writes from one connection are stored in the order they are made.
+func (s *Store) PutAsync(rec *Record) (jetstream.PubAckFuture, error) {
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return nil, err
+	}
+	return s.js.PublishAsync("$KV."+wire.BucketResults+"."+rec.ID, data)
+}
+
+// Wait blocks until the invocation reaches a final status or ctx ends, and
+// returns the last record seen.
+func (s *Store) Wait(ctx context.Context, id string) (*Record, error) {
+	w, err := s.results.Watch(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer w.Stop()
+	var last *Record
+	for {
+		select {
+		case <-ctx.Done():
+			if last != nil {
+				return last, ctx.Err()
+			}
+			return nil, ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return last, errors.New("invocation: watch closed")
+			}
+			if e == nil {
+				if last == nil {
+					return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+				}
+				continue
+			}
+			if e.Operation() != jetstream.KeyValuePut {
+				return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+			}
+			var rec Record
+			if err := json.Unmarshal(e.Value(), &rec); err != nil {
+				return nil, err
+			}
+			last = &rec
+			if rec.Status.Final() {
+				return last, nil
+			}
+		}
+	}
+}
+
+// DeadLetter publishes the payload of a failed invocation to YARD_DLQ and
+// returns its sequence there.
+func (s *Store) DeadLetter(ctx context.Context, rec *Record, payload []byte, hdr nats.Header) (uint64, error) {
+	subject, err := wire.DLQSubject(rec.Function)
+	if err != nil {
+		return 0, err
+	}
+	msg := &nats.Msg{Subject: subject, Data: payload, Header: nats.Header{}}
+	for _, k := range []string{wire.HeaderRequestID, wire.HeaderCallbackURL, wire.HeaderTraceparent, wire.HeaderTracestate} {
+		if v := hdr.Get(k); v != "" {
+			msg.Header.Set(k, v)
+		}
+	}
+	errJSON, _ := json.Marshal(rec.Error)
+	msg.Header.Set(wire.HeaderInvocationID, rec.ID)
+	msg.Header.Set(HeaderFunction, rec.Function)
+	msg.Header.Set(HeaderError, string(errJSON))
+	msg.Header.Set(HeaderAttempts, strconv.Itoa(rec.Attempts))
+	msg.Header.Set(HeaderCreated, rec.CreatedAt.Format(time.RFC3339Nano))
+	// The id makes a second dead-lettering of the same failure (after a
+	// crash before the ack) a no-op.
+	ack, err := s.js.PublishMsg(ctx, msg, jetstream.WithMsgID("dlq-"+rec.ID+"-"+strconv.Itoa(rec.Attempts)))
+	if err != nil {
+		return 0, fmt.Errorf("invocation: dead-letter %s: %w", rec.ID, err)
+	}
+	return ack.Sequence, nil
+}
