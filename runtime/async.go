@@ -2,7 +2,7 @@ package fn
 
 import (
 	"context"
-	"encoding/json"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -107,12 +107,11 @@ func (i *Instance) runAsync(msg jetstream.Msg) {
 		i.deadLetter(ctx, msg, rec, data, hdr)
 		return
 	}
-	if _, err := i.store.PutAsync(rec); err != nil {
-		i.log.Warn("record running", "invocation_id", rec.ID, logKeyErr, err)
-	}
+	stopRunning := i.markRunning(rec)
 	stopBeat := i.heartbeat(msg)
 	out, werr, permanent := i.invoke(now.Add(i.h.timeout), rec.RequestID, data)
 	stopBeat()
+	stopRunning()
 	rec.FinishedAt = time.Now().UTC()
 	switch {
 	case werr == nil:
@@ -137,6 +136,43 @@ func (i *Instance) runAsync(msg jetstream.Msg) {
 	}
 }
 
+// runningAfter is how long a first attempt runs before its record says
+// "running". Most invocations finish sooner, and skipping the write for
+// them saves a quarter of the JetStream writes of an invocation; a retry
+// is marked running at once.
+const runningAfter = 100 * time.Millisecond
+
+// markRunning records the attempt as running, now for a retry or after
+// runningAfter for a first attempt, and returns the function that cancels
+// a write not yet made. Once it returns, no running write can follow, so
+// the outcome written next is never overwritten.
+func (i *Instance) markRunning(rec *invocation.Record) (stop func()) {
+	running := *rec
+	var mu sync.Mutex
+	done := false
+	write := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if done {
+			return
+		}
+		if _, err := i.store.PutAsync(&running); err != nil {
+			i.log.Warn("record running", "invocation_id", rec.ID, logKeyErr, err)
+		}
+	}
+	if rec.Attempts > 1 {
+		write()
+		return func() {}
+	}
+	t := time.AfterFunc(runningAfter, write)
+	return func() {
+		t.Stop()
+		mu.Lock()
+		done = true
+		mu.Unlock()
+	}
+}
+
 // deadLetter moves a failed invocation to YARD_DLQ, then settles it as dead.
 func (i *Instance) deadLetter(ctx context.Context, msg jetstream.Msg, rec *invocation.Record, data []byte, hdr nats.Header) {
 	if rec.FinishedAt.IsZero() {
@@ -155,12 +191,12 @@ func (i *Instance) deadLetter(ctx context.Context, msg jetstream.Msg, rec *invoc
 
 // settle records a final outcome, announces it, and acks.
 func (i *Instance) settle(ctx context.Context, msg jetstream.Msg, rec *invocation.Record, hdr nats.Header) {
-	if err := i.store.Put(ctx, rec); err != nil {
+	event, err := i.store.PutEncoded(ctx, rec)
+	if err != nil {
 		i.log.Error("record outcome failed; will redeliver", "invocation_id", rec.ID, logKeyErr, err)
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}
-	event, _ := json.Marshal(rec)
 	if subject, err := wire.ResultsSubject(rec.Function, rec.ID); err == nil {
 		_ = i.nc.Publish(subject, event)
 	}
@@ -184,23 +220,27 @@ func (i *Instance) settle(ctx context.Context, msg jetstream.Msg, rec *invocatio
 }
 
 // heartbeat tells JetStream the message is still being worked on, so a
-// long handler keeps it past AckWait. It returns the function that stops it.
-func (i *Instance) heartbeat(msg jetstream.Msg) func() {
+// long handler keeps it past AckWait. It returns the function that stops
+// it. A timer rather than a goroutine: most invocations end before it fires.
+func (i *Instance) heartbeat(msg jetstream.Msg) (stop func()) {
 	every := (i.h.timeout + ackWaitMargin) / 3
-	t := time.NewTicker(every)
-	done := make(chan struct{})
-	go func() {
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				_ = msg.InProgress()
-			}
+	var mu sync.Mutex
+	stopped := false
+	var t *time.Timer
+	t = time.AfterFunc(every, func() {
+		_ = msg.InProgress()
+		mu.Lock()
+		defer mu.Unlock()
+		if !stopped {
+			t.Reset(every)
 		}
-	}()
-	return func() { close(done) }
+	})
+	return func() {
+		mu.Lock()
+		stopped = true
+		mu.Unlock()
+		t.Stop()
+	}
 }
 
 // invocationID is the id the submitter gave; a plain JetStream publish

@@ -62,3 +62,15 @@ func WaitFor(t testing.TB, timeout time.Duration, msg string, cond func() bool) 
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// ConnectURL opens a client connection to url that the test's cleanup
+// closes.
+func ConnectURL(t testing.TB, url string, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		t.Fatalf("natstest: connect: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}

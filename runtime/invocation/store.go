@@ -140,6 +140,12 @@ func (s *Store) Submit(ctx context.Context, sub Submission) (rec *Record, create
 		ID: id, Function: sub.Function, Status: Queued, RequestID: sub.RequestID,
 		BodyHash: BodyHash(sub.Body), CreatedAt: time.Now().UTC(),
 	}
+	msg := asyncMsg(subject, id, sub)
+	if sub.IdempotencyKey == "" {
+		// A fresh id cannot collide, so the record and the message go out
+		// together and we wait for both acknowledgements at once.
+		return rec, true, s.submitFresh(ctx, rec, msg)
+	}
 	data, _ := json.Marshal(rec)
 	if _, err := s.results.Create(ctx, id, data); err != nil {
 		if !errors.Is(err, jetstream.ErrKeyExists) {
@@ -162,6 +168,18 @@ func (s *Store) Submit(ctx context.Context, sub Submission) (rec *Record, create
 	} else {
 		created = true
 	}
+	if _, err := s.js.PublishMsg(ctx, msg); err != nil {
+		if created {
+			// Best effort: the client gets an error and will retry, so a
+			// record saying "queued" for work that never was would only lie.
+			_ = s.results.Delete(context.WithoutCancel(ctx), id)
+		}
+		return nil, false, fmt.Errorf("invocation: publish %s: %w", subject, err)
+	}
+	return rec, created, nil
+}
+
+func asyncMsg(subject, id string, sub Submission) *nats.Msg {
 	msg := &nats.Msg{Subject: subject, Data: sub.Body, Header: nats.Header{
 		wire.HeaderMsgID:        {id},
 		wire.HeaderInvocationID: {id},
@@ -174,15 +192,36 @@ func (s *Store) Submit(ctx context.Context, sub Submission) (rec *Record, create
 			msg.Header.Set(k, v)
 		}
 	}
-	if _, err := s.js.PublishMsg(ctx, msg); err != nil {
-		if created {
-			// Best effort: the client gets an error and will retry, so a
-			// record saying "queued" for work that never was would only lie.
-			_ = s.results.Delete(context.WithoutCancel(ctx), id)
-		}
-		return nil, false, fmt.Errorf("invocation: publish %s: %w", subject, err)
+	return msg
+}
+
+// submitFresh writes the queued record (create-only) and publishes the
+// message without waiting in between, then waits for both. Should the
+// record fail while the message was stored, the instance writes the record
+// when it runs the invocation; the caller is told of the failure and may
+// retry, so the work runs at least once.
+func (s *Store) submitFresh(ctx context.Context, rec *Record, msg *nats.Msg) error {
+	data, _ := json.Marshal(rec)
+	recMsg := &nats.Msg{Subject: "$KV." + wire.BucketResults + "." + rec.ID, Data: data,
+		Header: nats.Header{"Nats-Expected-Last-Subject-Sequence": {"0"}}}
+	recAck, err := s.js.PublishMsgAsync(recMsg)
+	if err != nil {
+		return fmt.Errorf("invocation: record %s: %w", rec.ID, err)
 	}
-	return rec, created, nil
+	msgAck, err := s.js.PublishMsgAsync(msg)
+	if err != nil {
+		return fmt.Errorf("invocation: publish %s: %w", msg.Subject, err)
+	}
+	for _, f := range []jetstream.PubAckFuture{recAck, msgAck} {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("invocation: submit %s: %w", rec.ID, err)
+		case <-ctx.Done():
+			return fmt.Errorf("invocation: submit %s: %w", rec.ID, ctx.Err())
+		}
+	}
+	return nil
 }
 
 // Get returns the record of an invocation, or ErrNotFound.
@@ -206,12 +245,19 @@ func (s *Store) Get(ctx context.Context, id string) (*Record, error) {
 
 // Put writes a record and waits for JetStream to store it.
 func (s *Store) Put(ctx context.Context, rec *Record) error {
+	_, err := s.PutEncoded(ctx, rec)
+	return err
+}
+
+// PutEncoded is Put returning the JSON it stored, for callers that send the
+// same record on (as the completion event does).
+func (s *Store) PutEncoded(ctx context.Context, rec *Record) ([]byte, error) {
 	data, err := json.Marshal(rec)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	_, err = s.results.Put(ctx, rec.ID, data)
-	return err
+	return data, err
 }
 
 // PutAsync writes a record without waiting; the future reports the outcome.
