@@ -246,10 +246,14 @@ func (i *Instance) heartbeat(msg jetstream.Msg) (stop func()) {
 // invocationID is the id the submitter gave; a plain JetStream publish
 // without one is named by its Nats-Msg-Id or its stream sequence.
 func invocationID(h nats.Header, meta *jetstream.MsgMetadata) string {
-	for _, k := range []string{wire.HeaderInvocationID, wire.HeaderMsgID} {
-		if id := h.Get(k); id != "" && wire.ValidateToken(id) == nil {
-			return id
+	if id := h.Get(wire.HeaderInvocationID); id != "" && wire.ValidateToken(id) == nil {
+		return id
+	}
+	if id := h.Get(wire.HeaderMsgID); id != "" && wire.ValidateToken(id) == nil {
+		if h.Get(invocation.HeaderSeqID) == "1" {
+			return invocation.SeqID(id, meta.Sequence.Stream)
 		}
+		return id
 	}
 	return "seq-" + itoa(meta.Sequence.Stream)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -22,6 +23,9 @@ const (
 	HeaderCreated  = "Yard-Created"   // RFC 3339 time the invocation was accepted (DLQ)
 	HeaderFunction = "Yard-Function"  // function name (DLQ)
 	HeaderReplay   = "Yard-Replay-Of" // DLQ sequence a replayed invocation came from
+	// HeaderSeqID "1" says the invocation id is the message's Nats-Msg-Id,
+	// "-", and its stream sequence (see Submit).
+	HeaderSeqID = "Yard-Seq-Id"
 )
 
 // Config of the durable pieces; zero values take the defaults.
@@ -37,6 +41,7 @@ type Config struct {
 type Store struct {
 	js      jetstream.JetStream
 	results jetstream.KeyValue
+	async   jetstream.Stream
 	dlq     jetstream.Stream
 }
 
@@ -51,14 +56,15 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 	if cfg.Duplicates == 0 {
 		cfg.Duplicates = 10 * time.Minute
 	}
-	if _, err := ensureStream(ctx, js, jetstream.StreamConfig{
+	async, err := ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:        wire.StreamAsync,
 		Description: "Switchyard: accepted asynchronous invocations",
 		Subjects:    []string{wire.AsyncPrefix + ">"},
 		Retention:   jetstream.WorkQueuePolicy,
 		Storage:     jetstream.FileStorage,
 		Duplicates:  cfg.Duplicates,
-	}); err != nil {
+	})
+	if err != nil {
 		return nil, err
 	}
 	dlq, err := ensureStream(ctx, js, jetstream.StreamConfig{
@@ -88,7 +94,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 	if err != nil {
 		return nil, fmt.Errorf("invocation: open %s: %w", wire.BucketResults, err)
 	}
-	return &Store{js: js, results: kv, dlq: dlq}, nil
+	return &Store{js: js, results: kv, async: async, dlq: dlq}, nil
 }
 
 // ensureStream creates a stream, or leaves an existing one as it is: an
@@ -142,9 +148,10 @@ func (s *Store) Submit(ctx context.Context, sub Submission) (rec *Record, create
 	}
 	msg := asyncMsg(subject, id, sub)
 	if sub.IdempotencyKey == "" {
-		// A fresh id cannot collide, so the record and the message go out
-		// together and we wait for both acknowledgements at once.
-		return rec, true, s.submitFresh(ctx, rec, msg)
+		if err := s.submitFresh(ctx, rec, msg); err != nil {
+			return nil, false, err
+		}
+		return rec, true, nil
 	}
 	data, _ := json.Marshal(rec)
 	if _, err := s.results.Create(ctx, id, data); err != nil {
@@ -195,33 +202,46 @@ func asyncMsg(subject, id string, sub Submission) *nats.Msg {
 	return msg
 }
 
-// submitFresh writes the queued record (create-only) and publishes the
-// message without waiting in between, then waits for both. Should the
-// record fail while the message was stored, the instance writes the record
-// when it runs the invocation; the caller is told of the failure and may
-// retry, so the work runs at least once.
+// submitFresh accepts an invocation without an idempotency key with one
+// JetStream write instead of two: no record is written up front. The id is
+// the message's Nats-Msg-Id and its stream sequence, so Get can find a
+// queued invocation in YARD_ASYNC until its instance writes the first
+// record, which happens before the message leaves the work queue.
 func (s *Store) submitFresh(ctx context.Context, rec *Record, msg *nats.Msg) error {
-	data, _ := json.Marshal(rec)
-	recMsg := &nats.Msg{Subject: "$KV." + wire.BucketResults + "." + rec.ID, Data: data,
-		Header: nats.Header{"Nats-Expected-Last-Subject-Sequence": {"0"}}}
-	recAck, err := s.js.PublishMsgAsync(recMsg)
-	if err != nil {
-		return fmt.Errorf("invocation: record %s: %w", rec.ID, err)
-	}
-	msgAck, err := s.js.PublishMsgAsync(msg)
+	msg.Header.Del(wire.HeaderInvocationID)
+	msg.Header.Set(HeaderSeqID, "1")
+	ack, err := s.js.PublishMsg(ctx, msg)
 	if err != nil {
 		return fmt.Errorf("invocation: publish %s: %w", msg.Subject, err)
 	}
-	for _, f := range []jetstream.PubAckFuture{recAck, msgAck} {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return fmt.Errorf("invocation: submit %s: %w", rec.ID, err)
-		case <-ctx.Done():
-			return fmt.Errorf("invocation: submit %s: %w", rec.ID, ctx.Err())
-		}
-	}
+	rec.ID = SeqID(rec.ID, ack.Sequence)
 	return nil
+}
+
+// SeqID is the id of an invocation accepted without an idempotency key.
+func SeqID(msgID string, seq uint64) string {
+	return msgID + "-" + strconv.FormatUint(seq, 10)
+}
+
+// queued finds an invocation that no instance has taken yet, by the stream
+// sequence in its id; nil when there is none.
+func (s *Store) queued(ctx context.Context, id string) *Record {
+	i := strings.LastIndexByte(id, '-')
+	if i < 1 {
+		return nil
+	}
+	seq, err := strconv.ParseUint(id[i+1:], 10, 64)
+	if err != nil {
+		return nil
+	}
+	raw, err := s.async.GetMsg(ctx, seq)
+	if err != nil || raw.Header.Get(HeaderSeqID) != "1" || raw.Header.Get(wire.HeaderMsgID) != id[:i] {
+		return nil
+	}
+	return &Record{
+		ID: id, Function: strings.TrimPrefix(raw.Subject, wire.AsyncPrefix), Status: Queued,
+		RequestID: raw.Header.Get(wire.HeaderRequestID), BodyHash: BodyHash(raw.Data), CreatedAt: raw.Time.UTC(),
+	}
 }
 
 // Get returns the record of an invocation, or ErrNotFound.
@@ -231,6 +251,9 @@ func (s *Store) Get(ctx context.Context, id string) (*Record, error) {
 	}
 	e, err := s.results.Get(ctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		if rec := s.queued(ctx, id); rec != nil {
+			return rec, nil
+		}
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
 	if err != nil {
@@ -292,7 +315,15 @@ func (s *Store) Wait(ctx context.Context, id string) (*Record, error) {
 			}
 			if e == nil {
 				if last == nil {
-					return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+					// No record yet: queued in the stream, or written
+					// between the watch starting and now (Get sees both).
+					rec, err := s.Get(ctx, id)
+					if err != nil {
+						return nil, err
+					}
+					if last = rec; rec.Status.Final() {
+						return rec, nil
+					}
 				}
 				continue
 			}
