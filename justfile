@@ -12,10 +12,16 @@ test:
 ci:
     bash .ci/run
 
-# Gateway overhead: bare net/http vs gateway -> NATS -> instance.
+# Benchmarks: gateway overhead (bare net/http vs gateway -> NATS -> instance),
+# async throughput vs raw JetStream (and the cost of --sync always).
 bench:
-    go test ./gateway -run '^$' -bench GatewayOverhead -benchtime 1x
+    go test ./gateway -run '^$' -bench GatewayOverhead -benchtime 3x
+    go test ./runtime -run '^$' -bench AsyncThroughput -benchtime 1x
     go test ./schemas -run '^$' -bench . -benchmem
+
+# The async crash test (10,000 invocations, SIGKILLs, NATS restarts).
+crash:
+    YARD_CRASH_TEST=1 go test ./internal/crashtest -run TestCrash -count=1 -v
 
 # Fuzz one target for a while: just fuzz schemas FuzzDecode 5m
 fuzz PKG="gateway" TARGET="FuzzInvoke" TIME="1m":
