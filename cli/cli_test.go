@@ -291,7 +291,7 @@ func TestServerAndGatewayCommands(t *testing.T) {
 	env := map[string]string{"NATS_URL": "nats://127.0.0.1:" + natsPort}
 
 	httpAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
-	stopGateway, _ := runUntil(t, env, "gateway on http://"+httpAddr, "gateway", "--http", httpAddr)
+	stopGateway, _ := runUntil(t, env, "gateway on http://"+httpAddr, "gateway", "--http", httpAddr, "--allow-private-callbacks")
 
 	nc, err := nats.Connect(env["NATS_URL"])
 	if err != nil {
@@ -311,6 +311,17 @@ func TestServerAndGatewayCommands(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
+	// --allow-private-callbacks: a loopback callback URL is accepted.
+	req, _ := http.NewRequest(http.MethodPost, "http://"+httpAddr+"/fn/echo?async=1", strings.NewReader(`{"name":"x"}`))
+	req.Header.Set("Yard-Callback-Url", "http://127.0.0.1:9/hook")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Errorf("loopback callback with --allow-private-callbacks: %d", resp.StatusCode)
+	}
 	_ = inst.Stop(context.Background())
 	if code := stopGateway(); code != 0 {
 		t.Errorf("gateway exit %d", code)

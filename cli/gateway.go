@@ -9,10 +9,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/switchyard-dev/switchyard/gateway"
+	"github.com/switchyard-dev/switchyard/internal/callback"
 )
 
 func newGatewayCmd(f *factory) *cobra.Command {
 	var addr string
+	var allowPrivate bool
 	cmd := &cobra.Command{
 		Use:   "gateway",
 		Short: "Run only the HTTP gateway against a NATS server",
@@ -28,17 +30,20 @@ fn.<name>, checked against the function's JSON Schema first. It connects to
 				return err
 			}
 			defer nc.Close()
-			return runGateway(ctx, f, nc, addr, nil)
+			return runGateway(ctx, f, nc, gateway.Config{Addr: addr, Callbacks: callback.Policy{AllowPrivate: allowPrivate}}, nil)
 		},
 	}
 	cmd.Flags().StringVar(&addr, "http", gateway.DefaultAddr, "HTTP listen address")
+	cmd.Flags().BoolVar(&allowPrivate, "allow-private-callbacks", false, "accept callback URLs on loopback and private addresses (local development)")
 	return cmd
 }
 
 // runGateway serves HTTP until ctx ends. ready, when set, is called once
 // the gateway listens.
-func runGateway(ctx context.Context, f *factory, nc *nats.Conn, addr string, ready func(string)) error {
-	g, err := gateway.New(ctx, nc, gateway.Config{Addr: addr, Logger: f.logger()})
+func runGateway(ctx context.Context, f *factory, nc *nats.Conn, cfg gateway.Config, ready func(string)) error {
+	addr := cfg.Addr
+	cfg.Logger = f.logger()
+	g, err := gateway.New(ctx, nc, cfg)
 	if err != nil {
 		return err
 	}

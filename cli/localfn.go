@@ -24,6 +24,7 @@ type localFunctions struct {
 	src     string // folder whose subfolders are function main packages
 	binDir  string
 	natsURL string
+	env     []string // extra environment for every function
 	log     *slog.Logger
 	stderr  io.Writer
 }
@@ -110,7 +111,7 @@ func (l *localFunctions) supervise(ctx context.Context, name string) {
 
 func (l *localFunctions) runOnce(ctx context.Context, name string) error {
 	cmd := exec.Command(filepath.Join(l.binDir, name))
-	cmd.Env = append(os.Environ(), "NATS_URL="+l.natsURL)
+	cmd.Env = append(append(os.Environ(), "NATS_URL="+l.natsURL), l.env...)
 	pw := &prefixWriter{prefix: name + " | ", w: l.stderr}
 	cmd.Stdout, cmd.Stderr = pw, pw
 	if err := cmd.Start(); err != nil {

@@ -12,6 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/switchyard-dev/switchyard/gateway"
+	"github.com/switchyard-dev/switchyard/internal/callback"
+	fn "github.com/switchyard-dev/switchyard/runtime"
 )
 
 type upOptions struct {
@@ -20,6 +22,9 @@ type upOptions struct {
 	http      string
 	functions string
 	noFuncs   bool
+	// allowPrivate lets async callbacks target loopback and private
+	// addresses, in the gateway and in the functions.
+	allowPrivate bool
 }
 
 func newUpCmd(f *factory) *cobra.Command {
@@ -47,6 +52,7 @@ reuses the data directory.`,
 	cmd.Flags().StringVar(&o.http, "http", gateway.DefaultAddr, "HTTP gateway listen address")
 	cmd.Flags().StringVar(&o.functions, "functions", "functions", "folder whose subfolders are functions to build and run")
 	cmd.Flags().BoolVar(&o.noFuncs, "no-functions", false, "do not build or run any function")
+	cmd.Flags().BoolVar(&o.allowPrivate, "allow-private-callbacks", false, "let async callbacks reach loopback and private addresses (local development)")
 	return cmd
 }
 
@@ -79,7 +85,8 @@ func (o *upOptions) run(ctx context.Context) error {
 	gwCtx, stopGateway := context.WithCancel(context.Background())
 	gwAddr := make(chan string, 1)
 	gwErr := make(chan error, 1)
-	go func() { gwErr <- runGateway(gwCtx, o.f, nc, o.http, func(a string) { gwAddr <- a }) }()
+	gwCfg := gateway.Config{Addr: o.http, Callbacks: callback.Policy{AllowPrivate: o.allowPrivate}}
+	go func() { gwErr <- runGateway(gwCtx, o.f, nc, gwCfg, func(a string) { gwAddr <- a }) }()
 	var addr string
 	select {
 	case addr = <-gwAddr:
@@ -98,6 +105,9 @@ func (o *upOptions) run(ctx context.Context) error {
 		lf := &localFunctions{
 			src: o.functions, binDir: filepath.Join(o.sf.data, "bin"),
 			natsURL: natsURL, log: log, stderr: errOut,
+		}
+		if o.allowPrivate {
+			lf.env = append(lf.env, fn.EnvAllowPrivateCallbacks+"=1")
 		}
 		names, err = lf.discover()
 		switch {
@@ -166,9 +176,10 @@ Try:
   curl -s -d '{"name":"Ada"}' http://%s/fn/%s
   go run ./cli/yard invoke %s -d '{"name":"Ada"}'
   nats req fn.%s '{"name":"Ada"}'
+  nats sub 'yard.results.>'   # then: curl -s -d '{"name":"Ada"}' 'http://%s/fn/%s?async=1'
 
 Ctrl-C stops.
-`, natsURL, storeDir, httpAddr, fns, httpAddr, example, example, example)
+`, natsURL, storeDir, httpAddr, fns, httpAddr, example, example, example, httpAddr, example)
 }
 
 func contains(s []string, v string) bool {

@@ -13,6 +13,11 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
+// EnvAllowPrivateCallbacks set to 1 lets async callbacks reach loopback
+// and private addresses (Config.AllowPrivateCallbacks), for local
+// development; `yard up --allow-private-callbacks` sets it.
+const EnvAllowPrivateCallbacks = "YARD_ALLOW_PRIVATE_CALLBACKS"
+
 // ManifestFlag makes a function binary print its manifest (name, schemas,
 // defaults as JSON) and exit, so tools learn about a function without
 // running it against NATS.
@@ -53,6 +58,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, cf
 			fmt.Fprintf(stderr, "unknown argument %q (try --help)\n", a)
 			return 2
 		}
+	}
+	if getenv(EnvAllowPrivateCallbacks) == "1" {
+		cfg.AllowPrivateCallbacks = true
 	}
 	url := getenv("NATS_URL")
 	if url == "" {
