@@ -254,6 +254,12 @@ func (s *Store) Get(ctx context.Context, id string) (*Record, error) {
 		if rec := s.queued(ctx, id); rec != nil {
 			return rec, nil
 		}
+		// An instance may have taken and finished it between the two
+		// lookups; it writes the record before the message leaves the
+		// queue, so one more look settles it.
+		e, err = s.results.Get(ctx, id)
+	}
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
 	if err != nil {
