@@ -41,6 +41,10 @@ type Config struct {
 	// AllowPrivateCallbacks lets async callbacks reach loopback, private and
 	// link-local addresses (local development). Off, they are refused.
 	AllowPrivateCallbacks bool
+	// DeployedVersion is the version N this instance was deployed as (0:
+	// not deployed). A deployed instance also serves fn.<name>.v<N>, shows
+	// N.0.0 in `nats micro ls`, and leaves yard_functions to the deploy.
+	DeployedVersion int
 }
 
 // Log attribute keys shared by every Switchyard component.
@@ -83,6 +87,9 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, h *Handler) (*Instanc
 	}
 	if cfg.Version == "" {
 		cfg.Version = "1.0.0"
+		if cfg.DeployedVersion > 0 {
+			cfg.Version = strconv.Itoa(cfg.DeployedVersion) + ".0.0"
+		}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -125,6 +132,12 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, h *Handler) (*Instanc
 			"timeout":       h.timeout.String(),
 			"concurrency":   strconv.Itoa(h.concurrency),
 		}))
+	if err == nil && cfg.DeployedVersion > 0 {
+		vsubject, _ := wire.FnVersionSubject(cfg.Name, cfg.DeployedVersion)
+		err = svc.AddEndpoint("v"+strconv.Itoa(cfg.DeployedVersion), micro.HandlerFunc(i.dispatch),
+			micro.WithEndpointSubject(vsubject),
+			micro.WithEndpointQueueGroup(vsubject))
+	}
 	if err != nil {
 		_ = svc.Stop()
 		return nil, fmt.Errorf("fn %s: add endpoint: %w", cfg.Name, err)
@@ -181,9 +194,18 @@ func specOf(cfg Config, h *Handler) *registry.Spec {
 }
 
 func (i *Instance) register(ctx context.Context, js jetstream.JetStream) error {
+	if i.cfg.DeployedVersion > 0 {
+		return nil // the deploy wrote the spec, with its settings
+	}
 	reg, err := registry.Open(ctx, js)
 	if err != nil {
 		return err
+	}
+	if live, err := reg.Get(ctx, i.cfg.Name); err == nil && live.Version > 0 {
+		// An undeployed instance (a developer's `go run`) must not replace
+		// a deployed function's spec; it still serves.
+		i.log.Warn("function is deployed; this undeployed instance serves without changing the registry", "version", live.Version)
+		return nil
 	}
 	return reg.Put(ctx, i.spec)
 }

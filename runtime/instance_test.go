@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/switchyard-dev/switchyard/internal/natstest"
@@ -260,6 +261,38 @@ func TestStartRejectsBadConfig(t *testing.T) {
 	} {
 		if _, err := fn.Start(context.Background(), nc, tt.cfg, tt.h); err == nil {
 			t.Errorf("Start(%+v) succeeded", tt.cfg)
+		}
+	}
+}
+
+func TestDeployedInstance(t *testing.T) {
+	s := natstest.Run(t)
+	nc := natstest.Connect(t, s)
+	ctx := context.Background()
+	inst, err := fn.Start(ctx, nc, fn.Config{Name: "double", DeployedVersion: 2}, fn.Handle(double))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inst.Stop(ctx)
+	for _, subj := range []string{"fn.double", "fn.double.v2"} {
+		m, err := nc.Request(subj, []byte(`{"n":2}`), 5*time.Second)
+		if err != nil || string(m.Data) != `{"n":4}` {
+			t.Fatalf("%s: %v %v", subj, m, err)
+		}
+	}
+	m, err := nc.Request("$SRV.INFO.double", nil, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info micro.Info
+	if err := json.Unmarshal(m.Data, &info); err != nil || info.Version != "2.0.0" || len(info.Endpoints) != 2 {
+		t.Fatalf("info %+v", info)
+	}
+	// The deploy owns the spec: a deployed instance writes none.
+	js, _ := jetstream.New(nc)
+	if kv, err := js.KeyValue(ctx, wire.BucketFunctions); err == nil {
+		if _, err := kv.Get(ctx, "double"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+			t.Fatalf("deployed instance wrote its spec: %v", err)
 		}
 	}
 }

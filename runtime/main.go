@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"github.com/nats-io/nats.go"
@@ -62,6 +63,17 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, cf
 	if getenv(EnvAllowPrivateCallbacks) == "1" {
 		cfg.AllowPrivateCallbacks = true
 	}
+	// Handle returned h for this binary; deploy settings tune a copy.
+	hc := *h
+	h = &hc
+	if err := applyDeployEnv(getenv, &cfg, h); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	if err := validateConfig(cfg, h); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
 	url := getenv("NATS_URL")
 	if url == "" {
 		url = nats.DefaultURL
@@ -78,7 +90,20 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, cf
 		return 1
 	}
 	defer nc.Close()
-	if err := Serve(ctx, nc, cfg, h); err != nil {
+	inst, err := Start(ctx, nc, cfg, h)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if f := getenv(EnvReadyFile); f != "" {
+		if err := os.WriteFile(f, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+			cfg.Logger.Warn("write ready file", logKeyErr, err)
+		}
+	}
+	<-ctx.Done()
+	dctx, cancel := context.WithTimeout(context.Background(), DefaultDrainTimeout)
+	defer cancel()
+	if err := inst.Stop(dctx); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}

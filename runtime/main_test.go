@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/switchyard-dev/switchyard/runtime/registry"
 )
@@ -45,8 +46,29 @@ func TestRunUsage(t *testing.T) {
 	}
 	// No server at the URL: a clear error and exit 1, not a hang.
 	errb.Reset()
-	if code := run(nil, func(string) string { return "nats://127.0.0.1:1" }, &out, &errb, Config{Name: "echo"}, h); code != 1 ||
+	env := func(k string) string { return map[string]string{"NATS_URL": "nats://127.0.0.1:1"}[k] }
+	if code := run(nil, env, &out, &errb, Config{Name: "echo"}, h); code != 1 ||
 		!strings.Contains(errb.String(), "connect") {
 		t.Errorf("no server: exit %d, %s", code, errb.String())
+	}
+}
+
+func TestDeployEnv(t *testing.T) {
+	h := Handle(func(ctx context.Context, in manifestIn) (manifestIn, error) { return in, nil })
+	env := map[string]string{EnvVersion: "3", EnvTimeout: "2s", EnvConcurrency: "7", EnvMaxAttempts: "2", EnvBackoff: "10ms, 1s"}
+	var cfg Config
+	if err := applyDeployEnv(func(k string) string { return env[k] }, &cfg, h); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DeployedVersion != 3 || h.timeout != 2*time.Second || h.concurrency != 7 || h.maxAttempts != 2 ||
+		len(h.backoff) != 2 || h.backoff[1] != time.Second {
+		t.Errorf("applied: %+v %+v", cfg, h)
+	}
+	bad := map[string]string{EnvVersion: "0", EnvTimeout: "soon", EnvConcurrency: "-1", EnvMaxAttempts: "x", EnvBackoff: "1s,,2s"}
+	err := applyDeployEnv(func(k string) string { return bad[k] }, &cfg, h)
+	for k := range bad {
+		if err == nil || !strings.Contains(err.Error(), k) {
+			t.Errorf("no error for %s in %v", k, err)
+		}
 	}
 }
