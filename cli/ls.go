@@ -38,8 +38,10 @@ func newLsCmd(f *factory, run func(context.Context, *lsOptions) error) *cobra.Co
 	cmd := &cobra.Command{
 		Use:   "ls",
 		Short: "List functions and their running instances",
-		Long: `List every function the registry knows, with how many instances answer
-right now (counted by a micro PING on $SRV.PING), its timeout and description.`,
+		Long: `List every function the registry knows: its live version ("-" when it
+was not deployed but registered by a running instance), how many instances
+answer right now (counted by a micro PING on $SRV.PING), its timeout and
+description. 'yard describe <name>' shows versions and instances.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if run != nil {
@@ -95,9 +97,13 @@ func (o *lsOptions) run(ctx context.Context) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(o.f.io.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tINSTANCES\tTIMEOUT\tDESCRIPTION")
+	fmt.Fprintln(tw, "NAME\tVERSION\tINSTANCES\tTIMEOUT\tDESCRIPTION")
 	for _, e := range entries {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", e.Name, e.Instances, e.Timeout, e.Description)
+		version := "-" // registered by a running instance, not deployed
+		if e.Version > 0 {
+			version = fmt.Sprintf("v%d", e.Version)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", e.Name, version, e.Instances, e.Timeout, e.Description)
 	}
 	return tw.Flush()
 }

@@ -121,6 +121,12 @@ Exit codes: 0 ok, 1 failed, 2 bad usage, 3 the function answered with an error.`
 		newLsCmd(f, nil),
 		newInvocationsCmd(f),
 		newDLQCmd(f),
+		newDeployCmd(f),
+		newAgentCmd(f),
+		newDescribeCmd(f),
+		newRollbackCmd(f),
+		newRmCmd(f),
+		newLogsCmd(f),
 	)
 	return root
 }

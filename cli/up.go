@@ -13,7 +13,7 @@ import (
 
 	"github.com/switchyard-dev/switchyard/gateway"
 	"github.com/switchyard-dev/switchyard/internal/callback"
-	fn "github.com/switchyard-dev/switchyard/runtime"
+	"github.com/switchyard-dev/switchyard/runtime/agent"
 )
 
 type upOptions struct {
@@ -99,38 +99,44 @@ func (o *upOptions) run(ctx context.Context) error {
 		<-gwErr
 	}()
 
+	// Functions run the way they run in production: an agent runs what is
+	// deployed, and the bundled functions are deployed as a user would.
+	agentCfg := agent.Config{Dir: filepath.Join(o.sf.data, "agent"), NATSURL: natsURL, Logger: log, Output: errOut}
+	if o.allowPrivate {
+		agentCfg.Env = append(agentCfg.Env, allowPrivateEnv)
+	}
+	ag, err := agent.New(ctx, nc, agentCfg)
+	if err != nil {
+		return err
+	}
+	agentCtx, stopAgent := context.WithCancel(context.Background())
+	agentDone := make(chan error, 1)
+	go func() { agentDone <- ag.Run(agentCtx) }()
+	defer func() {
+		stopAgent()
+		<-agentDone
+	}()
+
 	var names []string
-	fnWait := func() {}
 	if !o.noFuncs {
-		lf := &localFunctions{
-			src: o.functions, binDir: filepath.Join(o.sf.data, "bin"),
-			natsURL: natsURL, log: log, stderr: errOut,
-		}
-		if o.allowPrivate {
-			lf.env = append(lf.env, fn.EnvAllowPrivateCallbacks+"=1")
-		}
-		names, err = lf.discover()
+		o.f.server = natsURL // deploys below talk to this server
+		names, err = discoverFunctions(o.functions)
 		switch {
 		case os.IsNotExist(err):
 			fmt.Fprintf(errOut, "no %s folder here, so no example functions (run yard up from the repository root to get them)\n", o.functions)
 		case err != nil:
 			return err
-		case len(names) > 0:
-			fmt.Fprintf(errOut, "building %s …\n", strings.Join(names, ", "))
-			start := time.Now()
-			if err := lf.build(ctx, names); err != nil {
-				return err
-			}
-			fmt.Fprintf(errOut, "built in %s\n", time.Since(start).Round(100*time.Millisecond))
-			fnCtx, stopFns := context.WithCancel(context.Background())
-			wg := lf.run(fnCtx, names)
-			fnWait = func() { stopFns(); wg.Wait() }
-			if missing := waitForInstances(ctx, nc, names, 30*time.Second); len(missing) > 0 {
-				fmt.Fprintf(errOut, "still waiting for %s to start (see the logs above)\n", strings.Join(missing, ", "))
+		}
+		for _, n := range names {
+			d := &deployOptions{f: o.f, dir: filepath.Join(o.functions, n)}
+			if err := d.run(ctx); err != nil {
+				return fmt.Errorf("deploy %s: %w", n, err)
 			}
 		}
+		if missing := waitForInstances(ctx, nc, names, time.Minute); len(missing) > 0 {
+			fmt.Fprintf(errOut, "still waiting for %s to start (see the logs above)\n", strings.Join(missing, ", "))
+		}
 	}
-	defer fnWait()
 
 	printBanner(o.f, natsURL, addr, cfg.StoreDir, names)
 	<-ctx.Done()

@@ -1,8 +1,18 @@
 // Package registry keeps the specs of Switchyard functions in NATS
 // JetStream: the live spec of every function in the key-value bucket
 // yard_functions, one key per function name. Instances write their spec when
-// they start; the gateway and the CLI read and watch it. Later stages add
-// versions (yard_versions) and artifacts (yard_artifacts) beside it.
+// they start; the gateway and the CLI read and watch it.
+//
+// Deploys add two stores beside it: yard_versions keeps the spec of every
+// deployed version under <name>.<N>, so that a rollback can make an older
+// one live again, and the object store yard_artifacts keeps the function
+// binaries, named by their sha256. A deploy uploads the binary
+// (PutArtifact), records the next version and makes it live (Deploy); agents
+// watching yard_functions fetch the binary (FetchArtifact) and run it.
+//
+// Open costs one bucket lookup; the deploy stores are opened, and created
+// if need be, the first time a method needs them, so instances and gateways
+// never touch them.
 package registry
 
 import (
@@ -11,7 +21,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -45,7 +57,28 @@ type Spec struct {
 	MaxAttempts int        `json:"max_attempts,omitempty"`
 	Backoff     []Duration `json:"backoff,omitempty"`
 	UpdatedAt   time.Time  `json:"updated_at,omitzero"`
+
+	// Artifact is the binary a deployed version runs, kept in
+	// yard_artifacts; nil for an instance that registered itself.
+	Artifact *Artifact `json:"artifact,omitempty"`
+	// MinInstances is how many instances the agents keep running even when
+	// the function is idle; 0 lets it scale to zero.
+	MinInstances int `json:"min_instances,omitempty"`
+	// MaxInstances caps the instances the agents run, at most
+	// InstanceLimit; 0 leaves the cap to the agents. It is never below
+	// MinInstances.
+	MaxInstances int `json:"max_instances,omitempty"`
+	// Env is added to the environment of every instance. Keys are POSIX
+	// names; NATS_URL, NATS_CREDS and YARD_* are reserved because the agent
+	// sets them to connect the instance.
+	Env map[string]string `json:"env,omitempty"`
+	// DeployedAt is when a deploy or a rollback last made this version
+	// live; zero for an instance that registered itself.
+	DeployedAt time.Time `json:"deployed_at,omitzero"`
 }
+
+// InstanceLimit is the largest MaxInstances a spec may ask for.
+const InstanceLimit = 1000
 
 // Validate reports every problem with the spec at once.
 func (s *Spec) Validate() error {
@@ -65,16 +98,49 @@ func (s *Spec) Validate() error {
 	if s.Concurrency < 0 {
 		errs = append(errs, fmt.Errorf("concurrency must not be negative, got %d", s.Concurrency))
 	}
+	if s.Version < 0 {
+		errs = append(errs, fmt.Errorf("version must not be negative, got %d", s.Version))
+	}
+	switch {
+	case s.MinInstances < 0:
+		errs = append(errs, fmt.Errorf("min_instances must not be negative, got %d", s.MinInstances))
+	case s.MaxInstances < s.MinInstances:
+		errs = append(errs, fmt.Errorf("max_instances (%d) must be at least min_instances (%d)", s.MaxInstances, s.MinInstances))
+	}
+	if s.MaxInstances > InstanceLimit {
+		errs = append(errs, fmt.Errorf("max_instances must be at most %d, got %d", InstanceLimit, s.MaxInstances))
+	}
+	// Sorted, so that the same spec always gets the same message.
+	for _, k := range slices.Sorted(maps.Keys(s.Env)) {
+		if err := validateEnv(k, s.Env[k]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.Artifact != nil {
+		if err := s.Artifact.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
 // sameDefinition reports whether two specs describe the same function,
-// ignoring the time it was written.
+// ignoring the time it was written. DeployedAt counts: a rollback that makes
+// the same version live again is an event the agents must see.
 func sameDefinition(a, b *Spec) bool {
 	return a.Name == b.Name && a.Description == b.Description && a.Version == b.Version &&
 		a.SchemaHash == b.SchemaHash && a.Timeout == b.Timeout && a.Concurrency == b.Concurrency &&
 		a.MaxAttempts == b.MaxAttempts && slices.Equal(a.Backoff, b.Backoff) &&
-		bytes.Equal(a.InputSchema, b.InputSchema) && bytes.Equal(a.OutputSchema, b.OutputSchema)
+		bytes.Equal(a.InputSchema, b.InputSchema) && bytes.Equal(a.OutputSchema, b.OutputSchema) &&
+		sameArtifact(a.Artifact, b.Artifact) && a.MinInstances == b.MinInstances &&
+		a.MaxInstances == b.MaxInstances && maps.Equal(a.Env, b.Env) && a.DeployedAt.Equal(b.DeployedAt)
+}
+
+func sameArtifact(a, b *Artifact) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
 }
 
 // Duration is a time.Duration that reads and writes as a Go duration string
@@ -101,29 +167,48 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Registry reads and writes function specs.
+// Registry reads and writes function specs, versions and artifacts. It is
+// safe for concurrent use.
 type Registry struct {
+	js        jetstream.JetStream
 	functions jetstream.KeyValue
+
+	// The deploy stores, opened on first use (see versionsKV, artifactStore).
+	mu        sync.Mutex
+	versions  jetstream.KeyValue
+	artifacts jetstream.ObjectStore
 }
 
-// Open returns the registry, creating its bucket when it does not exist.
+// Open returns the registry, creating yard_functions when it does not
+// exist. yard_versions and yard_artifacts are opened, or created, when a
+// method first needs them.
 func Open(ctx context.Context, js jetstream.JetStream) (*Registry, error) {
-	kv, err := js.KeyValue(ctx, wire.BucketFunctions)
+	kv, err := openKV(ctx, js, jetstream.KeyValueConfig{
+		Bucket:      wire.BucketFunctions,
+		Description: "Switchyard: live spec of every function",
+		History:     History,
+		Storage:     jetstream.FileStorage,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Registry{js: js, functions: kv}, nil
+}
+
+// openKV opens a bucket, creating it when it does not exist. Another
+// process may create it at the same moment; then we open theirs.
+func openKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:      wire.BucketFunctions,
-			Description: "Switchyard: live spec of every function",
-			History:     History,
-			Storage:     jetstream.FileStorage,
-		})
+		kv, err = js.CreateKeyValue(ctx, cfg)
 		if errors.Is(err, jetstream.ErrBucketExists) {
-			kv, err = js.KeyValue(ctx, wire.BucketFunctions)
+			kv, err = js.KeyValue(ctx, cfg.Bucket)
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("registry: open %s: %w", wire.BucketFunctions, err)
+		return nil, fmt.Errorf("registry: open %s: %w", cfg.Bucket, err)
 	}
-	return &Registry{functions: kv}, nil
+	return kv, nil
 }
 
 // Put records spec as the live spec of its function. It writes nothing when
@@ -151,17 +236,29 @@ func (r *Registry) Put(ctx context.Context, spec *Spec) error {
 
 // Get returns the live spec of a function, or ErrNotFound.
 func (r *Registry) Get(ctx context.Context, name string) (*Spec, error) {
+	s, _, err := r.GetEntry(ctx, name)
+	return s, err
+}
+
+// GetEntry returns the live spec of a function and its revision in
+// yard_functions, or ErrNotFound. Pass the revision to Deploy to deploy only
+// if nobody changed the function since it was read.
+func (r *Registry) GetEntry(ctx context.Context, name string) (*Spec, uint64, error) {
 	if err := wire.ValidateName(name); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	e, err := r.functions.Get(ctx, name)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, name)
+		return nil, 0, fmt.Errorf("%w: %s", ErrNotFound, name)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("registry: get %s: %w", name, err)
+		return nil, 0, fmt.Errorf("registry: get %s: %w", name, err)
 	}
-	return Decode(e.Value())
+	s, err := Decode(e.Value())
+	if err != nil {
+		return nil, 0, err
+	}
+	return s, e.Revision(), nil
 }
 
 // Decode parses a stored spec.
@@ -195,7 +292,8 @@ func (r *Registry) List(ctx context.Context) ([]*Spec, error) {
 	return specs, nil
 }
 
-// Delete removes a function's live spec.
+// Delete removes a function's live spec. Unlike Remove it does not mind a
+// function that is not there.
 func (r *Registry) Delete(ctx context.Context, name string) error {
 	if err := wire.ValidateName(name); err != nil {
 		return err

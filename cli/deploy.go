@@ -1,0 +1,379 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+
+	fn "github.com/switchyard-dev/switchyard/runtime"
+	"github.com/switchyard-dev/switchyard/runtime/registry"
+	"github.com/switchyard-dev/switchyard/runtime/wire"
+	"github.com/switchyard-dev/switchyard/schemas"
+)
+
+// SettingsFile is read from a function's folder by yard deploy.
+const SettingsFile = "yard.json"
+
+// settings are a function's deploy settings: from SettingsFile, then flags.
+type settings struct {
+	MinInstances *int              `json:"min_instances,omitempty"`
+	MaxInstances *int              `json:"max_instances,omitempty"`
+	Concurrency  *int              `json:"concurrency,omitempty"`
+	Timeout      string            `json:"timeout,omitempty"`
+	MaxAttempts  *int              `json:"max_attempts,omitempty"`
+	Backoff      []string          `json:"backoff,omitempty"`
+	Env          map[string]string `json:"env,omitempty"`
+}
+
+type deployOptions struct {
+	f      *factory
+	dir    string
+	force  bool
+	json   bool
+	flags  settings
+	envs   []string
+	backof string
+}
+
+func newDeployCmd(f *factory) *cobra.Command {
+	o := &deployOptions{f: f}
+	var minI, maxI, conc, attempts int
+	var timeout string
+	cmd := &cobra.Command{
+		Use:   "deploy <dir>",
+		Short: "Build a function and deploy it as a new version",
+		Long: `Build the function in <dir> (go build, static), read its manifest
+(<binary> --yard-manifest), check its schemas against the live version, upload
+the binary to the object store yard_artifacts (by sha256, never twice), and
+record it as version N in yard_versions and as the live spec in
+yard_functions. Agents ('yard agent', 'yard up') then start the new version
+and drain the old one.
+
+A schema change that would reject input the live version accepted (a new
+required field, a narrowed type or range, a removed enum value) or produce
+output its callers do not expect is refused, naming each change, unless
+--force.
+
+Settings come from ` + SettingsFile + ` in <dir>, then from flags:
+  {"min_instances": 1, "max_instances": 4, "concurrency": 32, "timeout": "10s",
+   "max_attempts": 5, "backoff": ["1s", "5s", "30s"], "env": {"GREETING": "Hi"}}`,
+		Example: `  yard deploy ./functions/greet
+  yard deploy ./functions/greet --timeout 5s --env GREETING=Hi --min 2
+  yard deploy ./functions/greet --force --json`,
+		Args: exactArgs(1, "the function's folder"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.dir = args[0]
+			fl := cmd.Flags()
+			if fl.Changed("min") {
+				o.flags.MinInstances = &minI
+			}
+			if fl.Changed("max") {
+				o.flags.MaxInstances = &maxI
+			}
+			if fl.Changed("concurrency") {
+				o.flags.Concurrency = &conc
+			}
+			if fl.Changed("max-attempts") {
+				o.flags.MaxAttempts = &attempts
+			}
+			o.flags.Timeout = timeout
+			return o.run(cmd.Context())
+		},
+	}
+	fl := cmd.Flags()
+	fl.IntVar(&minI, "min", 0, "instances always running (0: scale to zero when idle)")
+	fl.IntVar(&maxI, "max", 0, "most instances at once")
+	fl.IntVar(&conc, "concurrency", 0, "invocations one instance runs at once")
+	fl.StringVar(&timeout, "timeout", "", "how long one invocation may run, e.g. 10s")
+	fl.IntVar(&attempts, "max-attempts", 0, "attempts of an async invocation before the DLQ")
+	fl.StringVar(&o.backof, "backoff", "", "waits between async attempts, e.g. 1s,5s,30s")
+	fl.StringArrayVar(&o.envs, "env", nil, "KEY=VALUE for the function's environment (repeatable)")
+	fl.BoolVar(&o.force, "force", false, "deploy even when the schemas would break callers")
+	fl.BoolVar(&o.json, "json", false, "print the deployed spec as JSON")
+	return cmd
+}
+
+func (o *deployOptions) run(ctx context.Context) error {
+	errOut := o.f.io.ErrOut
+	st, err := o.settings()
+	if err != nil {
+		return &exitError{code: ExitUsage, err: err}
+	}
+	tmp, err := os.MkdirTemp("", "yard-deploy-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	bin := filepath.Join(tmp, "fn")
+
+	start := time.Now()
+	fmt.Fprintf(errOut, "building %s … ", o.dir)
+	if err := buildFunction(ctx, o.dir, bin); err != nil {
+		fmt.Fprintln(errOut, "failed")
+		return err
+	}
+	fmt.Fprintf(errOut, "done in %s\n", time.Since(start).Round(100*time.Millisecond))
+	spec, err := readManifest(ctx, bin)
+	if err != nil {
+		return err
+	}
+	if err := st.apply(spec); err != nil {
+		return &exitError{code: ExitUsage, err: err}
+	}
+
+	nc, err := o.f.connect("deploy")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	reg, err := registry.Open(ctx, js)
+	if err != nil {
+		return err
+	}
+	live, rev, err := reg.GetEntry(ctx, spec.Name)
+	if err != nil && !errors.Is(err, registry.ErrNotFound) {
+		return err
+	}
+	if live != nil {
+		if breaks := compatibility(live, spec); len(breaks) > 0 {
+			if !o.force {
+				return &exitError{code: ExitError, err: fmt.Errorf("refusing to deploy %s: the new schemas would break callers of the live version (v%d):\n  %s\ndeploy anyway with --force",
+					spec.Name, live.Version, strings.Join(breaks, "\n  "))}
+			}
+			fmt.Fprintf(errOut, "deploying despite %d breaking schema changes (--force):\n  %s\n", len(breaks), strings.Join(breaks, "\n  "))
+		}
+	}
+
+	size := int64(0)
+	if fi, err := os.Stat(bin); err == nil {
+		size = fi.Size()
+	}
+	progress, done := uploadProgress(errOut, size)
+	art, uploaded, err := reg.PutArtifact(ctx, bin, progress)
+	done()
+	if err != nil {
+		return err
+	}
+	if uploaded {
+		fmt.Fprintf(errOut, "uploaded %s (%.1f MB)\n", art.Digest[:19], float64(art.Size)/1e6)
+	} else {
+		fmt.Fprintf(errOut, "artifact %s already stored\n", art.Digest[:19])
+	}
+	spec.Artifact = art
+	if live != nil && live.Version > 0 && sameDeploy(live, spec) {
+		fmt.Fprintf(errOut, "unchanged: %s v%d is live with this binary and these settings\n", spec.Name, live.Version)
+		if o.json {
+			return writeJSONOut(o.f, live)
+		}
+		return nil
+	}
+	deployed, err := reg.Deploy(ctx, spec, rev)
+	if errors.Is(err, registry.ErrConflict) {
+		return &exitError{code: ExitError, err: fmt.Errorf("%s changed while deploying (another deploy?); run yard deploy again", spec.Name)}
+	}
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return writeJSONOut(o.f, deployed)
+	}
+	fmt.Fprintf(errOut, "deployed %s v%d; agents start it and drain the previous version\n", deployed.Name, deployed.Version)
+	return nil
+}
+
+// settings merges the folder's settings file with the flags, flags last.
+func (o *deployOptions) settings() (*settings, error) {
+	st := &settings{}
+	data, err := os.ReadFile(filepath.Join(o.dir, SettingsFile))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return nil, err
+	default:
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(st); err != nil {
+			return nil, fmt.Errorf("%s: %w", filepath.Join(o.dir, SettingsFile), err)
+		}
+	}
+	fl := o.flags
+	if fl.MinInstances != nil {
+		st.MinInstances = fl.MinInstances
+	}
+	if fl.MaxInstances != nil {
+		st.MaxInstances = fl.MaxInstances
+	}
+	if fl.Concurrency != nil {
+		st.Concurrency = fl.Concurrency
+	}
+	if fl.MaxAttempts != nil {
+		st.MaxAttempts = fl.MaxAttempts
+	}
+	if fl.Timeout != "" {
+		st.Timeout = fl.Timeout
+	}
+	if o.backof != "" {
+		st.Backoff = strings.Split(o.backof, ",")
+	}
+	var errs []error
+	for _, kv := range o.envs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			errs = append(errs, fmt.Errorf("--env %q: want KEY=VALUE", kv))
+			continue
+		}
+		if st.Env == nil {
+			st.Env = map[string]string{}
+		}
+		st.Env[k] = v
+	}
+	return st, errors.Join(errs...)
+}
+
+// apply puts the settings into a spec, reporting every bad value at once.
+func (st *settings) apply(spec *registry.Spec) error {
+	var errs []error
+	if st.MinInstances != nil {
+		spec.MinInstances = *st.MinInstances
+	}
+	if st.MaxInstances != nil {
+		spec.MaxInstances = *st.MaxInstances
+	}
+	if st.Concurrency != nil {
+		spec.Concurrency = *st.Concurrency
+	}
+	if st.MaxAttempts != nil {
+		spec.MaxAttempts = *st.MaxAttempts
+	}
+	if st.Timeout != "" {
+		d, err := time.ParseDuration(st.Timeout)
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("timeout %q: want a positive duration such as 10s", st.Timeout))
+		}
+		spec.Timeout = registry.Duration(d)
+	}
+	if len(st.Backoff) > 0 {
+		spec.Backoff = nil
+		for _, s := range st.Backoff {
+			d, err := time.ParseDuration(strings.TrimSpace(s))
+			if err != nil || d < 0 {
+				errs = append(errs, fmt.Errorf("backoff %q: want durations such as 1s,5s,30s", s))
+				continue
+			}
+			spec.Backoff = append(spec.Backoff, registry.Duration(d))
+		}
+	}
+	if st.Env != nil {
+		spec.Env = st.Env
+	}
+	if spec.MaxInstances == 0 {
+		spec.MaxInstances = max(spec.MinInstances, 1)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return spec.Validate()
+}
+
+// buildFunction compiles the function in dir into a static binary.
+func buildFunction(ctx context.Context, dir, out string) error {
+	if _, err := exec.LookPath("go"); err != nil {
+		return errors.New("the go command is not on PATH; yard deploy builds functions with it")
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return &exitError{code: ExitUsage, err: fmt.Errorf("%s is not a folder", dir)}
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, ".")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stderr, &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("go build in %s: %w\n%s", dir, err, strings.TrimSpace(stderr.String()))
+	}
+	return nil
+}
+
+// readManifest asks a function binary for its spec.
+func readManifest(ctx context.Context, bin string) (*registry.Spec, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, bin, fn.ManifestFlag)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("reading the manifest (%s %s): %w\n%s\nis this a Switchyard function (fn.Main)?", filepath.Base(bin), fn.ManifestFlag, err, strings.TrimSpace(stderr.String()))
+	}
+	spec, err := registry.Decode(stdout.Bytes())
+	if err != nil {
+		return nil, fmt.Errorf("the manifest is not a spec: %w", err)
+	}
+	if err := wire.ValidateName(spec.Name); err != nil {
+		return nil, fmt.Errorf("the manifest names an invalid function: %w", err)
+	}
+	return spec, nil
+}
+
+// compatibility lists the schema changes from live to next that would
+// break callers, one line each.
+func compatibility(live, next *registry.Spec) []string {
+	var out []string
+	add := func(kind string, changes []schemas.Change, err error) {
+		if err != nil {
+			out = append(out, fmt.Sprintf("%s schema: cannot compare (%v)", kind, err))
+			return
+		}
+		for _, c := range changes {
+			ptr := c.Pointer
+			if ptr == "" {
+				ptr = "(root)"
+			}
+			out = append(out, fmt.Sprintf("%s %s: %s [%s]", kind, ptr, c.Message, c.Kind))
+		}
+	}
+	in, err := schemas.InputBreaks(live.InputSchema, next.InputSchema)
+	add("input", in, err)
+	outc, err := schemas.OutputBreaks(live.OutputSchema, next.OutputSchema)
+	add("output", outc, err)
+	return out
+}
+
+// sameDeploy: deploying next would change nothing.
+func sameDeploy(live, next *registry.Spec) bool {
+	a, b := *live, *next
+	a.Version, a.DeployedAt, a.UpdatedAt = 0, time.Time{}, time.Time{}
+	b.Version, b.DeployedAt, b.UpdatedAt = 0, time.Time{}, time.Time{}
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return bytes.Equal(ja, jb)
+}
+
+// uploadProgress shows a progress bar on a terminal and nothing otherwise.
+func uploadProgress(w io.Writer, total int64) (func(done, total int64), func()) {
+	f, ok := w.(*os.File)
+	if !ok {
+		return func(int64, int64) {}, func() {}
+	}
+	if fi, err := f.Stat(); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		return func(int64, int64) {}, func() {}
+	}
+	bar := progressbar.NewOptions64(total, progressbar.OptionSetWriter(w), progressbar.OptionShowBytes(true),
+		progressbar.OptionSetDescription("uploading"), progressbar.OptionClearOnFinish())
+	return func(done, _ int64) { _ = bar.Set64(done) }, func() { _ = bar.Finish() }
+}

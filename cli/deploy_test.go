@@ -1,0 +1,83 @@
+package cli
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/switchyard-dev/switchyard/internal/natstest"
+	"github.com/switchyard-dev/switchyard/runtime/registry"
+)
+
+func TestDeployCommands(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds functions")
+	}
+	s := natstest.Run(t)
+	env := map[string]string{"NATS_URL": s.ClientURL()}
+
+	r := yard(t, env, "", "deploy", "../functions/greet", "--json", "--timeout", "5s", "--env", "GREETING=Hi")
+	var v1 registry.Spec
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &v1) != nil || v1.Version != 1 || v1.Timeout.D().String() != "5s" ||
+		v1.Env["GREETING"] != "Hi" || v1.Artifact == nil || !strings.Contains(r.stderr, "uploaded") {
+		t.Fatalf("first deploy: %+v", r)
+	}
+	// The same binary and settings: nothing new.
+	r = yard(t, env, "", "deploy", "../functions/greet", "--timeout", "5s", "--env", "GREETING=Hi")
+	if r.code != 0 || !strings.Contains(r.stderr, "already stored") || !strings.Contains(r.stderr, "unchanged: greet v1") {
+		t.Fatalf("same deploy: %+v", r)
+	}
+	// New settings make a new version without a new upload.
+	if r = yard(t, env, "", "deploy", "../functions/greet", "--timeout", "7s"); r.code != 0 || !strings.Contains(r.stderr, "deployed greet v2") {
+		t.Fatalf("settings change: %+v", r)
+	}
+	// A breaking schema change is refused, naming the change.
+	r = yard(t, env, "", "deploy", "testdata/greet-v2")
+	if r.code != ExitError || !strings.Contains(r.stderr, "/title") || !strings.Contains(r.stderr, "--force") {
+		t.Fatalf("breaking change: %+v", r)
+	}
+	if r = yard(t, env, "", "deploy", "testdata/greet-v2", "--force"); r.code != 0 || !strings.Contains(r.stderr, "deployed greet v3") {
+		t.Fatalf("--force: %+v", r)
+	}
+	// Bad input: each a clear error, nothing deployed.
+	for _, tt := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"deploy", "testdata/greet-v3"}, ExitUsage, "bogus"},
+		{[]string{"deploy", "testdata/nowhere"}, ExitUsage, "not a folder"},
+		{[]string{"deploy", "../functions/greet", "--timeout", "soon"}, ExitUsage, "timeout"},
+		{[]string{"deploy", "../functions/greet", "--env", "NOEQUALS"}, ExitUsage, "KEY=VALUE"},
+		{[]string{"deploy", "../functions/greet", "--env", "YARD_X=1"}, ExitUsage, "YARD_"},
+		{[]string{"deploy", "../functions/greet", "--min", "3", "--max", "2"}, ExitUsage, "max"},
+	} {
+		if r := yard(t, env, "", tt.args...); r.code != tt.code || !strings.Contains(r.stderr, tt.want) {
+			t.Errorf("%v: exit %d, %q; want %d with %q", tt.args, r.code, r.stderr, tt.code, tt.want)
+		}
+	}
+
+	// describe, rollback, rm.
+	r = yard(t, env, "", "describe", "greet")
+	if r.code != 0 || !regexpMatch(`live version\s+v3`, r.stdout) || !regexpMatch(`v1\s.*\n\s+v2`, r.stdout) {
+		t.Fatalf("describe: %+v", r)
+	}
+	if r = yard(t, env, "", "rollback", "greet"); r.code != 0 || !strings.Contains(r.stderr, "v2 is live again") {
+		t.Fatalf("rollback: %+v", r)
+	}
+	if r = yard(t, env, "", "rollback", "greet", "--to", "1", "--json"); r.code != 0 || !strings.Contains(r.stdout, `"version": 1`) {
+		t.Fatalf("rollback --to: %+v", r)
+	}
+	if r = yard(t, env, "", "rollback", "greet", "--to", "9"); r.code == 0 {
+		t.Fatalf("rollback to a missing version: %+v", r)
+	}
+	if r = yard(t, env, "", "rm", "greet"); r.code != 0 {
+		t.Fatalf("rm: %+v", r)
+	}
+	if r = yard(t, env, "", "describe", "greet"); r.code != ExitError || !strings.Contains(r.stderr, "not found") {
+		t.Fatalf("describe after rm: %+v", r)
+	}
+	if r = yard(t, env, "", "rm", "greet"); r.code != ExitError {
+		t.Fatalf("rm twice: %+v", r)
+	}
+}

@@ -1,0 +1,294 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/spf13/cobra"
+
+	"github.com/switchyard-dev/switchyard/runtime/registry"
+	"github.com/switchyard-dev/switchyard/runtime/wire"
+)
+
+// withRegistry connects and opens the registry for one command.
+func withRegistry(ctx context.Context, f *factory, name string, run func(context.Context, *nats.Conn, *registry.Registry) error) error {
+	nc, err := f.connect(name)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	reg, err := registry.Open(ctx, js)
+	if err != nil {
+		return err
+	}
+	return run(ctx, nc, reg)
+}
+
+func nameArg(cmd *cobra.Command, args []string) error {
+	if len(args) != 1 {
+		return usageError("%s takes one function name (got %d arguments)", cmd.CommandPath(), len(args))
+	}
+	if err := wire.ValidateName(args[0]); err != nil {
+		return usageError("%v", err)
+	}
+	return nil
+}
+
+func notFound(err error, name string) error {
+	if errors.Is(err, registry.ErrNotFound) {
+		return &exitError{code: ExitError, err: fmt.Errorf("function %q not found (see `yard ls`)", name)}
+	}
+	return err
+}
+
+// instanceInfo is one running instance as micro discovery reports it.
+type instanceInfo struct {
+	ID      string `json:"id"`
+	Version string `json:"version"`
+}
+
+// instancesOf asks every instance of a function for its identity.
+func instancesOf(nc *nats.Conn, name string, wait time.Duration) []instanceInfo {
+	inbox := nc.NewRespInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil
+	}
+	defer sub.Unsubscribe()
+	if err := nc.PublishRequest("$SRV.PING."+name, inbox, nil); err != nil {
+		return nil
+	}
+	var out []instanceInfo
+	deadline := time.Now().Add(wait)
+	for {
+		msg, err := sub.NextMsg(time.Until(deadline))
+		if err != nil {
+			return out
+		}
+		var p micro.Ping
+		if json.Unmarshal(msg.Data, &p) == nil {
+			out = append(out, instanceInfo{ID: p.ID, Version: p.Version})
+		}
+	}
+}
+
+func newDescribeCmd(f *factory) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "describe <name>",
+		Short: "Show a function: live spec, schemas, versions and instances",
+		Args:  nameArg,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withRegistry(cmd.Context(), f, "describe", func(ctx context.Context, nc *nats.Conn, reg *registry.Registry) error {
+				live, err := reg.Get(ctx, args[0])
+				if err != nil {
+					return notFound(err, args[0])
+				}
+				versions, err := reg.Versions(ctx, args[0])
+				if err != nil && !errors.Is(err, registry.ErrNotFound) {
+					return err
+				}
+				insts := instancesOf(nc, args[0], 300*time.Millisecond)
+				if asJSON {
+					return writeJSONOut(f, map[string]any{"spec": live, "versions": versions, "instances": insts})
+				}
+				out := f.io.Out
+				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+				fmt.Fprintf(tw, "name\t%s\n", live.Name)
+				if live.Description != "" {
+					fmt.Fprintf(tw, "description\t%s\n", live.Description)
+				}
+				if live.Version > 0 {
+					fmt.Fprintf(tw, "live version\tv%d (deployed %s)\n", live.Version, live.DeployedAt.Format(time.RFC3339))
+				} else {
+					fmt.Fprintf(tw, "live version\tnot deployed (registered by a running instance)\n")
+				}
+				fmt.Fprintf(tw, "timeout\t%s\n", live.Timeout.D())
+				fmt.Fprintf(tw, "instances\tmin %d, max %d, concurrency %d each\n", live.MinInstances, live.MaxInstances, live.Concurrency)
+				if live.Artifact != nil {
+					fmt.Fprintf(tw, "artifact\t%s (%.1f MB)\n", live.Artifact.Digest, float64(live.Artifact.Size)/1e6)
+				}
+				_ = tw.Flush()
+				fmt.Fprintf(out, "\ninput schema:\n%s\n\noutput schema:\n%s\n", indent(live.InputSchema), indent(live.OutputSchema))
+				if len(versions) > 0 {
+					fmt.Fprintln(out, "\nversions:")
+					tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+					for _, v := range versions {
+						mark := ""
+						if v.Version == live.Version {
+							mark = "live"
+						}
+						fmt.Fprintf(tw, "  v%d\t%s\t%s\t%s\n", v.Version, v.DeployedAt.Format(time.RFC3339), short(v.Artifact), mark)
+					}
+					_ = tw.Flush()
+				}
+				fmt.Fprintf(out, "\nrunning instances: %d\n", len(insts))
+				for _, in := range insts {
+					fmt.Fprintf(out, "  %s  %s\n", in.ID, in.Version)
+				}
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print spec, versions and instances as JSON")
+	return cmd
+}
+
+func short(a *registry.Artifact) string {
+	if a == nil || len(a.Digest) < 19 {
+		return ""
+	}
+	return a.Digest[:19]
+}
+
+func indent(raw json.RawMessage) string {
+	var v any
+	if json.Unmarshal(raw, &v) != nil {
+		return string(raw)
+	}
+	b, _ := json.MarshalIndent(v, "  ", "  ")
+	return "  " + string(b)
+}
+
+func newRollbackCmd(f *factory) *cobra.Command {
+	var to int
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "rollback <name> [--to N]",
+		Short: "Make an earlier version live again",
+		Long: `Make an earlier deployed version live again: by default the one before
+the live version, or --to N. Agents roll over to it as for a deploy.`,
+		Args: nameArg,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if to < 0 {
+				return usageError("--to must be a version number")
+			}
+			return withRegistry(cmd.Context(), f, "rollback", func(ctx context.Context, _ *nats.Conn, reg *registry.Registry) error {
+				spec, err := reg.Rollback(ctx, args[0], to)
+				if err != nil {
+					return notFound(err, args[0])
+				}
+				if asJSON {
+					return writeJSONOut(f, spec)
+				}
+				fmt.Fprintf(f.io.ErrOut, "%s: v%d is live again\n", spec.Name, spec.Version)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().IntVar(&to, "to", 0, "version to make live (default: the one before the live one)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the live spec as JSON")
+	return cmd
+}
+
+func newRmCmd(f *factory) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "rm <name>",
+		Short: "Remove a function: agents drain its instances",
+		Long: `Remove a function's live spec. Agents drain and stop its instances; the
+gateway answers 404 for it. Its versions stay in yard_versions, so a later
+deploy continues the numbering and 'yard rollback' can bring one back.`,
+		Args: nameArg,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withRegistry(cmd.Context(), f, "rm", func(ctx context.Context, _ *nats.Conn, reg *registry.Registry) error {
+				if err := reg.Remove(ctx, args[0]); err != nil {
+					return notFound(err, args[0])
+				}
+				fmt.Fprintf(f.io.ErrOut, "removed %s\n", args[0])
+				return nil
+			})
+		},
+	}
+	return cmd
+}
+
+func newLogsCmd(f *factory) *cobra.Command {
+	var follow bool
+	var since time.Duration
+	cmd := &cobra.Command{
+		Use:   "logs <name> [-f]",
+		Short: "Print a function's log lines (from yard.logs.<name>.*)",
+		Long: `Print the log lines of a function's instances kept in the stream
+YARD_LOGS (the last 24 hours at most), then with -f keep printing new ones.
+Each line starts with the instance id.`,
+		Args: nameArg,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			if follow {
+				var stop context.CancelFunc
+				ctx, stop = signalContext(ctx)
+				defer stop()
+			}
+			nc, err := f.connect("logs")
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			js, err := jetstream.New(nc)
+			if err != nil {
+				return err
+			}
+			stream, err := js.Stream(ctx, wire.StreamLogs)
+			if errors.Is(err, jetstream.ErrStreamNotFound) {
+				return &exitError{code: ExitError, err: errors.New("no logs yet: they are kept once an agent (yard agent, yard up) runs functions")}
+			}
+			if err != nil {
+				return err
+			}
+			subj, _ := wire.LogsSubject(args[0], "*")
+			occ := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj}, DeliverPolicy: jetstream.DeliverAllPolicy}
+			if since > 0 {
+				occ.DeliverPolicy = jetstream.DeliverByStartTimePolicy
+				t := time.Now().Add(-since)
+				occ.OptStartTime = &t
+			}
+			cons, err := stream.OrderedConsumer(ctx, occ)
+			if err != nil {
+				return err
+			}
+			info, err := cons.Info(ctx)
+			if err != nil {
+				return err
+			}
+			pending := info.NumPending
+			for follow || pending > 0 {
+				msg, err := cons.Next(jetstream.FetchMaxWait(time.Second))
+				if errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, nats.ErrTimeout) {
+					if ctx.Err() != nil {
+						return nil
+					}
+					continue
+				}
+				if err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					return err
+				}
+				meta, _ := msg.Metadata()
+				instance := msg.Subject()[len(wire.LogsPrefix)+len(args[0])+1:]
+				fmt.Fprintf(f.io.Out, "%s | %s", instance, msg.Data())
+				if meta != nil {
+					pending = meta.NumPending
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new lines until Ctrl-C")
+	cmd.Flags().DurationVar(&since, "since", 0, "only lines newer than this, e.g. 10m")
+	return cmd
+}

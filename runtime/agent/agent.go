@@ -1,0 +1,432 @@
+// Package agent runs deployed Switchyard functions as operating-system
+// processes. An agent watches the registry (yard_functions); for every
+// deployed function it fetches the version's binary from yard_artifacts,
+// verifies its sha256, and keeps the wanted number of instances running,
+// each in its own working directory with its own environment, restarting
+// crashed ones with backoff. A new version is rolled out by starting its
+// instances first and draining the old ones only once the new ones serve,
+// so no request is lost. Removing a function drains its instances.
+//
+// Lifecycle: New checks the config and opens the registry; Run reconciles
+// until its context ends, then drains every instance it started.
+package agent
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	fn "github.com/switchyard-dev/switchyard/runtime"
+	"github.com/switchyard-dev/switchyard/runtime/registry"
+	"github.com/switchyard-dev/switchyard/runtime/wire"
+)
+
+// Config of an agent.
+type Config struct {
+	// Dir holds fetched artifacts and one working directory per instance.
+	Dir string
+	// NATSURL and Creds are what instances connect with.
+	NATSURL string
+	Creds   string
+	// Env is extra KEY=VALUE for every instance.
+	Env []string
+	// StopTimeout bounds an instance's drain before SIGKILL; default 35s,
+	// past the SDK's own 30s drain.
+	StopTimeout time.Duration
+	// ReadyTimeout bounds how long a new instance may take to serve before
+	// a rollout gives up on it (and keeps the old version); default 60s.
+	ReadyTimeout time.Duration
+	Logger       *slog.Logger
+	// Output receives every instance's log lines, prefixed with its id;
+	// nil discards them (they are on yard.logs.<name>.<instance> anyway).
+	Output io.Writer
+}
+
+// Agent runs deployed functions.
+type Agent struct {
+	cfg Config
+	nc  *nats.Conn
+	reg *registry.Registry
+	log *slog.Logger
+
+	mu  sync.Mutex
+	fns map[string]*function
+	wg  sync.WaitGroup
+}
+
+// New prepares an agent on nc.
+func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Agent, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("agent: Dir is required")
+	}
+	if cfg.NATSURL == "" {
+		cfg.NATSURL = nc.ConnectedUrl()
+	}
+	if cfg.StopTimeout == 0 {
+		cfg.StopTimeout = 35 * time.Second
+	}
+	if cfg.ReadyTimeout == 0 {
+		cfg.ReadyTimeout = time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	for _, d := range []string{"artifacts", "instances"} {
+		if err := os.MkdirAll(filepath.Join(cfg.Dir, d), 0o755); err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	reg, err := registry.Open(ctx, js)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	if err := ensureLogStream(ctx, js); err != nil {
+		return nil, err
+	}
+	return &Agent{cfg: cfg, nc: nc, reg: reg, log: cfg.Logger.With("component", "agent"), fns: map[string]*function{}}, nil
+}
+
+// ensureLogStream keeps recent function logs, so `yard logs` can show the
+// past and not only what happens while it watches.
+func ensureLogStream(ctx context.Context, js jetstream.JetStream) error {
+	_, err := js.Stream(ctx, wire.StreamLogs)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		_, err = js.CreateStream(ctx, jetstream.StreamConfig{
+			Name:        wire.StreamLogs,
+			Description: "Switchyard: recent function log lines",
+			Subjects:    []string{wire.LogsPrefix + ">"},
+			Storage:     jetstream.FileStorage,
+			MaxAge:      24 * time.Hour,
+			MaxBytes:    256 << 20,
+			Discard:     jetstream.DiscardOld,
+		})
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			err = nil
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("agent: stream %s: %w", wire.StreamLogs, err)
+	}
+	return nil
+}
+
+// Run reconciles until ctx ends, then drains every instance.
+func (a *Agent) Run(ctx context.Context) error {
+	w, err := a.reg.Watch(ctx)
+	if err != nil {
+		return fmt.Errorf("agent: watch registry: %w", err)
+	}
+	defer w.Stop()
+	a.log.Info("agent running", "dir", a.cfg.Dir)
+	for {
+		select {
+		case <-ctx.Done():
+			a.shutdown()
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				a.shutdown()
+				return errors.New("agent: registry watch closed")
+			}
+			if e == nil {
+				continue // initial values done
+			}
+			var spec *registry.Spec
+			if e.Operation() == jetstream.KeyValuePut {
+				if spec, err = registry.Decode(e.Value()); err != nil {
+					a.log.Error("unreadable spec", "fn", e.Key(), "err", err)
+					continue
+				}
+			}
+			a.want(ctx, e.Key(), spec)
+		}
+	}
+}
+
+// want records the desired spec of a function (nil: removed) and wakes its
+// reconciler.
+func (a *Agent) want(ctx context.Context, name string, spec *registry.Spec) {
+	a.mu.Lock()
+	f, ok := a.fns[name]
+	if !ok {
+		f = &function{a: a, name: name, kick: make(chan struct{}, 1)}
+		a.fns[name] = f
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			f.loop(ctx)
+		}()
+	}
+	f.mu.Lock()
+	f.spec = spec
+	f.mu.Unlock()
+	a.mu.Unlock()
+	select {
+	case f.kick <- struct{}{}:
+	default: // a reconcile is already pending; it will see the new spec
+	}
+}
+
+func (a *Agent) shutdown() {
+	a.mu.Lock()
+	var all []*instance
+	for _, f := range a.fns {
+		f.mu.Lock()
+		all = append(all, f.instances...)
+		f.mu.Unlock()
+	}
+	a.mu.Unlock()
+	stopAll(all)
+	a.wg.Wait()
+	a.log.Info("agent stopped")
+}
+
+// Instances reports what the agent runs, for status output and tests.
+func (a *Agent) Instances() map[string][]InstanceInfo {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := map[string][]InstanceInfo{}
+	for name, f := range a.fns {
+		f.mu.Lock()
+		for _, in := range f.instances {
+			state := "starting"
+			switch {
+			case in.draining.Load():
+				state = "draining"
+			case in.isReady():
+				state = "ready"
+			}
+			out[name] = append(out[name], InstanceInfo{ID: in.id, Version: in.version, State: state, Restarts: int(in.restarts.Load())})
+		}
+		f.mu.Unlock()
+	}
+	return out
+}
+
+// InstanceInfo describes one instance.
+type InstanceInfo struct {
+	ID       string `json:"id"`
+	Version  int    `json:"version"`
+	State    string `json:"state"` // starting, ready, draining
+	Restarts int    `json:"restarts"`
+}
+
+// artifactPath fetches (once) and returns the binary of a spec.
+func (a *Agent) artifactPath(ctx context.Context, spec *registry.Spec) (string, error) {
+	if spec.Artifact == nil {
+		return "", fmt.Errorf("%s v%d has no artifact", spec.Name, spec.Version)
+	}
+	digest := strings.TrimPrefix(spec.Artifact.Digest, "sha256:")
+	if wire.ValidateToken(digest) != nil {
+		return "", fmt.Errorf("%s v%d: bad artifact digest %q", spec.Name, spec.Version, spec.Artifact.Digest)
+	}
+	path := filepath.Join(a.cfg.Dir, "artifacts", digest)
+	if err := a.reg.FetchArtifact(ctx, spec.Artifact, path); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+func (a *Agent) env(spec *registry.Spec, id, dir string) []string {
+	env := append(os.Environ(),
+		"NATS_URL="+a.cfg.NATSURL,
+		fn.EnvVersion+"="+strconv.Itoa(spec.Version),
+		fn.EnvInstance+"="+id,
+		fn.EnvReadyFile+"="+filepath.Join(dir, "ready"),
+		fn.EnvTimeout+"="+spec.Timeout.D().String(),
+	)
+	if a.cfg.Creds != "" {
+		env = append(env, "NATS_CREDS="+a.cfg.Creds)
+	}
+	if spec.Concurrency > 0 {
+		env = append(env, fn.EnvConcurrency+"="+strconv.Itoa(spec.Concurrency))
+	}
+	if spec.MaxAttempts > 0 {
+		env = append(env, fn.EnvMaxAttempts+"="+strconv.Itoa(spec.MaxAttempts))
+	}
+	if len(spec.Backoff) > 0 {
+		parts := make([]string, len(spec.Backoff))
+		for i, d := range spec.Backoff {
+			parts[i] = d.D().String()
+		}
+		env = append(env, fn.EnvBackoff+"="+strings.Join(parts, ","))
+	}
+	for k, v := range spec.Env {
+		env = append(env, k+"="+v)
+	}
+	return append(env, a.cfg.Env...)
+}
+
+// function is the agent's view of one function: what is wanted and what runs.
+type function struct {
+	a    *Agent
+	name string
+	kick chan struct{}
+
+	mu        sync.Mutex
+	spec      *registry.Spec
+	instances []*instance
+}
+
+func (f *function) loop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-f.kick:
+			if err := f.reconcile(ctx); err != nil && ctx.Err() == nil {
+				f.a.log.Error("reconcile", "fn", f.name, "err", err)
+			}
+		}
+	}
+}
+
+// wanted is how many instances of a spec run. Scaling on load comes with
+// the autoscaler; until then min instances, at least one.
+func wanted(spec *registry.Spec) int { return max(spec.MinInstances, 1) }
+
+// reconcile brings the running instances to the wanted spec: start the new
+// version, wait until it serves, then drain the rest.
+func (f *function) reconcile(ctx context.Context) error {
+	f.mu.Lock()
+	spec := f.spec
+	f.mu.Unlock()
+	if spec == nil || spec.Version == 0 {
+		// Removed, or not deployed (an instance registered itself): not ours.
+		f.retire(func(*instance) bool { return true })
+		return nil
+	}
+	bin, err := f.a.artifactPath(ctx, spec)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	var current []*instance
+	for _, in := range f.instances {
+		if in.version == spec.Version && in.digest == spec.Artifact.Digest && !in.draining.Load() {
+			current = append(current, in)
+		}
+	}
+	for n := len(current); n < wanted(spec); n++ {
+		in := f.a.startInstance(ctx, spec, bin)
+		f.instances = append(f.instances, in)
+		current = append(current, in)
+	}
+	f.mu.Unlock()
+
+	// Only once every wanted instance of the new version serves do the
+	// others go: that is what makes a rollout lose no request.
+	deadline := time.Now().Add(f.a.cfg.ReadyTimeout)
+	for _, in := range current {
+		for !in.isReady() {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s v%d: instance %s not serving after %s; keeping the previous version", f.name, spec.Version, in.id, f.a.cfg.ReadyTimeout)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
+	keep := map[*instance]bool{}
+	for i, in := range current {
+		if i < wanted(spec) {
+			keep[in] = true
+		}
+	}
+	f.retire(func(in *instance) bool { return !keep[in] })
+	return nil
+}
+
+// retire drains the instances that match, and forgets them once their
+// processes are gone; until then they are listed as draining.
+func (f *function) retire(match func(*instance) bool) {
+	f.mu.Lock()
+	var gone []*instance
+	for _, in := range f.instances {
+		if !in.draining.Load() && match(in) {
+			in.draining.Store(true)
+			gone = append(gone, in)
+		}
+	}
+	f.mu.Unlock()
+	stopAll(gone)
+	f.mu.Lock()
+	kept := f.instances[:0]
+	for _, in := range f.instances {
+		if !slices.Contains(gone, in) {
+			kept = append(kept, in)
+		}
+	}
+	f.instances = kept
+	f.mu.Unlock()
+}
+
+func stopAll(ins []*instance) {
+	var wg sync.WaitGroup
+	for _, in := range ins {
+		wg.Add(1)
+		go func() { defer wg.Done(); in.stop() }()
+	}
+	wg.Wait()
+}
+
+// logWriter publishes each line an instance writes to
+// yard.logs.<name>.<instance>, and echoes it to the agent's output.
+type logWriter struct {
+	nc      *nats.Conn
+	subject string
+	prefix  string
+	out     io.Writer
+	mu      sync.Mutex
+	buf     []byte
+}
+
+func (l *logWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, p...)
+	for {
+		i := strings.IndexByte(string(l.buf), '\n')
+		if i < 0 {
+			if len(l.buf) > 64<<10 { // a runaway line: flush what we have
+				i = len(l.buf) - 1
+			} else {
+				return len(p), nil
+			}
+		}
+		line := l.buf[:i+1]
+		_ = l.nc.Publish(l.subject, line)
+		if l.out != nil {
+			w := bufio.NewWriter(l.out)
+			_, _ = w.WriteString(l.prefix)
+			_, _ = w.Write(line)
+			_ = w.Flush()
+		}
+		l.buf = l.buf[i+1:]
+	}
+}
+
+func newInstanceID(name string, version int) string {
+	id := nuid.Next()
+	return name + "-v" + strconv.Itoa(version) + "-" + strings.ToLower(id[len(id)-8:])
+}

@@ -1,0 +1,122 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/switchyard-dev/switchyard/runtime/registry"
+	"github.com/switchyard-dev/switchyard/runtime/wire"
+)
+
+// instance is one supervised process of one version of a function.
+type instance struct {
+	id      string
+	version int
+	digest  string
+	dir     string
+
+	stopOnce    sync.Once
+	stopCh      chan struct{}
+	done        chan struct{}
+	restarts    atomic.Int64
+	draining    atomic.Bool
+	stopTimeout time.Duration
+}
+
+func (in *instance) isReady() bool {
+	_, err := os.Stat(filepath.Join(in.dir, "ready"))
+	return err == nil
+}
+
+// startInstance starts a supervised process; it restarts with backoff when
+// it exits until stop is called.
+func (a *Agent) startInstance(ctx context.Context, spec *registry.Spec, bin string) *instance {
+	id := newInstanceID(spec.Name, spec.Version)
+	in := &instance{
+		id: id, version: spec.Version, digest: spec.Artifact.Digest,
+		dir:    filepath.Join(a.cfg.Dir, "instances", id),
+		stopCh: make(chan struct{}), done: make(chan struct{}), stopTimeout: a.cfg.StopTimeout,
+	}
+	subject, _ := wire.LogsSubject(spec.Name, id)
+	logs := &logWriter{nc: a.nc, subject: subject, prefix: id + " | ", out: a.cfg.Output}
+	env := a.env(spec, id, in.dir)
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		defer close(in.done)
+		defer os.RemoveAll(in.dir)
+		backoff := 100 * time.Millisecond
+		for {
+			_ = os.RemoveAll(in.dir)
+			if err := os.MkdirAll(in.dir, 0o755); err != nil {
+				a.log.Error("instance dir", "instance", id, "err", err)
+			}
+			cmd := exec.Command(bin)
+			cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = in.dir, env, logs, logs
+			started := time.Now()
+			err := cmd.Start()
+			if err == nil {
+				a.log.Info("instance started", "fn", spec.Name, "version", spec.Version, "instance", id, "pid", cmd.Process.Pid)
+				if err = in.wait(ctx, cmd); err == errStopped {
+					return
+				}
+			}
+			select {
+			case <-in.stopCh:
+				return
+			default:
+			}
+			if time.Since(started) > 30*time.Second {
+				backoff = 100 * time.Millisecond
+			}
+			in.restarts.Add(1)
+			a.log.Warn("instance exited; restarting", "fn", spec.Name, "instance", id, "err", err, "in", backoff)
+			select {
+			case <-in.stopCh:
+				return
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 10*time.Second)
+		}
+	}()
+	return in
+}
+
+var errStopped = errors.New("stopped")
+
+// wait waits for the process to exit by itself, or, once stop is called or
+// the agent stops, drains it: SIGTERM (the SDK drains in-flight requests), SIGKILL after
+// the stop timeout.
+func (in *instance) wait(ctx context.Context, cmd *exec.Cmd) error {
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		return err
+	case <-in.stopCh:
+	case <-ctx.Done(): // the agent is stopping
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(in.stopTimeout):
+		_ = cmd.Process.Kill()
+		<-exited
+	}
+	return errStopped
+}
+
+// stop drains the instance and waits until its process is gone.
+func (in *instance) stop() {
+	in.stopOnce.Do(func() { close(in.stopCh) })
+	<-in.done
+}
