@@ -265,6 +265,12 @@ them, and replay them once the cause is fixed.`,
 	}
 	ls.Flags().BoolVar(&asJSON, "json", false, "print a JSON array (with payloads)")
 	ls.Flags().IntVar(&limit, "limit", 0, "list at most this many (0: all)")
+	ls.PreRunE = func(*cobra.Command, []string) error {
+		if limit < 0 {
+			return usageError("--limit must be 0 (all) or more")
+		}
+		return nil
+	}
 
 	var all string
 	var replayJSON bool

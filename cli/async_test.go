@@ -57,8 +57,17 @@ func TestAsyncCommands(t *testing.T) {
 	if r := yard(t, env, "", "invoke", "echo", "--async", "-d", `{"name":""}`); r.code != ExitFnError || !strings.Contains(r.stderr, "/name") {
 		t.Fatalf("invalid async input: %+v", r)
 	}
-	if r := yard(t, env, "", "invoke", "echo", "--wait"); r.code != ExitUsage {
-		t.Fatalf("--wait without --async: %+v", r)
+	for _, args := range [][]string{
+		{"invoke", "echo", "--wait"},
+		{"invoke", "echo", "--async", "--idempotency-key", "has space"},
+		{"invoke", "echo", "--async", "--callback-url", "http://127.0.0.1:1/x"},
+		{"invoke", "echo", "--async", "--callback-url", "ftp://example.com/x"},
+		{"dlq", "ls", "--limit", "-1"},
+		{"ls", "--log-level", "bogus"},
+	} {
+		if r := yard(t, env, "", args...); r.code != ExitUsage {
+			t.Errorf("%v: %+v, want exit %d", args, r, ExitUsage)
+		}
 	}
 
 	// A failing invocation lands in the DLQ and can be replayed.

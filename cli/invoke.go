@@ -14,6 +14,8 @@ import (
 	"github.com/nats-io/nuid"
 	"github.com/spf13/cobra"
 
+	"github.com/switchyard-dev/switchyard/internal/callback"
+	"github.com/switchyard-dev/switchyard/runtime/invocation"
 	"github.com/switchyard-dev/switchyard/runtime/registry"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
@@ -30,6 +32,7 @@ type invokeOptions struct {
 	wait           bool
 	idempotencyKey string
 	callbackURL    string
+	allowPrivate   bool
 }
 
 func newInvokeCmd(f *factory, run func(context.Context, *invokeOptions) error) *cobra.Command {
@@ -73,6 +76,18 @@ then waits for the outcome and prints it as a synchronous call would.`,
 			if !o.async && (o.wait || o.idempotencyKey != "" || o.callbackURL != "") {
 				return usageError("--wait, --idempotency-key and --callback-url go with --async")
 			}
+			if o.idempotencyKey != "" {
+				if err := invocation.ValidateKey(o.idempotencyKey); err != nil {
+					return usageError("--idempotency-key: %v", err)
+				}
+			}
+			if o.callbackURL != "" {
+				// The same policy as the gateway's default: the function
+				// would refuse a private target anyway, only later.
+				if _, err := (callback.Policy{AllowPrivate: o.allowPrivate}).CheckURL(o.callbackURL); err != nil {
+					return usageError("--callback-url: %v", err)
+				}
+			}
 			if run != nil {
 				return run(cmd.Context(), o)
 			}
@@ -87,6 +102,7 @@ then waits for the outcome and prints it as a synchronous call would.`,
 	cmd.Flags().BoolVar(&o.wait, "wait", false, "with --async: wait up to --timeout for the outcome")
 	cmd.Flags().StringVar(&o.idempotencyKey, "idempotency-key", "", "with --async: the same key and input never run twice")
 	cmd.Flags().StringVar(&o.callbackURL, "callback-url", "", "with --async: POST the outcome to this URL")
+	cmd.Flags().BoolVar(&o.allowPrivate, "allow-private-callbacks", false, "with --callback-url: allow loopback and private targets (the functions must allow them too)")
 	return cmd
 }
 

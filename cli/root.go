@@ -110,6 +110,13 @@ Exit codes: 0 ok, 1 failed, 2 bad usage, 3 the function answered with an error.`
 	root.SetErr(streams.ErrOut)
 	root.PersistentFlags().StringVarP(&f.server, "server", "s", "", "NATS server URL (default $NATS_URL or "+nats.DefaultURL+")")
 	root.PersistentFlags().StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		var lvl slog.Level
+		if err := lvl.UnmarshalText([]byte(f.logLevel)); err != nil {
+			return usageError("--log-level %q: want debug, info, warn or error", f.logLevel)
+		}
+		return nil
+	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError("%v\nRun '%s --help' for usage.", err, c.CommandPath())
 	})

@@ -168,6 +168,11 @@ func printBanner(f *factory, natsURL, httpAddr, storeDir string, names []string)
 	if len(names) > 0 {
 		fns = strings.Join(names, ", ")
 	}
+	// Off the default port, the suggested commands must say where NATS is.
+	serverFlag := ""
+	if natsURL != nats.DefaultURL {
+		serverFlag = " -s " + natsURL
+	}
 	example := "greet"
 	if len(names) > 0 && !contains(names, "greet") {
 		example = names[0]
@@ -180,12 +185,12 @@ Switchyard is up.
 
 Try:
   curl -s -d '{"name":"Ada"}' http://%s/fn/%s
-  go run ./cli/yard invoke %s -d '{"name":"Ada"}'
-  nats req fn.%s '{"name":"Ada"}'
-  nats sub 'yard.results.>'   # then: curl -s -d '{"name":"Ada"}' 'http://%s/fn/%s?async=1'
+  go run ./cli/yard invoke %s%s -d '{"name":"Ada"}'
+  nats%s req fn.%s '{"name":"Ada"}'
+  nats%s sub 'yard.results.>'   # then: curl -s -d '{"name":"Ada"}' 'http://%s/fn/%s?async=1'
 
 Ctrl-C stops.
-`, natsURL, storeDir, httpAddr, fns, httpAddr, example, example, example, httpAddr, example)
+`, natsURL, storeDir, httpAddr, fns, httpAddr, example, example, serverFlag, serverFlag, example, serverFlag, httpAddr, example)
 }
 
 func contains(s []string, v string) bool {

@@ -77,7 +77,7 @@ func (g *Gateway) invocationStatus(w http.ResponseWriter, r *http.Request) error
 		return err
 	}
 	id, err := url.PathUnescape(strings.TrimPrefix(r.URL.EscapedPath(), "/invocations/"))
-	if err != nil || wire.ValidateToken(id) != nil || len(id) > 64 {
+	if err != nil || invocation.ValidateID(id) != nil {
 		return invalid("", "an invocation id is 1 to 64 characters of A-Z a-z 0-9 - _", "invalid invocation id")
 	}
 	rec, err := g.invocations.Get(r.Context(), id)

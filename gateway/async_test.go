@@ -140,7 +140,7 @@ func TestInvocationStatusErrors(t *testing.T) {
 	if r := e.do(http.MethodGet, "/invocations/unknownid", "", nil); r.status != http.StatusNotFound || r.problem.Code != wire.CodeNotFound {
 		t.Errorf("unknown: %d", r.status)
 	}
-	for _, id := range []string{"a.b", "%2A", "a%20b", strings.Repeat("x", 65)} {
+	for _, id := range []string{"a.b", "%2A", "a%20b", "a:b", "a%23b", "a,b", strings.Repeat("x", 65)} {
 		if r := e.do(http.MethodGet, "/invocations/"+id, "", nil); r.status != http.StatusBadRequest {
 			t.Errorf("%q: %d", id, r.status)
 		}

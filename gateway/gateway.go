@@ -158,6 +158,9 @@ func (g *Gateway) Close() {
 // problem document, and lets the function name be checked after
 // URL-decoding rather than rejected or rewritten by a router first.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Every answer gets a write deadline, so a client that never reads
+	// cannot hold a handler; invoke extends it to the function's timeout.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(g.cfg.Timeout))
 	reqID, idErr := requestID(r)
 	w.Header().Set(wire.HeaderRequestID, reqID)
 	var err error

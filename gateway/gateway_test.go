@@ -225,6 +225,17 @@ func TestBadBodies(t *testing.T) {
 		})
 	}
 
+	// Thousands of bad fields make a bounded answer, not a huge one.
+	var b strings.Builder
+	b.WriteString(`{"name":"Ada","address":{"city":"x"}`)
+	for i := range 5000 {
+		fmt.Fprintf(&b, `,"x%d":1`, i)
+	}
+	b.WriteString("}")
+	if r := e.post("hello", b.String()); r.status != 400 || len(r.problem.Errors) != wire.MaxFieldErrors+1 {
+		t.Errorf("5000 unknown fields: %d with %d errors", r.status, len(r.problem.Errors))
+	}
+
 	// Every offending field is listed, not just the first.
 	r := e.post("hello", `{"age":200,"tags":[1],"address":{"zip":"x"},"extra":1}`)
 	want := []string{"/name", "/age", "/tags/0", "/address/city", "/address/zip", "/extra"}
@@ -374,21 +385,38 @@ func TestSchemaRefresh(t *testing.T) {
 	}
 }
 
-func TestGatewayNeverCallsWithExpiredDeadline(t *testing.T) {
+// TestDeadlineHeader: the gateway sends Yard-Deadline at the function's
+// timeout. A spy reads the header itself, so the instance's own timeout
+// cannot make the test pass.
+func TestDeadlineHeader(t *testing.T) {
 	e := newEnv(t)
-	var deadlines atomic.Value
-	e.serve(fn.Config{Name: "hello"}, fn.Handle(func(ctx context.Context, p person) (greeting, error) {
-		d, _ := ctx.Deadline()
-		deadlines.Store(d)
-		return greeting{Message: "x"}, nil
-	}, fn.WithTimeout(3*time.Second)))
+	e.serve(fn.Config{Name: "hello"}, fn.Handle(hello, fn.WithTimeout(3*time.Second)))
+	spy := natstest.Connect(t, e.srv)
+	headers := make(chan nats.Header, 1)
+	sub, err := spy.Subscribe("fn.hello", func(m *nats.Msg) {
+		select {
+		case headers <- m.Header:
+		default:
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	_ = spy.Flush()
 	before := time.Now()
 	if r := e.post("hello", validPerson); r.status != 200 {
 		t.Fatal(r.status)
 	}
-	d := deadlines.Load().(time.Time)
-	if d.Before(before) || d.After(before.Add(3*time.Second+time.Second)) {
-		t.Errorf("handler deadline %s not within the 3s timeout of %s", d, before)
+	h := <-headers
+	d, err := time.Parse(time.RFC3339Nano, h.Get(wire.HeaderDeadline))
+	if err != nil {
+		t.Fatalf("Yard-Deadline %q: %v", h.Get(wire.HeaderDeadline), err)
 	}
-	_ = fmt.Sprint()
+	if d.Before(before.Add(3*time.Second)) || d.After(time.Now().Add(3*time.Second)) {
+		t.Errorf("deadline %s is not the 3s timeout from %s", d, before)
+	}
+	if h.Get(wire.HeaderRequestID) == "" {
+		t.Error("no request id on the NATS request")
+	}
 }

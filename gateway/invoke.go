@@ -44,6 +44,7 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, reqID str
 		for i, x := range v {
 			he.e.Errors[i] = wire.FieldError{Pointer: x.Pointer, Message: x.Message}
 		}
+		he.e.LimitErrors()
 		return he
 	}
 

@@ -43,6 +43,9 @@ func (i *Instance) startAsync(ctx context.Context, js jetstream.JetStream) error
 	}
 	i.store = store
 	i.js = js
+	// Another instance (of another version) may have set the consumer up
+	// with another AckWait; heartbeats follow the consumer, not us.
+	i.ackWait = cons.CachedInfo().Config.AckWait
 	i.callbacks = callback.New(callback.Config{Policy: callback.Policy{AllowPrivate: i.cfg.AllowPrivateCallbacks}})
 	cc, err := cons.Consume(i.dispatchAsync,
 		jetstream.PullMaxMessages(i.h.concurrency),
@@ -58,11 +61,15 @@ func (i *Instance) startAsync(ctx context.Context, js jetstream.JetStream) error
 
 // dispatchAsync is dispatch for JetStream messages: take a slot, run on
 // its own goroutine.
+// The heartbeat starts before the wait for a slot: a message waiting behind
+// busy handlers must not be redelivered to another instance meanwhile.
 func (i *Instance) dispatchAsync(msg jetstream.Msg) {
+	stopBeat := i.heartbeat(msg)
 	i.slots <- struct{}{}
 	i.inflight.Add(1)
 	go func() {
 		defer func() {
+			stopBeat()
 			<-i.slots
 			i.inflight.Done()
 		}()
@@ -95,11 +102,28 @@ func (i *Instance) runAsync(msg jetstream.Msg) {
 		BodyHash:    invocation.BodyHash(data),
 		CreatedAt:   meta.Timestamp.UTC(),
 		StartedAt:   now,
+		Seq:         meta.Sequence.Stream,
 	}
 	if rec.RequestID == "" {
 		rec.RequestID = rec.ID
 	}
 	ctx := context.Background()
+	if rec.Attempts > 1 {
+		// A redelivery: if this very message was settled before a crash
+		// lost its ack, settle it again instead of running it again.
+		if old, err := i.store.Get(ctx, rec.ID); err == nil && old.Seq == rec.Seq && old.Status.Final() {
+			_ = msg.Ack()
+			return
+		}
+	}
+	if rec.Attempts > i.h.maxAttempts+giveUpAfter {
+		// Even dead-lettering keeps failing (the DLQ refuses it): stop
+		// redelivering rather than loop for ever, and say so loudly.
+		i.log.Error("dropping an async invocation that can neither run nor be dead-lettered",
+			"invocation_id", rec.ID, "seq", rec.Seq, "deliveries", rec.Attempts)
+		_ = msg.Term()
+		return
+	}
 	if rec.Attempts > i.h.maxAttempts {
 		// Deliveries beyond the limit come from crashes (no outcome was
 		// stored for the earlier ones); stop here rather than loop.
@@ -108,9 +132,7 @@ func (i *Instance) runAsync(msg jetstream.Msg) {
 		return
 	}
 	stopRunning := i.markRunning(rec)
-	stopBeat := i.heartbeat(msg)
 	out, werr, permanent := i.invoke(now.Add(i.h.timeout), rec.RequestID, data)
-	stopBeat()
 	stopRunning()
 	rec.FinishedAt = time.Now().UTC()
 	switch {
@@ -135,6 +157,10 @@ func (i *Instance) runAsync(msg jetstream.Msg) {
 		}
 	}
 }
+
+// giveUpAfter is how many deliveries past the last attempt an invocation
+// that cannot even be dead-lettered gets before it is dropped.
+const giveUpAfter = 10
 
 // runningAfter is how long a first attempt runs before its record says
 // "running". Most invocations finish sooner, and skipping the write for
@@ -223,7 +249,10 @@ func (i *Instance) settle(ctx context.Context, msg jetstream.Msg, rec *invocatio
 // long handler keeps it past AckWait. It returns the function that stops
 // it. A timer rather than a goroutine: most invocations end before it fires.
 func (i *Instance) heartbeat(msg jetstream.Msg) (stop func()) {
-	every := (i.h.timeout + ackWaitMargin) / 3
+	every := i.ackWait / 3
+	if every <= 0 {
+		every = (i.h.timeout + ackWaitMargin) / 3
+	}
 	var mu sync.Mutex
 	stopped := false
 	var t *time.Timer
@@ -246,14 +275,16 @@ func (i *Instance) heartbeat(msg jetstream.Msg) (stop func()) {
 // invocationID is the id the submitter gave; a plain JetStream publish
 // without one is named by its Nats-Msg-Id or its stream sequence.
 func invocationID(h nats.Header, meta *jetstream.MsgMetadata) string {
-	if id := h.Get(wire.HeaderInvocationID); id != "" && wire.ValidateToken(id) == nil {
+	if id := h.Get(wire.HeaderInvocationID); invocation.ValidateID(id) == nil {
 		return id
 	}
-	if id := h.Get(wire.HeaderMsgID); id != "" && wire.ValidateToken(id) == nil {
+	if id := h.Get(wire.HeaderMsgID); id != "" {
 		if h.Get(invocation.HeaderSeqID) == "1" {
-			return invocation.SeqID(id, meta.Sequence.Stream)
+			id = invocation.SeqID(id, meta.Sequence.Stream)
 		}
-		return id
+		if invocation.ValidateID(id) == nil {
+			return id
+		}
 	}
 	return "seq-" + itoa(meta.Sequence.Stream)
 }

@@ -161,7 +161,16 @@ func TestAsyncPlainPublish(t *testing.T) {
 		rec, err := s.Get(ctx, "my-own-id")
 		return err == nil && rec.Status == invocation.Succeeded && string(rec.Result) == `{"n":10}`
 	})
-	ack, err := js.Publish(ctx, "yard.async.double", []byte(`{"n":"five"}`))
+	// An id that is no valid record key is replaced by the sequence.
+	ack, err := js.Publish(ctx, "yard.async.double", []byte(`{"n":6}`), jetstream.WithMsgID("order:42"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.WaitFor(t, 10*time.Second, "the oddly named publish to run", func() bool {
+		rec, err := s.Get(ctx, "seq-"+itoa(ack.Sequence))
+		return err == nil && rec.Status == invocation.Succeeded
+	})
+	ack, err = js.Publish(ctx, "yard.async.double", []byte(`{"n":"five"}`))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,9 +1,12 @@
 package fn
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/big"
+	"strings"
 	"time"
 
 	"github.com/switchyard-dev/switchyard/runtime/invocation"
@@ -67,9 +70,14 @@ func Handle[In, Out any](f func(context.Context, In) (Out, error), opts ...Optio
 	h.call = func(ctx context.Context, input []byte) (any, error) {
 		var in In
 		if err := json.Unmarshal(input, &in); err != nil {
-			// The input already passed the schema, so this is a gap between
-			// the schema and the Go type (e.g. a custom UnmarshalJSON).
-			return nil, &Error{Code: CodeInvalidArgument, Message: "input does not fit the handler's type: " + err.Error()}
+			// The input passed the schema, so this is a gap between JSON
+			// Schema and Go: 1.0 or 1e2 are integers to the schema but not
+			// to encoding/json. Write such numbers as integers and retry.
+			var in2 In
+			if fixed, ok := integralNumbers(input); !ok || json.Unmarshal(fixed, &in2) != nil {
+				return nil, &Error{Code: CodeInvalidArgument, Message: "input does not fit the function's Go types"}
+			}
+			in = in2
 		}
 		return f(ctx, in)
 	}
@@ -101,4 +109,47 @@ func (h *Handler) validate() error {
 		}
 	}
 	return nil
+}
+
+// integralNumbers rewrites numbers with a zero fraction (1.0, 1e2) as
+// integers, so they decode into Go integer fields. It reports false when
+// nothing changed.
+func integralNumbers(input []byte) ([]byte, bool) {
+	dec := json.NewDecoder(bytes.NewReader(input))
+	dec.UseNumber()
+	var doc any
+	if dec.Decode(&doc) != nil {
+		return nil, false
+	}
+	changed := false
+	var walk func(v any) any
+	walk = func(v any) any {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, e := range x {
+				x[k] = walk(e)
+			}
+		case []any:
+			for i, e := range x {
+				x[i] = walk(e)
+			}
+		case json.Number:
+			s := string(x)
+			if !strings.ContainsAny(s, ".eE") {
+				return x
+			}
+			r, ok := new(big.Rat).SetString(s)
+			if ok && r.IsInt() {
+				changed = true
+				return json.Number(r.Num().String())
+			}
+		}
+		return v
+	}
+	doc = walk(doc)
+	if !changed {
+		return nil, false
+	}
+	out, err := json.Marshal(doc)
+	return out, err == nil
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,6 +78,7 @@ type Instance struct {
 	consume    jetstream.ConsumeContext
 	callbacks  *callback.Client
 	callbackWG sync.WaitGroup
+	ackWait    time.Duration
 }
 
 // Start serves h on nc until Stop. It returns once the instance is
@@ -379,21 +381,37 @@ func violationError(msg string, v []schemas.Violation) *wire.Error {
 	for k, x := range v {
 		e.Errors[k] = wire.FieldError{Pointer: x.Pointer, Message: x.Message}
 	}
-	return e
+	return e.LimitErrors()
+}
+
+// replyAllowed refuses reply subjects that are not a requester's inbox:
+// with NATS permissions in use, a client allowed only to call functions
+// must not be able to make an instance (which may write JetStream)
+// publish into the platform's own subjects.
+func replyAllowed(reply string) bool {
+	return !strings.HasPrefix(reply, "$") && !strings.HasPrefix(reply, "yard.") && !strings.HasPrefix(reply, wire.FnPrefix)
 }
 
 func (i *Instance) respond(reply, reqID string, data []byte) {
 	if reply == "" {
 		return // a plain publish: nobody waits for the answer
 	}
+	if !replyAllowed(reply) {
+		i.log.Warn("refusing to reply to a platform subject", "reply", reply, logKeyRequestID, reqID)
+		return
+	}
 	msg := &nats.Msg{Subject: reply, Data: data, Header: nats.Header{wire.HeaderRequestID: {reqID}}}
 	if err := i.nc.PublishMsg(msg); err != nil {
 		i.log.Warn("reply failed", logKeyRequestID, reqID, logKeyErr, err)
+		if errors.Is(err, nats.ErrMaxPayload) {
+			// Tell the caller now rather than let it time out.
+			i.respondError(reply, reqID, wire.Errorf(wire.CodeInternal, "the output is larger than the NATS server's max payload"))
+		}
 	}
 }
 
 func (i *Instance) respondError(reply, reqID string, e *wire.Error) {
-	if reply == "" {
+	if reply == "" || !replyAllowed(reply) {
 		return
 	}
 	body, _ := json.Marshal(e)
@@ -416,6 +434,8 @@ func (i *Instance) Stop(ctx context.Context) error {
 }
 
 func (i *Instance) drain(ctx context.Context) error {
+	// Stop taking work on both fronts at once, whatever happens next: a
+	// Stop that runs out of time must still leave nothing serving.
 	if i.consume != nil {
 		// Stop pulling; messages already pulled are still handed to us.
 		// Disconnected, a drain cannot finish (and nothing can arrive).
@@ -424,14 +444,17 @@ func (i *Instance) drain(ctx context.Context) error {
 		} else {
 			i.consume.Stop()
 		}
-		select {
-		case <-i.consume.Closed():
-		case <-ctx.Done():
-			return fmt.Errorf("fn %s: drain async: %w", i.cfg.Name, ctx.Err())
-		}
 	}
 	if err := i.svc.Stop(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		i.log.Warn("stop micro service", logKeyErr, err)
+	}
+	if i.consume != nil {
+		select {
+		case <-i.consume.Closed():
+		case <-ctx.Done():
+			i.consume.Stop()
+			return fmt.Errorf("fn %s: drain async: %w", i.cfg.Name, ctx.Err())
+		}
 	}
 	if !i.nc.IsClosed() {
 		// While disconnected nothing new can arrive, so the flush is only

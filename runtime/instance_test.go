@@ -181,10 +181,14 @@ func TestDrain(t *testing.T) {
 	s := natstest.Run(t)
 	nc := natstest.Connect(t, s)
 	started := make(chan struct{})
+	var once sync.Once
 	release := make(chan struct{})
 	ctx := context.Background()
 	inst, err := fn.Start(ctx, nc, fn.Config{Name: "slow"}, fn.Handle(func(ctx context.Context, i in) (out, error) {
-		close(started)
+		if i.N == 2 {
+			return out{}, nil // a probe sent before the unsubscribe took effect
+		}
+		once.Do(func() { close(started) })
 		<-release
 		return out{N: 7}, nil
 	}))
@@ -214,7 +218,7 @@ func TestDrain(t *testing.T) {
 	}
 	// New requests are refused while draining: nobody listens any more.
 	natstest.WaitFor(t, 5*time.Second, "subscription to go", func() bool {
-		_, err := caller.Request("fn.slow", []byte(`{"n":1}`), time.Second)
+		_, err := caller.Request("fn.slow", []byte(`{"n":2}`), time.Second)
 		return errors.Is(err, nats.ErrNoResponders)
 	})
 	close(release)
@@ -294,5 +298,20 @@ func TestDeployedInstance(t *testing.T) {
 		if _, err := kv.Get(ctx, "double"); !errors.Is(err, jetstream.ErrKeyNotFound) {
 			t.Fatalf("deployed instance wrote its spec: %v", err)
 		}
+	}
+}
+
+// TestIntegralNumbers: 1.0 and 1e2 are integers to JSON Schema, and the
+// handler gets them as such instead of a Go decoding error.
+func TestIntegralNumbers(t *testing.T) {
+	h := fntest.Start(t, fn.Config{Name: "double"}, fn.Handle(double))
+	for body, want := range map[string]string{`{"n":1.0}`: `{"n":2}`, `{"n":1e2}`: `{"n":200}`, `{"n":2.50e1}`: `{"n":50}`} {
+		data, we := h.Request(t, []byte(body))
+		if we != nil || string(data) != want {
+			t.Errorf("%s: got %s %v, want %s", body, data, we, want)
+		}
+	}
+	if _, we := h.Request(t, []byte(`{"n":1.5}`)); we == nil || we.Code != wire.CodeInvalidArgument {
+		t.Errorf("1.5 for an integer: %v", we)
 	}
 }

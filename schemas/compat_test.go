@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -827,4 +830,292 @@ func FuzzInputBreaks(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestBreaksAgreeWithValidator generates schemas and small changes to them,
+// and holds every "no changes" verdict to what the validator says about
+// sample values: whatever the old input schema accepted, the new one must
+// accept; whatever the new output schema allows, the old one must allow,
+// fields the old one did not name aside.
+func TestBreaksAgreeWithValidator(t *testing.T) {
+	seed, _ := strconv.ParseUint(os.Getenv("SEED"), 10, 64)
+	rng := rand.New(rand.NewPCG(seed, 2))
+	compiled := 0
+	diffStats := [3]int{}
+	kindStats := map[string]int{}
+	defer func() { t.Logf("differ %v kinds %v", diffStats, kindStats) }()
+	silentP := new(int)
+	defer func() { t.Logf("compiled %d silent %d", compiled, *silentP) }()
+	g := &schemaGen{rng: rng}
+	var values []any
+	for range 300 {
+		values = append(values, g.value(0))
+	}
+	pairs, silent := 2000, 0
+	if testing.Short() {
+		pairs = 200
+	}
+	for range pairs {
+		old := g.document()
+		new := g.mutate(old, 0)
+		oldRaw, _ := json.Marshal(old)
+		newRaw, _ := json.Marshal(new)
+		oldSchema, err1 := schemas.Compile(oldRaw)
+		newSchema, err2 := schemas.Compile(newRaw)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		compiled++
+		in, err := schemas.InputBreaks(oldRaw, newRaw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := schemas.OutputBreaks(oldRaw, newRaw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c, _ := schemas.InputBreaks(oldRaw, append(slices.Clone(oldRaw), ' ')); c != nil {
+			t.Fatalf("%s against itself: %q", oldRaw, lines(c))
+		}
+		if in == nil || out == nil {
+			silent++
+			*silentP = silent
+		}
+		if schemas.Hash(oldRaw) != schemas.Hash(newRaw) {
+			diffStats[0]++
+			if in == nil {
+				diffStats[1]++
+			}
+			if out == nil {
+				diffStats[2]++
+			}
+			for _, c := range slices.Concat(in, out) {
+				kindStats[c.Kind]++
+			}
+			if len(out) > 100 && os.Getenv("SHOW") != "" {
+				t.Logf("MANY %d\n%s\n%s\n%q", len(out), oldRaw, newRaw, lines(out)[:20])
+				t.FailNow()
+			}
+		}
+		for _, v := range values {
+			raw, _ := json.Marshal(v)
+			doc, err := schemas.Decode(raw, schemas.DecodeLimits{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			oldErrs, newErrs := oldSchema.Validate(doc), newSchema.Validate(doc)
+			if in == nil && oldErrs == nil && newErrs != nil {
+				t.Fatalf("no input changes from\n%s\nto\n%s\nbut %s is no longer accepted: %v", oldRaw, newRaw, raw, newErrs)
+			}
+			if out == nil && newErrs == nil && oldErrs != nil &&
+				slices.ContainsFunc(oldErrs, func(v schemas.Violation) bool { return v.Message != "unknown property" }) {
+				t.Fatalf("no output changes from\n%s\nto\n%s\nbut %s is newly allowed: %v", oldRaw, newRaw, raw, oldErrs)
+			}
+		}
+	}
+	// The generator must give the check something to agree with.
+	if silent < pairs/20 {
+		t.Errorf("only %d of %d pairs had no changes one way or the other", silent, pairs)
+	}
+}
+
+// schemaGen makes small random schemas and values from a vocabulary chosen
+// so that they often meet: few property names, few numbers, few strings.
+type schemaGen struct {
+	rng *rand.Rand
+}
+
+var (
+	genNumbers  = []any{json.Number("-1"), json.Number("0"), json.Number("1"), json.Number("2"), json.Number("2.5"), json.Number("10")}
+	genStrings  = []any{"", "a", "ab", "AB-1", "b", "a@example.com", "2024-01-02T03:04:05Z"}
+	genNames    = []string{"a", "b", "c"}
+	genPatterns = []any{"^a", "^[A-Z]{2}-[0-9]+$", "b$"}
+	genTypes    = []any{"string", "integer", "number", "boolean", "null", "object", "array"}
+)
+
+func (g *schemaGen) pick(from []any) any { return from[g.rng.IntN(len(from))] }
+
+func (g *schemaGen) value(depth int) any {
+	switch n := g.rng.IntN(10); {
+	case n < 2 && depth < 3:
+		var arr []any
+		for range g.rng.IntN(4) {
+			arr = append(arr, g.value(depth+1))
+		}
+		return append([]any{}, arr...)
+	case n < 4 && depth < 3:
+		obj := map[string]any{}
+		for _, name := range genNames {
+			if g.rng.IntN(2) == 0 {
+				obj[name] = g.value(depth + 1)
+			}
+		}
+		return obj
+	case n < 6:
+		return g.pick(genNumbers)
+	case n < 8:
+		return g.pick(genStrings)
+	default:
+		return g.pick([]any{nil, true, false})
+	}
+}
+
+// document returns a schema, sometimes with a definition that refers to
+// itself.
+func (g *schemaGen) document() any {
+	if g.rng.IntN(5) > 0 {
+		return g.schema(0)
+	}
+	def := map[string]any{
+		"type":       "object",
+		"properties": map[string]any{"a": g.schema(2), "kids": map[string]any{"type": "array", "items": map[string]any{"$ref": "#/$defs/node"}}},
+	}
+	return map[string]any{"$defs": map[string]any{"node": def}, "$ref": "#/$defs/node"}
+}
+
+func (g *schemaGen) schema(depth int) any {
+	if depth > 3 {
+		return map[string]any{"type": g.pick(genTypes)}
+	}
+	switch g.rng.IntN(12) {
+	case 0:
+		return g.pick([]any{true, false, map[string]any{}})
+	case 1:
+		var vals []any
+		for range 1 + g.rng.IntN(3) {
+			vals = append(vals, g.value(2))
+		}
+		return map[string]any{"enum": vals}
+	case 2:
+		return map[string]any{"const": g.value(2)}
+	case 3:
+		return map[string]any{g.pick([]any{"anyOf", "oneOf"}).(string): []any{g.schema(depth + 1), g.schema(depth + 1)}}
+	case 4:
+		return map[string]any{"allOf": []any{g.schema(depth + 1), g.keywords(g.pick(genTypes).(string), depth)}}
+	case 5:
+		return map[string]any{"type": []any{g.pick(genTypes), "null"}}
+	case 6:
+		return map[string]any{"not": g.schema(depth + 1)}
+	}
+	s := g.keywords(g.pick(genTypes).(string), depth)
+	s["type"] = g.pick(genTypes)
+	if g.rng.IntN(4) == 0 {
+		delete(s, "type")
+	}
+	return s
+}
+
+// keywords returns a few keywords that apply to values of type t.
+func (g *schemaGen) keywords(t string, depth int) map[string]any {
+	s := map[string]any{}
+	maybe := func(kw string, v func() any) {
+		if g.rng.IntN(3) == 0 {
+			s[kw] = v()
+		}
+	}
+	number := func() any { return g.pick(genNumbers) }
+	count := func() any { return json.Number(fmt.Sprint(g.rng.IntN(3))) }
+	switch t {
+	case "integer", "number":
+		for _, kw := range []string{"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"} {
+			maybe(kw, number)
+		}
+		maybe("multipleOf", func() any { return g.pick([]any{json.Number("0.5"), json.Number("1"), json.Number("2")}) })
+	case "string":
+		maybe("minLength", count)
+		maybe("maxLength", count)
+		maybe("pattern", func() any { return g.pick(genPatterns) })
+		maybe("format", func() any { return g.pick([]any{"email", "date-time"}) })
+	case "array":
+		maybe("items", func() any { return g.schema(depth + 1) })
+		maybe("prefixItems", func() any { return []any{g.schema(depth + 1)} })
+		maybe("minItems", count)
+		maybe("maxItems", count)
+		maybe("uniqueItems", func() any { return true })
+	case "object":
+		props := map[string]any{}
+		var required []any
+		for _, name := range genNames {
+			if g.rng.IntN(2) == 0 {
+				props[name] = g.schema(depth + 1)
+			}
+			if g.rng.IntN(3) == 0 {
+				required = append(required, name)
+			}
+		}
+		s["properties"] = props
+		if len(required) > 0 {
+			s["required"] = required
+		}
+		maybe("additionalProperties", func() any { return g.pick([]any{false, map[string]any{"type": "string"}}) })
+		maybe("patternProperties", func() any { return map[string]any{"^c": g.schema(depth + 1)} })
+		maybe("minProperties", count)
+		maybe("maxProperties", count)
+	}
+	return s
+}
+
+// mutate returns a copy of s with a few small changes.
+func (g *schemaGen) mutate(s any, depth int) any {
+	m, ok := s.(map[string]any)
+	if !ok || g.rng.IntN(8) == 0 {
+		if g.rng.IntN(3) == 0 {
+			return g.schema(depth)
+		}
+		return s
+	}
+	out := map[string]any{}
+	for kw, v := range m {
+		out[kw] = v
+	}
+	for _, kw := range slices.Sorted(maps.Keys(m)) {
+		v := m[kw]
+		switch g.rng.IntN(6) {
+		case 0:
+			delete(out, kw)
+			continue
+		case 1:
+			if _, isNum := v.(json.Number); isNum {
+				out[kw] = g.pick(genNumbers)
+				if strings.Contains(kw, "Length") || strings.Contains(kw, "Items") || strings.Contains(kw, "Properties") {
+					out[kw] = json.Number(fmt.Sprint(g.rng.IntN(3)))
+				}
+				if kw == "multipleOf" {
+					out[kw] = json.Number("2")
+				}
+			}
+		}
+		switch v := v.(type) {
+		case map[string]any:
+			if kw == "properties" || kw == "$defs" || kw == "patternProperties" {
+				sub := map[string]any{}
+				for name, p := range v {
+					sub[name] = g.mutate(p, depth+1)
+				}
+				if kw == "properties" && g.rng.IntN(4) == 0 {
+					sub[g.pick([]any{"a", "b", "c"}).(string)] = g.schema(depth + 1)
+				}
+				out[kw] = sub
+			} else {
+				out[kw] = g.mutate(v, depth+1)
+			}
+		case []any:
+			if kw == "anyOf" || kw == "oneOf" || kw == "allOf" || kw == "prefixItems" {
+				var subs []any
+				for _, sub := range v {
+					subs = append(subs, g.mutate(sub, depth+1))
+				}
+				if g.rng.IntN(2) == 0 {
+					slices.Reverse(subs)
+				}
+				out[kw] = subs
+			}
+		}
+	}
+	if g.rng.IntN(5) == 0 {
+		for kw, v := range g.keywords(g.pick(genTypes).(string), depth) {
+			out[kw] = v
+		}
+	}
+	return out
 }

@@ -60,6 +60,7 @@ func (a *Agent) startInstance(ctx context.Context, spec *registry.Spec, bin stri
 			}
 			cmd := exec.Command(bin)
 			cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = in.dir, env, logs, logs
+			cmd.SysProcAttr = procAttr()
 			started := time.Now()
 			err := cmd.Start()
 			if err == nil {

@@ -142,6 +142,13 @@ func (s *Store) replaySeq(ctx context.Context, seq uint64) (*Record, error) {
 	if err := s.Put(ctx, rec); err != nil {
 		return nil, err
 	}
+	restore := func() {
+		// Put the record back as it was, rather than leave it saying
+		// "queued" for work that is still in the DLQ.
+		dead := &Record{ID: d.ID, Function: d.Function, Status: Dead, Attempts: d.Attempts, RequestID: rec.RequestID,
+			BodyHash: rec.BodyHash, CreatedAt: d.CreatedAt, FinishedAt: d.DeadAt, Error: d.Error, DLQSeq: seq}
+		_ = s.Put(context.WithoutCancel(ctx), dead)
+	}
 	msg := &nats.Msg{Subject: subject, Data: raw.Data, Header: nats.Header{}}
 	for _, k := range []string{wire.HeaderRequestID, wire.HeaderCallbackURL, wire.HeaderTraceparent, wire.HeaderTracestate} {
 		if v := raw.Header.Get(k); v != "" {
@@ -151,6 +158,7 @@ func (s *Store) replaySeq(ctx context.Context, seq uint64) (*Record, error) {
 	msg.Header.Set(wire.HeaderInvocationID, d.ID)
 	msg.Header.Set(HeaderReplay, strconv.FormatUint(seq, 10))
 	if _, err := s.js.PublishMsg(ctx, msg, jetstream.WithMsgID("replay-"+strconv.FormatUint(seq, 10))); err != nil {
+		restore()
 		return nil, fmt.Errorf("invocation: replay %s: %w", d.ID, err)
 	}
 	if err := s.dlq.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {

@@ -13,6 +13,7 @@
 package invocation
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -62,6 +63,34 @@ type Record struct {
 	Error         *wire.Error     `json:"error,omitempty"`
 	// DLQSeq is the dead letter's sequence in YARD_DLQ, for replay.
 	DLQSeq uint64 `json:"dlq_seq,omitempty"`
+	// Seq is the YARD_ASYNC sequence of the message the record is about,
+	// so a redelivery of an already settled message is recognised, and an
+	// idempotent resubmit knows the message is stored.
+	Seq uint64 `json:"seq,omitempty"`
+}
+
+// ValidateID checks an invocation id: 1 to 64 characters of A-Z a-z 0-9
+// '-' '_'. Such an id is one subject token and a valid key-value key, so
+// it can name the record, the completion event and the dead letter alike.
+func ValidateID(id string) error {
+	if id == "" || len(id) > 64 {
+		return errors.New("an invocation id is 1 to 64 characters")
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return errors.New("an invocation id may hold only A-Z a-z 0-9 - _")
+		}
+	}
+	return nil
+}
+
+// NewID returns a fresh id part: 128 random bits, so ids cannot be guessed
+// from one another (a record is readable by anyone who knows its id).
+func NewID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // BodyHash identifies a request body for idempotency checks.

@@ -11,7 +11,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nuid"
 
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
@@ -35,6 +34,12 @@ type Config struct {
 	// Duplicates is JetStream's de-duplication window on Nats-Msg-Id.
 	// Idempotency keys hold for ResultsTTL regardless, through the record.
 	Duplicates time.Duration // default 10m
+	// MaxBytes bounds each of YARD_ASYNC, YARD_DLQ and yard_results, so
+	// a flood of accepted work cannot fill the disk that the registry and
+	// every other function share. A full work queue refuses new work
+	// (the gateway answers 503 with Retry-After); a full DLQ or results
+	// bucket drops its oldest entries.
+	MaxBytes int64 // default 1 GiB each
 }
 
 // Store reads and writes invocations.
@@ -56,6 +61,9 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 	if cfg.Duplicates == 0 {
 		cfg.Duplicates = 10 * time.Minute
 	}
+	if cfg.MaxBytes == 0 {
+		cfg.MaxBytes = 1 << 30
+	}
 	async, err := ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:        wire.StreamAsync,
 		Description: "Switchyard: accepted asynchronous invocations",
@@ -63,6 +71,8 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 		Retention:   jetstream.WorkQueuePolicy,
 		Storage:     jetstream.FileStorage,
 		Duplicates:  cfg.Duplicates,
+		MaxBytes:    cfg.MaxBytes,
+		Discard:     jetstream.DiscardNew,
 	})
 	if err != nil {
 		return nil, err
@@ -74,6 +84,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
 		MaxAge:      cfg.DLQMaxAge,
+		MaxBytes:    cfg.MaxBytes,
 	})
 	if err != nil {
 		return nil, err
@@ -86,6 +97,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 			TTL:         cfg.ResultsTTL,
 			History:     1,
 			Storage:     jetstream.FileStorage,
+			MaxBytes:    cfg.MaxBytes,
 		})
 		if errors.Is(err, jetstream.ErrBucketExists) {
 			kv, err = js.KeyValue(ctx, wire.BucketResults)
@@ -135,7 +147,7 @@ func (s *Store) Submit(ctx context.Context, sub Submission) (rec *Record, create
 	if err != nil {
 		return nil, false, err
 	}
-	id := nuid.Next()
+	id := NewID()
 	if sub.IdempotencyKey != "" {
 		if err := ValidateKey(sub.IdempotencyKey); err != nil {
 			return nil, false, err
@@ -165,23 +177,36 @@ func (s *Store) Submit(ctx context.Context, sub Submission) (rec *Record, create
 		if old.Function != rec.Function || old.BodyHash != rec.BodyHash {
 			return old, false, ErrConflict
 		}
-		if old.Status != Queued {
+		if old.Status != Queued || old.Seq != 0 {
 			return old, false, nil
 		}
-		// Still queued: the first submitter may have died between the
-		// record and the publish. Publishing again is safe, because the
+		// Queued with no message recorded: the first submitter may have died
+		// between the record and the publish. Publishing again is safe: the
 		// stream drops a second message with the same Nats-Msg-Id.
 		rec, created = old, false
 	} else {
 		created = true
 	}
-	if _, err := s.js.PublishMsg(ctx, msg); err != nil {
+	ack, err := s.js.PublishMsg(ctx, msg)
+	if err != nil {
 		if created {
 			// Best effort: the client gets an error and will retry, so a
 			// record saying "queued" for work that never was would only lie.
 			_ = s.results.Delete(context.WithoutCancel(ctx), id)
 		}
 		return nil, false, fmt.Errorf("invocation: publish %s: %w", subject, err)
+	}
+	// Record that the message is stored, so a resubmit with the same key
+	// never publishes again, however long the invocation stays queued. If
+	// an instance wrote the record first, it has the sequence already.
+	rec.Seq = ack.Sequence
+	if data, err := json.Marshal(rec); err == nil {
+		if e, err := s.results.Get(ctx, id); err == nil {
+			var cur Record
+			if json.Unmarshal(e.Value(), &cur) == nil && cur.Status == Queued {
+				_, _ = s.results.Update(ctx, id, data, e.Revision())
+			}
+		}
 	}
 	return rec, created, nil
 }
@@ -214,7 +239,7 @@ func (s *Store) submitFresh(ctx context.Context, rec *Record, msg *nats.Msg) err
 	if err != nil {
 		return fmt.Errorf("invocation: publish %s: %w", msg.Subject, err)
 	}
-	rec.ID = SeqID(rec.ID, ack.Sequence)
+	rec.ID, rec.Seq = SeqID(rec.ID, ack.Sequence), ack.Sequence
 	return nil
 }
 
@@ -246,7 +271,7 @@ func (s *Store) queued(ctx context.Context, id string) *Record {
 
 // Get returns the record of an invocation, or ErrNotFound.
 func (s *Store) Get(ctx context.Context, id string) (*Record, error) {
-	if err := wire.ValidateToken(id); err != nil {
+	if err := ValidateID(id); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNotFound, err)
 	}
 	e, err := s.results.Get(ctx, id)
@@ -351,6 +376,9 @@ func (s *Store) Wait(ctx context.Context, id string) (*Record, error) {
 // DeadLetter publishes the payload of a failed invocation to YARD_DLQ and
 // returns its sequence there.
 func (s *Store) DeadLetter(ctx context.Context, rec *Record, payload []byte, hdr nats.Header) (uint64, error) {
+	if rec.Seq == 0 {
+		return 0, fmt.Errorf("invocation: dead-letter %s: no stream sequence", rec.ID)
+	}
 	subject, err := wire.DLQSubject(rec.Function)
 	if err != nil {
 		return 0, err
@@ -367,9 +395,9 @@ func (s *Store) DeadLetter(ctx context.Context, rec *Record, payload []byte, hdr
 	msg.Header.Set(HeaderError, string(errJSON))
 	msg.Header.Set(HeaderAttempts, strconv.Itoa(rec.Attempts))
 	msg.Header.Set(HeaderCreated, rec.CreatedAt.Format(time.RFC3339Nano))
-	// The id makes a second dead-lettering of the same failure (after a
-	// crash before the ack) a no-op.
-	ack, err := s.js.PublishMsg(ctx, msg, jetstream.WithMsgID("dlq-"+rec.ID+"-"+strconv.Itoa(rec.Attempts)))
+	// Keyed by the work-queue message, so dead-lettering the same message
+	// again (after a crash before its ack) is dropped as a duplicate.
+	ack, err := s.js.PublishMsg(ctx, msg, jetstream.WithMsgID("dlq-"+strconv.FormatUint(rec.Seq, 10)))
 	if err != nil {
 		return 0, fmt.Errorf("invocation: dead-letter %s: %w", rec.ID, err)
 	}

@@ -278,12 +278,16 @@ func (r *Registry) List(ctx context.Context) ([]*Spec, error) {
 	}
 	var specs []*Spec
 	for key := range lister.Keys() {
+		if wire.ValidateName(key) != nil {
+			continue // not a function's key (written by hand with `nats kv put`)
+		}
 		s, err := r.Get(ctx, key)
 		if errors.Is(err, ErrNotFound) {
 			continue // deleted between list and get
 		}
 		if err != nil {
-			return nil, err
+			// One unreadable entry must not hide every other function.
+			continue
 		}
 		specs = append(specs, s)
 	}

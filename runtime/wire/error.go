@@ -115,6 +115,22 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s: %s: %s %s%s", e.Code, e.Message, ptr, f.Message, more)
 }
 
+// MaxFieldErrors bounds how many field errors one reply lists: a body with
+// a hundred thousand bad fields must not become a reply larger than the
+// request (or than NATS allows).
+const MaxFieldErrors = 100
+
+// LimitErrors keeps at most MaxFieldErrors field errors, ending with one
+// that says how many were left out.
+func (e *Error) LimitErrors() *Error {
+	if len(e.Errors) > MaxFieldErrors {
+		left := len(e.Errors) - MaxFieldErrors
+		e.Errors = append(e.Errors[:MaxFieldErrors:MaxFieldErrors],
+			FieldError{Pointer: "", Message: fmt.Sprintf("and %d more errors", left)})
+	}
+	return e
+}
+
 // Errorf builds an *Error with a formatted message.
 func Errorf(code Code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}

@@ -76,3 +76,18 @@ func TestDecodeErrorReply(t *testing.T) {
 		t.Errorf("got %+v", e)
 	}
 }
+
+func TestLimitErrors(t *testing.T) {
+	e := &Error{Code: CodeInvalidArgument}
+	for range MaxFieldErrors + 50 {
+		e.Errors = append(e.Errors, FieldError{Pointer: "/x", Message: "bad"})
+	}
+	e.LimitErrors()
+	if len(e.Errors) != MaxFieldErrors+1 || e.Errors[MaxFieldErrors].Message != "and 50 more errors" {
+		t.Fatalf("%d errors, last %+v", len(e.Errors), e.Errors[len(e.Errors)-1])
+	}
+	small := &Error{Errors: []FieldError{{Pointer: "/a"}}}
+	if len(small.LimitErrors().Errors) != 1 {
+		t.Fatal("a short list must stay as it is")
+	}
+}
