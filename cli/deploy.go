@@ -32,6 +32,7 @@ type settings struct {
 	MaxInstances *int              `json:"max_instances,omitempty"`
 	Concurrency  *int              `json:"concurrency,omitempty"`
 	Timeout      string            `json:"timeout,omitempty"`
+	IdleTimeout  string            `json:"idle_timeout,omitempty"`
 	MaxAttempts  *int              `json:"max_attempts,omitempty"`
 	Backoff      []string          `json:"backoff,omitempty"`
 	Env          map[string]string `json:"env,omitempty"`
@@ -50,7 +51,7 @@ type deployOptions struct {
 func newDeployCmd(f *factory) *cobra.Command {
 	o := &deployOptions{f: f}
 	var minI, maxI, conc, attempts int
-	var timeout string
+	var timeout, idle string
 	cmd := &cobra.Command{
 		Use:   "deploy <dir>",
 		Short: "Build a function and deploy it as a new version",
@@ -68,7 +69,11 @@ output its callers do not expect is refused, naming each change, unless
 
 Settings come from ` + SettingsFile + ` in <dir>, then from flags:
   {"min_instances": 1, "max_instances": 4, "concurrency": 32, "timeout": "10s",
-   "max_attempts": 5, "backoff": ["1s", "5s", "30s"], "env": {"GREETING": "Hi"}}`,
+   "idle_timeout": "5m", "max_attempts": 5, "backoff": ["1s", "5s", "30s"],
+   "env": {"GREETING": "Hi"}}
+
+With min_instances 0 (the default) the function scales to zero when idle;
+the first request (gateway, yard invoke) or queued invocation wakes it.`,
 		Example: `  yard deploy ./functions/greet
   yard deploy ./functions/greet --timeout 5s --env GREETING=Hi --min 2
   yard deploy ./functions/greet --force --json`,
@@ -89,6 +94,7 @@ Settings come from ` + SettingsFile + ` in <dir>, then from flags:
 				o.flags.MaxAttempts = &attempts
 			}
 			o.flags.Timeout = timeout
+			o.flags.IdleTimeout = idle
 			return o.run(cmd.Context())
 		},
 	}
@@ -97,6 +103,7 @@ Settings come from ` + SettingsFile + ` in <dir>, then from flags:
 	fl.IntVar(&maxI, "max", 0, "most instances at once")
 	fl.IntVar(&conc, "concurrency", 0, "invocations one instance runs at once")
 	fl.StringVar(&timeout, "timeout", "", "how long one invocation may run, e.g. 10s")
+	fl.StringVar(&idle, "idle", "", "idle time before an instance above --min is drained, e.g. 5m")
 	fl.IntVar(&attempts, "max-attempts", 0, "attempts of an async invocation before the DLQ")
 	fl.StringVar(&o.backof, "backoff", "", "waits between async attempts, e.g. 1s,5s,30s")
 	fl.StringArrayVar(&o.envs, "env", nil, "KEY=VALUE for the function's environment (repeatable)")
@@ -228,6 +235,9 @@ func (o *deployOptions) settings() (*settings, error) {
 	if fl.Timeout != "" {
 		st.Timeout = fl.Timeout
 	}
+	if fl.IdleTimeout != "" {
+		st.IdleTimeout = fl.IdleTimeout
+	}
 	if o.backof != "" {
 		st.Backoff = strings.Split(o.backof, ",")
 	}
@@ -267,6 +277,13 @@ func (st *settings) apply(spec *registry.Spec) error {
 			errs = append(errs, fmt.Errorf("timeout %q: want a positive duration such as 10s", st.Timeout))
 		}
 		spec.Timeout = registry.Duration(d)
+	}
+	if st.IdleTimeout != "" {
+		d, err := time.ParseDuration(st.IdleTimeout)
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("idle timeout %q: want a positive duration such as 5m", st.IdleTimeout))
+		}
+		spec.IdleTimeout = registry.Duration(d)
 	}
 	if len(st.Backoff) > 0 {
 		spec.Backoff = nil

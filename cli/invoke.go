@@ -145,6 +145,15 @@ func (o *invokeOptions) run(ctx context.Context) error {
 		wire.HeaderDeadline:  {deadline.UTC().Format(time.RFC3339Nano)},
 	}}
 	reply, err := nc.RequestMsgWithContext(ctx, msg)
+	if errors.Is(err, nats.ErrNoResponders) {
+		// Scaled to zero? Ask an agent for an instance, then try again.
+		if subj, aerr := wire.ActivateSubject(o.name); aerr == nil {
+			am := &nats.Msg{Subject: subj, Header: nats.Header{wire.HeaderDeadline: msg.Header[wire.HeaderDeadline]}}
+			if ar, aerr := nc.RequestMsgWithContext(ctx, am); aerr == nil && wire.ReplyError(ar.Header, ar.Data) == nil {
+				reply, err = nc.RequestMsgWithContext(ctx, msg)
+			}
+		}
+	}
 	var we *wire.Error
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):

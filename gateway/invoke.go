@@ -73,6 +73,15 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, reqID str
 		}
 	}
 	reply, err := g.nc.RequestMsgWithContext(ctx, msg)
+	if errors.Is(err, nats.ErrNoResponders) && f.spec.Version > 0 {
+		// Scaled to zero (or all instances just died): ask an agent for an
+		// instance, then try again within the same deadline.
+		if aerr := g.activate(ctx, name, deadline); aerr == nil {
+			reply, err = g.nc.RequestMsgWithContext(ctx, msg)
+		} else {
+			g.log.Info("activation failed", logKeyFn, name, logKeyRequestID, reqID, logKeyErr, aerr)
+		}
+	}
 	if err != nil {
 		return g.requestError(r, name, reqID, err)
 	}
@@ -176,4 +185,22 @@ func requestID(r *http.Request) (string, error) {
 		}
 	}
 	return id, nil
+}
+
+// activate asks the agents (yard.activate.<name>, one answers) to start an
+// instance and waits until one serves or the deadline passes.
+func (g *Gateway) activate(ctx context.Context, name string, deadline time.Time) error {
+	subject, err := wire.ActivateSubject(name)
+	if err != nil {
+		return err
+	}
+	msg := &nats.Msg{Subject: subject, Header: nats.Header{wire.HeaderDeadline: {deadline.UTC().Format(time.RFC3339Nano)}}}
+	reply, err := g.nc.RequestMsgWithContext(ctx, msg)
+	if err != nil {
+		return err
+	}
+	if e := wire.ReplyError(reply.Header, reply.Data); e != nil {
+		return e
+	}
+	return nil
 }

@@ -22,9 +22,10 @@ import (
 // body), not into the schema: "" for the root, "/address/zip" for a field.
 // The token "*" stands for every element of an array ("/lines/*/qty") and
 // for every value of an object whose key the schema does not name (the values
-// of a map); a property literally named "*" reads the same, which the message
-// disambiguates. A change about a property's presence (required_added,
-// property_removed, required_removed) points at the property.
+// of a map); the message tells the two apart ("lines[*].qty", "labels.*").
+// A property literally named "*" is written the same way. A change about a
+// property's presence (required_added, property_removed, required_removed)
+// points at the property.
 //
 // Kind is a stable identifier. For input schemas (see InputBreaks):
 //
@@ -321,11 +322,48 @@ const (
 // $refs resolve against, and a location that identifies it: the JSON pointer
 // of the subschema in its document, plus a suffix for schemas the comparison
 // derived from it. Equal locations mean equal schemas.
+//
+// The subschemas of a derived schema are still where they were, so their
+// locations extend src, the location of the subschema whose keywords the
+// node has, or per keyword origins, for a schema merged from several. That
+// keeps the locations met inside a recursive type from growing, so the
+// comparison recognises a pair it has met before.
 type node struct {
-	v    any
-	root any
-	loc  string
+	v       any
+	root    any
+	loc     string
+	src     string
+	origins map[string]string
 }
+
+// subschema returns the node for the subschema v at location loc. Schemas
+// that accept everything or nothing are the same wherever they are, and get
+// one location each.
+func subschema(v, root any, loc string) node {
+	switch {
+	case isFalse(v):
+		loc = "#false"
+	case v == true || trivial(asMap(v)):
+		loc = "#true"
+	}
+	return node{v: v, root: root, loc: loc, src: loc}
+}
+
+// derive returns a node for v, a schema made from n's keywords.
+func (n node) derive(v any, suffix string) node {
+	return node{v: v, root: n.root, loc: n.loc + suffix, src: n.src, origins: n.origins}
+}
+
+// origin returns the location of the subschema keyword kw comes from.
+func (n node) origin(kw string) string {
+	if o, ok := n.origins[kw]; ok {
+		return o
+	}
+	return n.src
+}
+
+// at returns the location of the value of keyword kw.
+func (n node) at(kw string) string { return n.origin(kw) + "/" + kw }
 
 // segment is one step of an instance path.
 type segment struct {
@@ -424,7 +462,7 @@ func newComparer(dir direction, a, b any) *comparer {
 }
 
 func (c *comparer) run() []Change {
-	c.check(node{c.aRoot, c.aRoot, ""}, node{c.bRoot, c.bRoot, ""}, nil)
+	c.check(subschema(c.aRoot, c.aRoot, ""), subschema(c.bRoot, c.bRoot, ""), nil)
 	out := c.changes
 	if c.gaveUp {
 		out = append(out, Change{
@@ -510,7 +548,7 @@ func (c *comparer) compare(a, b node, p path) {
 	}
 	if hasAny(am, "unevaluatedProperties", "unevaluatedItems") {
 		am = without(am, "unevaluatedProperties", "unevaluatedItems")
-		a = node{am, a.root, a.loc + "#u"}
+		a = a.derive(am, "#u")
 	}
 
 	// A combinator both sides share constrains both alike: set it aside.
@@ -523,7 +561,7 @@ func (c *comparer) compare(a, b node, p path) {
 	if len(shared) > 0 {
 		suffix := "#s:" + strings.Join(shared, ",")
 		am, bm = without(am, shared...), without(bm, shared...)
-		a, b = node{am, a.root, a.loc + suffix}, node{bm, b.root, b.loc + suffix}
+		a, b = a.derive(am, suffix), b.derive(bm, suffix)
 		if trivial(bm) {
 			return
 		}
@@ -552,7 +590,7 @@ func (c *comparer) compare(a, b node, p path) {
 		}
 		switch len(parts) {
 		case 0:
-			c.check(node{true, a.root, a.loc + "#any"}, b, p)
+			c.check(a.derive(true, "#any"), b, p)
 			return
 		case 1:
 			c.check(parts[0], b, p)
@@ -577,9 +615,9 @@ func (c *comparer) compare(a, b node, p path) {
 		if !ok {
 			continue
 		}
-		base := node{without(am, kw), a.root, a.loc + "#-" + kw}
+		base := a.derive(without(am, kw), "#-"+kw)
 		for i, alt := range alts {
-			branch := node{alt, a.root, a.loc + "/" + kw + "/" + strconv.Itoa(i)}
+			branch := subschema(alt, a.root, a.at(kw)+"/"+strconv.Itoa(i))
 			if trivial(asMap(base.v)) {
 				c.check(branch, b, p)
 			} else if merged, ok := merge(base, branch); ok {
@@ -642,7 +680,7 @@ func (c *comparer) compare(a, b node, p path) {
 // the references it could not resolve.
 func (c *comparer) parts(n node, m map[string]any) (parts []node, unresolved []string) {
 	if base := without(m, "$ref", "allOf"); !trivial(base) {
-		parts = append(parts, node{base, n.root, n.loc + "#base"})
+		parts = append(parts, n.derive(base, "#base"))
 	}
 	if ref, ok := m["$ref"].(string); ok {
 		if t, ok := resolveRef(n.root, ref); ok {
@@ -656,7 +694,7 @@ func (c *comparer) parts(n node, m map[string]any) (parts []node, unresolved []s
 	if subs, ok := m["allOf"].([]any); ok {
 		for i, sub := range subs {
 			if !trivial(asMap(sub)) || isFalse(sub) {
-				parts = append(parts, node{sub, n.root, n.loc + "/allOf/" + strconv.Itoa(i)})
+				parts = append(parts, subschema(sub, n.root, n.at("allOf")+"/"+strconv.Itoa(i)))
 			}
 		}
 	}
@@ -666,13 +704,13 @@ func (c *comparer) parts(n node, m map[string]any) (parts []node, unresolved []s
 // union checks a (already limited to the types b accepts) against the
 // alternatives of b's anyOf or oneOf, and b's other keywords.
 func (c *comparer) union(a, b node, bm map[string]any, kw string, p path, common typeMask) {
-	c.check(a, node{without(bm, kw), b.root, b.loc + "#-" + kw}, p)
+	c.check(a, b.derive(without(bm, kw), "#-"+kw), p)
 
 	alts := bm[kw].([]any)
 	nodes := make([]node, len(alts))
 	masks := make([]typeMask, len(alts))
 	for i, alt := range alts {
-		nodes[i] = node{alt, b.root, b.loc + "/" + kw + "/" + strconv.Itoa(i)}
+		nodes[i] = subschema(alt, b.root, b.at(kw)+"/"+strconv.Itoa(i))
 		masks[i] = c.types(nodes[i], 0)
 	}
 	// Split a by type, grouping the types that the same alternatives admit:
@@ -760,7 +798,7 @@ func (c *comparer) restrict(a node, mask typeMask) node {
 	} else {
 		am["type"] = names
 	}
-	return node{am, a.root, a.loc + "#t" + strconv.Itoa(int(m))}
+	return a.derive(am, "#t"+strconv.Itoa(int(m)))
 }
 
 // values checks a schema with enum or const value by value: each value a
@@ -821,7 +859,7 @@ type bound struct {
 	text string
 }
 
-func (b *bound) String(lower bool) string {
+func (b *bound) describe(lower bool) string {
 	switch {
 	case lower && b.excl:
 		return "> " + b.text
@@ -933,11 +971,11 @@ func (c *comparer) numberKeywords(am, bm map[string]any, p path, intOnly bool) {
 		if c.dir == input {
 			was := missing
 			if ab != nil {
-				was = "was " + ab.String(lower)
+				was = "was " + ab.describe(lower)
 			}
-			c.add(p, kind.in, fmt.Sprintf("%s must now be %s (%s)", c.subject(p), bb.String(lower), was))
+			c.add(p, kind.in, fmt.Sprintf("%s must now be %s (%s)", c.subject(p), bb.describe(lower), was))
 		} else {
-			c.add(p, kind.out, fmt.Sprintf("%s may now be %s (was always %s)", c.subject(p), bb.complement(lower), bb.String(lower)))
+			c.add(p, kind.out, fmt.Sprintf("%s may now be %s (was always %s)", c.subject(p), bb.complement(lower), bb.describe(lower)))
 		}
 	}
 	if mb, text, ok := ratKeyword(bm, "multipleOf"); ok && mb.Sign() > 0 {
@@ -1037,7 +1075,7 @@ func (c *comparer) arrayKeywords(a, b node, p path) {
 	bPrefix, _ := bm["prefixItems"].([]any)
 	position := func(n node, prefix []any, i int) node {
 		if i < len(prefix) {
-			return node{prefix[i], n.root, n.loc + "/prefixItems/" + strconv.Itoa(i)}
+			return subschema(prefix[i], n.root, n.at("prefixItems")+"/"+strconv.Itoa(i))
 		}
 		return child(n, "items")
 	}
@@ -1123,7 +1161,7 @@ func (c *comparer) objectKeywords(a, b node, p path) {
 // the schema names it.
 func property(n node, props map[string]any, name string, additional node) (node, bool) {
 	if s, ok := props[name]; ok {
-		return node{s, n.root, n.loc + "/properties/" + locToken(name)}, true
+		return subschema(s, n.root, n.at("properties")+"/"+locToken(name)), true
 	}
 	return additional, false
 }
@@ -1132,9 +1170,9 @@ func property(n node, props map[string]any, name string, additional node) (node,
 func child(n node, kw string) node {
 	m := asMap(n.v)
 	if s, ok := m[kw]; ok {
-		return node{s, n.root, n.loc + "/" + kw}
+		return subschema(s, n.root, n.at(kw))
 	}
-	return node{true, n.root, n.loc + "/" + kw}
+	return subschema(true, n.root, n.at(kw))
 }
 
 // types returns the JSON types a schema can accept.
@@ -1164,14 +1202,14 @@ func (c *comparer) types(n node, depth int) typeMask {
 	}
 	if subs, ok := m["allOf"].([]any); ok {
 		for i, sub := range subs {
-			t &= c.types(node{sub, n.root, n.loc + "/allOf/" + strconv.Itoa(i)}, depth+1)
+			t &= c.types(subschema(sub, n.root, n.at("allOf")+"/"+strconv.Itoa(i)), depth+1)
 		}
 	}
 	for _, kw := range []string{"anyOf", "oneOf"} {
 		if subs, ok := m[kw].([]any); ok {
 			var u typeMask
 			for i, sub := range subs {
-				u |= c.types(node{sub, n.root, n.loc + "/" + kw + "/" + strconv.Itoa(i)}, depth+1)
+				u |= c.types(subschema(sub, n.root, n.at(kw)+"/"+strconv.Itoa(i)), depth+1)
 			}
 			t &= u
 		}
@@ -1364,7 +1402,7 @@ func (c *comparer) accepts(n node, v any, depth int) (verdict, string) {
 		}
 	}
 	sub := func(kw string, s any) verdict {
-		r, _ := c.accepts(node{s, n.root, n.loc + "/" + kw}, v, depth+1)
+		r, _ := c.accepts(subschema(s, n.root, n.at(kw)), v, depth+1)
 		return r
 	}
 	num, isNum := v.(json.Number)
@@ -1386,7 +1424,7 @@ func (c *comparer) accepts(n node, v any, depth int) (verdict, string) {
 			note(r, w)
 		case "allOf":
 			for _, s := range asSlice(val) {
-				r, w := c.accepts(node{s, n.root, n.loc + "/allOf"}, v, depth+1)
+				r, w := c.accepts(subschema(s, n.root, n.at("allOf")), v, depth+1)
 				note(r, w)
 			}
 		case "anyOf":
@@ -1505,7 +1543,7 @@ func (c *comparer) arrayAccepts(n node, m map[string]any, v []any, depth int) (v
 	for i, item := range v {
 		s := items
 		if i < len(prefix) {
-			s = node{prefix[i], n.root, n.loc + "/prefixItems/" + strconv.Itoa(i)}
+			s = subschema(prefix[i], n.root, n.at("prefixItems")+"/"+strconv.Itoa(i))
 		}
 		if r, w := c.accepts(s, item, depth+1); r < res {
 			res, why = r, w
@@ -1547,7 +1585,7 @@ func (c *comparer) objectAccepts(n node, m map[string]any, v map[string]any, dep
 	for _, name := range slices.Sorted(maps.Keys(v)) {
 		var schemas []node
 		if s, ok := props[name]; ok {
-			schemas = append(schemas, node{s, n.root, n.loc + "/properties/" + locToken(name)})
+			schemas = append(schemas, subschema(s, n.root, n.at("properties")+"/"+locToken(name)))
 		}
 		for _, pat := range slices.Sorted(maps.Keys(patterns)) {
 			re := c.regexp(pat)
@@ -1555,7 +1593,7 @@ func (c *comparer) objectAccepts(n node, m map[string]any, v map[string]any, dep
 				return maybe, "patternProperties"
 			}
 			if re.MatchString(name) {
-				schemas = append(schemas, node{patterns[pat], n.root, n.loc + "/patternProperties/" + locToken(pat)})
+				schemas = append(schemas, subschema(patterns[pat], n.root, n.at("patternProperties")+"/"+locToken(pat)))
 			}
 		}
 		if len(schemas) == 0 {
@@ -1795,7 +1833,7 @@ func (c *comparer) stripShared(b node, am map[string]any) node {
 		return b
 	}
 	slices.Sort(shared)
-	return node{without(bm, shared...), b.root, b.loc + "#v:" + strings.Join(shared, ",")}
+	return b.derive(without(bm, shared...), "#v:"+strings.Join(shared, ","))
 }
 
 // merge returns the conjunction of two schemas of one document as one
@@ -1803,7 +1841,7 @@ func (c *comparer) stripShared(b node, am map[string]any) node {
 func merge(x, y node) (node, bool) {
 	switch {
 	case isFalse(x.v) || isFalse(y.v):
-		return node{false, x.root, x.loc + "&" + y.loc}, true
+		return x.derive(false, "&"+y.loc), true
 	}
 	xm, ym := asMap(x.v), asMap(y.v)
 	if hasAny(xm, "unevaluatedProperties", "unevaluatedItems") || hasAny(ym, "unevaluatedProperties", "unevaluatedItems") {
@@ -1820,12 +1858,19 @@ func merge(x, y node) (node, bool) {
 		}
 	}
 	m := without(xm)
+	origins := make(map[string]string)
+	for kw := range xm {
+		if assertion[kw] {
+			origins[kw] = x.origin(kw)
+		}
+	}
 	for kw, v := range ym {
 		if assertion[kw] {
 			m[kw] = v
+			origins[kw] = y.origin(kw)
 		}
 	}
-	return node{m, x.root, x.loc + "&" + y.loc}, true
+	return node{v: m, root: x.root, loc: x.loc + "&" + y.loc, src: x.src, origins: origins}, true
 }
 
 func mergeAll(parts []node) (node, bool) {
@@ -1852,7 +1897,7 @@ func resolveRef(root any, ref string) (node, bool) {
 		return node{}, false
 	}
 	if frag == "" {
-		return node{root, root, ""}, true
+		return subschema(root, root, ""), true
 	}
 	if frag[0] != '/' {
 		return node{}, false // an anchor
@@ -1879,7 +1924,7 @@ func resolveRef(root any, ref string) (node, bool) {
 	}
 	switch cur.(type) {
 	case map[string]any, bool:
-		return node{cur, root, loc.String()}, true
+		return subschema(cur, root, loc.String()), true
 	}
 	return node{}, false
 }

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -545,6 +544,23 @@ func TestBreaksJSON(t *testing.T) {
 			out:  []string{` unknown: the schemas could not be proved compatible: the old schema declares "http://json-schema.org/draft-07/schema#", and only draft 2020-12 is understood`},
 		},
 		{
+			// Both regressions kept a recursive comparison from closing.
+			name: "recursive definition beside other keywords",
+			old:  `{"$defs":{"n":{"type":"object","properties":{"kids":{"type":"array","items":{"$ref":"#/$defs/n"}}}}},"$ref":"#/$defs/n"}`,
+			new:  `{"$defs":{"n":{"type":"object","properties":{"kids":{"type":"array","items":{"$ref":"#/$defs/n","minItems":0}}}}},"$ref":"#/$defs/n","maxProperties":5}`,
+			in:   []string{` max_properties_lowered: the input must now have at most 5 fields (had no maximum)`},
+		},
+		{
+			name: "recursive definition against anything",
+			old:  `{"$defs":{"n":{"type":"object","properties":{"kids":{"type":"array","items":{"$ref":"#/$defs/n"}}}}},"$ref":"#/$defs/n"}`,
+			new:  `{"type":"object","properties":{"kids":{"items":{}}}}`,
+			out: []string{
+				`/kids type_widened: field "kids" may now hold strings, numbers, booleans, objects or null`,
+				`/kids/* type_widened: field "kids[*]" may now hold strings, numbers, booleans, arrays or null`,
+				`/kids/*/kids type_widened: field "kids[*].kids" may now hold strings, numbers, booleans, objects or null`,
+			},
+		},
+		{
 			name: "draft 2020-12 spelt differently",
 			old:  `{"$schema":"http://json-schema.org/draft/2020-12/schema#","type":"string"}`,
 			new:  `{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"string"}`,
@@ -774,16 +790,6 @@ func FuzzInputBreaks(f *testing.F) {
 		f.Add(seeds[(i+3)%len(seeds)], old, []byte(instances[(i+2)%len(instances)]))
 	}
 	f.Fuzz(func(t *testing.T, old, new, instance []byte) {
-		start := time.Now()
-		done := make(chan bool)
-		defer close(done)
-		go func() {
-			select {
-			case <-done:
-			case <-time.After(2 * time.Second):
-				os.WriteFile(fmt.Sprintf("/tmp/slow_%d.txt", start.UnixNano()), []byte(fmt.Sprintf("%q\n%q\n%q\n", old, new, instance)), 0o644)
-			}
-		}()
 		in, err := schemas.InputBreaks(old, new)
 		if err != nil {
 			return
@@ -838,22 +844,15 @@ func FuzzInputBreaks(f *testing.F) {
 // accept; whatever the new output schema allows, the old one must allow,
 // fields the old one did not name aside.
 func TestBreaksAgreeWithValidator(t *testing.T) {
-	seed, _ := strconv.ParseUint(os.Getenv("SEED"), 10, 64)
-	rng := rand.New(rand.NewPCG(seed, 2))
-	compiled := 0
-	diffStats := [3]int{}
-	kindStats := map[string]int{}
-	defer func() { t.Logf("differ %v kinds %v", diffStats, kindStats) }()
-	silentP := new(int)
-	defer func() { t.Logf("compiled %d silent %d", compiled, *silentP) }()
+	rng := rand.New(rand.NewPCG(1, 2))
 	g := &schemaGen{rng: rng}
 	var values []any
-	for range 300 {
+	for range 150 {
 		values = append(values, g.value(0))
 	}
-	pairs, silent := 2000, 0
+	pairs, silent := 500, 0
 	if testing.Short() {
-		pairs = 200
+		pairs = 100
 	}
 	for range pairs {
 		old := g.document()
@@ -865,7 +864,6 @@ func TestBreaksAgreeWithValidator(t *testing.T) {
 		if err1 != nil || err2 != nil {
 			continue
 		}
-		compiled++
 		in, err := schemas.InputBreaks(oldRaw, newRaw)
 		if err != nil {
 			t.Fatal(err)
@@ -879,23 +877,6 @@ func TestBreaksAgreeWithValidator(t *testing.T) {
 		}
 		if in == nil || out == nil {
 			silent++
-			*silentP = silent
-		}
-		if schemas.Hash(oldRaw) != schemas.Hash(newRaw) {
-			diffStats[0]++
-			if in == nil {
-				diffStats[1]++
-			}
-			if out == nil {
-				diffStats[2]++
-			}
-			for _, c := range slices.Concat(in, out) {
-				kindStats[c.Kind]++
-			}
-			if len(out) > 100 && os.Getenv("SHOW") != "" {
-				t.Logf("MANY %d\n%s\n%s\n%q", len(out), oldRaw, newRaw, lines(out)[:20])
-				t.FailNow()
-			}
 		}
 		for _, v := range values {
 			raw, _ := json.Marshal(v)

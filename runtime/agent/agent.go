@@ -50,7 +50,11 @@ type Config struct {
 	// ReadyTimeout bounds how long a new instance may take to serve before
 	// a rollout gives up on it (and keeps the old version); default 60s.
 	ReadyTimeout time.Duration
-	Logger       *slog.Logger
+	// ScaleInterval is how often the scaler looks at load; default 2s.
+	ScaleInterval time.Duration
+	// IdleTimeout is the default of registry.Spec.IdleTimeout; default 5m.
+	IdleTimeout time.Duration
+	Logger      *slog.Logger
 	// Output receives every instance's log lines, prefixed with its id;
 	// nil discards them (they are on yard.logs.<name>.<instance> anyway).
 	Output io.Writer
@@ -81,6 +85,12 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Agent, error) {
 	}
 	if cfg.ReadyTimeout == 0 {
 		cfg.ReadyTimeout = time.Minute
+	}
+	if cfg.ScaleInterval == 0 {
+		cfg.ScaleInterval = 2 * time.Second
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = 5 * time.Minute
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -135,6 +145,16 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("agent: watch registry: %w", err)
 	}
 	defer w.Stop()
+	sub, err := a.nc.QueueSubscribe(wire.ActivatePrefix+"*", ActivateQueue, func(m *nats.Msg) { go a.activate(ctx, m) })
+	if err != nil {
+		return fmt.Errorf("agent: subscribe %s: %w", wire.ActivatePrefix+"*", err)
+	}
+	defer sub.Unsubscribe()
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.scaleLoop(ctx)
+	}()
 	a.log.Info("agent running", "dir", a.cfg.Dir)
 	for {
 		select {
@@ -167,7 +187,7 @@ func (a *Agent) want(ctx context.Context, name string, spec *registry.Spec) {
 	a.mu.Lock()
 	f, ok := a.fns[name]
 	if !ok {
-		f = &function{a: a, name: name, kick: make(chan struct{}, 1)}
+		f = &function{a: a, name: name, kick: make(chan struct{}, 1), scale: -1, lastActive: time.Now()}
 		a.fns[name] = f
 		a.wg.Add(1)
 		go func() {
@@ -284,6 +304,11 @@ type function struct {
 	mu        sync.Mutex
 	spec      *registry.Spec
 	instances []*instance
+	// scale is the instance count the scaler wants, within the spec's
+	// min..max; -1 until the scaler has an opinion.
+	scale      int
+	lastActive time.Time
+	lastCount  int64
 }
 
 func (f *function) loop(ctx context.Context) {
@@ -299,9 +324,23 @@ func (f *function) loop(ctx context.Context) {
 	}
 }
 
-// wanted is how many instances of a spec run. Scaling on load comes with
-// the autoscaler; until then min instances, at least one.
-func wanted(spec *registry.Spec) int { return max(spec.MinInstances, 1) }
+// wanted is how many instances of spec run (call with f.mu held): what the scaler asks for,
+// kept within min..max; without a scaler's word, min (0 scales to zero: the
+// first request or queued invocation activates it).
+func (f *function) wanted(spec *registry.Spec) int {
+	n := f.scale
+	if n < 0 {
+		n = spec.MinInstances
+	}
+	return min(max(n, spec.MinInstances), maxInstances(spec))
+}
+
+func maxInstances(spec *registry.Spec) int {
+	if spec.MaxInstances > 0 {
+		return spec.MaxInstances
+	}
+	return max(spec.MinInstances, 1)
+}
 
 // reconcile brings the running instances to the wanted spec: start the new
 // version, wait until it serves, then drain the rest.
@@ -314,18 +353,25 @@ func (f *function) reconcile(ctx context.Context) error {
 		f.retire(func(*instance) bool { return true })
 		return nil
 	}
+	f.mu.Lock()
+	atZero := f.wanted(spec) == 0 && len(f.instances) == 0
+	f.mu.Unlock()
+	if atZero {
+		return nil // scaled to zero; the artifact is fetched on activation
+	}
 	bin, err := f.a.artifactPath(ctx, spec)
 	if err != nil {
 		return err
 	}
 	f.mu.Lock()
+	want := f.wanted(spec)
 	var current []*instance
 	for _, in := range f.instances {
 		if in.version == spec.Version && in.digest == spec.Artifact.Digest && !in.draining.Load() {
 			current = append(current, in)
 		}
 	}
-	for n := len(current); n < wanted(spec); n++ {
+	for n := len(current); n < want; n++ {
 		in := f.a.startInstance(ctx, spec, bin)
 		f.instances = append(f.instances, in)
 		current = append(current, in)
@@ -349,7 +395,7 @@ func (f *function) reconcile(ctx context.Context) error {
 	}
 	keep := map[*instance]bool{}
 	for i, in := range current {
-		if i < wanted(spec) {
+		if i < want {
 			keep[in] = true
 		}
 	}
@@ -430,3 +476,5 @@ func newInstanceID(name string, version int) string {
 	id := nuid.Next()
 	return name + "-v" + strconv.Itoa(version) + "-" + strings.ToLower(id[len(id)-8:])
 }
+
+func itoa(n int) string { return strconv.Itoa(n) }

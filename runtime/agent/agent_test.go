@@ -38,6 +38,12 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, agent.Config{})
+}
+
+// newEnvWith is newEnv with agent settings (Dir and NATSURL are filled in).
+func newEnvWith(t *testing.T, cfg agent.Config) *env {
+	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "echofn")
 	if out, err := exec.Command("go", "build", "-o", bin, "./testdata/echofn").CombinedOutput(); err != nil {
@@ -51,7 +57,11 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ag, err := agent.New(ctx, natstest.Connect(t, s), agent.Config{Dir: filepath.Join(dir, "agent"), NATSURL: s.ClientURL(), StopTimeout: 10 * time.Second})
+	cfg.Dir, cfg.NATSURL = filepath.Join(dir, "agent"), s.ClientURL()
+	if cfg.StopTimeout == 0 {
+		cfg.StopTimeout = 10 * time.Second
+	}
+	ag, err := agent.New(ctx, natstest.Connect(t, s), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

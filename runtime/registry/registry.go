@@ -68,6 +68,9 @@ type Spec struct {
 	// InstanceLimit; 0 leaves the cap to the agents. It is never below
 	// MinInstances.
 	MaxInstances int `json:"max_instances,omitempty"`
+	// IdleTimeout is how long a function runs above MinInstances without
+	// a request before the agents drain one instance; 0: the agents' default.
+	IdleTimeout Duration `json:"idle_timeout,omitempty"`
 	// Env is added to the environment of every instance. Keys are POSIX
 	// names; NATS_URL, NATS_CREDS and YARD_* are reserved because the agent
 	// sets them to connect the instance.
@@ -133,7 +136,8 @@ func sameDefinition(a, b *Spec) bool {
 		a.MaxAttempts == b.MaxAttempts && slices.Equal(a.Backoff, b.Backoff) &&
 		bytes.Equal(a.InputSchema, b.InputSchema) && bytes.Equal(a.OutputSchema, b.OutputSchema) &&
 		sameArtifact(a.Artifact, b.Artifact) && a.MinInstances == b.MinInstances &&
-		a.MaxInstances == b.MaxInstances && maps.Equal(a.Env, b.Env) && a.DeployedAt.Equal(b.DeployedAt)
+		a.MaxInstances == b.MaxInstances && maps.Equal(a.Env, b.Env) && a.DeployedAt.Equal(b.DeployedAt) &&
+		a.IdleTimeout == b.IdleTimeout
 }
 
 func sameArtifact(a, b *Artifact) bool {

@@ -1,0 +1,247 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/switchyard-dev/switchyard/runtime/wire"
+)
+
+// ActivateQueue is the queue group of agents on yard.activate.*: one agent
+// answers each activation.
+const ActivateQueue = "yard-agents"
+
+// activate answers "start an instance of <name>" (the gateway, the CLI or
+// the SDK asks after meeting no responders): it raises the function to at
+// least one instance and replies once one serves, or with an error.
+func (a *Agent) activate(ctx context.Context, m *nats.Msg) {
+	name := strings.TrimPrefix(m.Subject, wire.ActivatePrefix)
+	reply := func(e *wire.Error) {
+		if m.Reply == "" {
+			return
+		}
+		if e == nil {
+			_ = m.Respond([]byte(`{"ok":true}`))
+			return
+		}
+		body, _ := json.Marshal(e)
+		_ = m.RespondMsg(&nats.Msg{Data: body, Header: nats.Header{
+			wire.HeaderServiceError:     {e.Message},
+			wire.HeaderServiceErrorCode: {itoa(e.Code.HTTPStatus())},
+		}})
+	}
+	a.mu.Lock()
+	f := a.fns[name]
+	a.mu.Unlock()
+	if f == nil {
+		// The registry watch may not have brought a fresh deploy yet.
+		if spec, err := a.reg.Get(ctx, name); err == nil {
+			a.want(ctx, name, spec)
+			a.mu.Lock()
+			f = a.fns[name]
+			a.mu.Unlock()
+		}
+	}
+	if f == nil {
+		reply(wire.Errorf(wire.CodeNotFound, "function %q is not deployed", name))
+		return
+	}
+	f.mu.Lock()
+	spec := f.spec
+	if spec == nil || spec.Version == 0 {
+		f.mu.Unlock()
+		reply(wire.Errorf(wire.CodeNotFound, "function %q is not deployed", name))
+		return
+	}
+	f.scale = max(f.scale, 1)
+	f.lastActive = time.Now()
+	f.mu.Unlock()
+	f.wake()
+
+	deadline := time.Now().Add(a.cfg.ReadyTimeout)
+	if d := m.Header.Get(wire.HeaderDeadline); d != "" {
+		if t, err := time.Parse(time.RFC3339Nano, d); err == nil && t.Before(deadline) {
+			deadline = t
+		}
+	}
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if f.readyCount(spec.Version) > 0 {
+			reply(nil)
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	reply(wire.Errorf(wire.CodeUnavailable, "no instance of %q became ready in time", name))
+}
+
+func (f *function) wake() {
+	select {
+	case f.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (f *function) readyCount(version int) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, in := range f.instances {
+		if in.version == version && !in.draining.Load() && in.isReady() {
+			n++
+		}
+	}
+	return n
+}
+
+// scaleLoop looks at every function's load each ScaleInterval and moves its
+// instance count: up by one when its instances are busy or async work
+// waits, down by one when it has been idle for its idle timeout, never
+// outside min..max.
+func (a *Agent) scaleLoop(ctx context.Context) {
+	t := time.NewTicker(a.cfg.ScaleInterval)
+	defer t.Stop()
+	js, _ := jetstream.New(a.nc)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		a.mu.Lock()
+		fns := make([]*function, 0, len(a.fns))
+		for _, f := range a.fns {
+			fns = append(fns, f)
+		}
+		a.mu.Unlock()
+		for _, f := range fns {
+			f.scaleStep(ctx, js)
+		}
+	}
+}
+
+func (f *function) scaleStep(ctx context.Context, js jetstream.JetStream) {
+	f.mu.Lock()
+	spec := f.spec
+	f.mu.Unlock()
+	if spec == nil || spec.Version == 0 {
+		return
+	}
+	load := collectLoad(f.a.nc, f.name, 200*time.Millisecond)
+	backlog := asyncBacklog(ctx, js, f.name)
+	running := f.readyCount(spec.Version)
+	concurrency := max(spec.Concurrency, 1)
+	if spec.Concurrency == 0 {
+		concurrency = 64
+	}
+	idle := spec.IdleTimeout.D()
+	if idle <= 0 {
+		idle = f.a.cfg.IdleTimeout
+	}
+
+	f.mu.Lock()
+	now := time.Now()
+	if load.count != f.lastCount || load.inFlight > 0 || backlog > 0 {
+		f.lastActive = now
+		f.lastCount = load.count
+	}
+	cur := f.wanted(spec)
+	next := cur
+	switch {
+	case running == 0 && backlog > 0:
+		next = max(cur, 1) // queued async work wakes a function at zero
+	case running > 0 && (backlog > 0 || load.inFlight*4 >= running*concurrency*3):
+		next = cur + 1 // busy: three quarters of all slots taken, or a backlog
+	case running >= cur && now.Sub(f.lastActive) >= idle && cur > spec.MinInstances:
+		// Only once every wanted instance serves: an instance still
+		// starting (after an activation) is not idle capacity.
+		next = cur - 1
+		f.lastActive = now // one step down per idle period
+	}
+	next = min(max(next, spec.MinInstances), maxInstances(spec))
+	changed := next != cur
+	if changed {
+		f.scale = next
+	}
+	f.mu.Unlock()
+	if changed {
+		f.a.log.Info("scaling", "fn", f.name, "from", cur, "to", next, "in_flight", load.inFlight, "backlog", backlog)
+		f.wake()
+	}
+}
+
+// load sums what a function's instances report in micro STATS.
+type load struct {
+	count    int64 // requests and async invocations handled, all time
+	inFlight int
+}
+
+func collectLoad(nc *nats.Conn, name string, wait time.Duration) load {
+	var l load
+	inbox := nc.NewRespInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return l
+	}
+	defer sub.Unsubscribe()
+	if err := nc.PublishRequest("$SRV.STATS."+name, inbox, nil); err != nil {
+		return l
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		msg, err := sub.NextMsg(time.Until(deadline))
+		if errors.Is(err, nats.ErrTimeout) || err != nil {
+			return l
+		}
+		var st micro.Stats
+		if json.Unmarshal(msg.Data, &st) != nil {
+			continue
+		}
+		for _, ep := range st.Endpoints {
+			l.count += int64(ep.NumRequests)
+		}
+		// Every endpoint of an instance reports the same instance-wide
+		// counters; count them once.
+		if len(st.Endpoints) > 0 {
+			var d struct {
+				InFlight  int   `json:"in_flight"`
+				Completed int64 `json:"completed"`
+				Failed    int64 `json:"failed"`
+			}
+			if json.Unmarshal(st.Endpoints[0].Data, &d) == nil {
+				l.count += d.Completed + d.Failed
+				l.inFlight += d.InFlight
+			}
+		}
+	}
+}
+
+// asyncBacklog is how many async invocations of a function wait in
+// YARD_ASYNC. Before any instance has run, the function has no consumer
+// yet, so the stream's own count for the subject is used then.
+func asyncBacklog(ctx context.Context, js jetstream.JetStream, name string) uint64 {
+	if c, err := js.Consumer(ctx, wire.StreamAsync, "fn-"+name); err == nil {
+		if info, err := c.Info(ctx); err == nil {
+			return info.NumPending
+		}
+	}
+	subject, err := wire.AsyncSubject(name)
+	if err != nil {
+		return 0
+	}
+	s, err := js.Stream(ctx, wire.StreamAsync)
+	if err != nil {
+		return 0
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		return 0
+	}
+	return info.State.Subjects[subject]
+}

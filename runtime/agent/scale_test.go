@@ -1,0 +1,134 @@
+package agent_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchyard-dev/switchyard/gateway"
+	"github.com/switchyard-dev/switchyard/runtime/agent"
+	"github.com/switchyard-dev/switchyard/runtime/invocation"
+	"github.com/switchyard-dev/switchyard/runtime/wire"
+)
+
+func activate(nc *nats.Conn, name string) error {
+	m, err := nc.Request(wire.ActivatePrefix+name, nil, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	if e := wire.ReplyError(m.Header, m.Data); e != nil {
+		return e
+	}
+	return nil
+}
+
+func TestScaleToZeroAndActivate(t *testing.T) {
+	e := newEnvWith(t, agent.Config{ScaleInterval: 50 * time.Millisecond, IdleTimeout: 300 * time.Millisecond})
+	e.deploy("Hi", 0)
+	// min 0: nothing runs until asked.
+	if _, err := e.call(); err == nil {
+		t.Fatal("a function at zero answered without activation")
+	}
+	if err := activate(e.nc, "echo"); err != nil {
+		t.Fatal(err)
+	}
+	if o, err := e.call(); err != nil || o.Greeting != "Hi, Ada" {
+		t.Fatalf("after activation: %+v %v", o, err)
+	}
+	// Idle for longer than the idle timeout: back to zero.
+	e.waitFor("scale to zero", func() bool { return len(e.ag.Instances()["echo"]) == 0 })
+	if err := activate(e.nc, "nosuch"); err == nil {
+		t.Fatal("activated an unknown function")
+	}
+}
+
+func TestQueuedWorkWakesAFunctionAtZero(t *testing.T) {
+	e := newEnvWith(t, agent.Config{ScaleInterval: 50 * time.Millisecond, IdleTimeout: time.Minute})
+	e.deploy("Hi", 0)
+	js, _ := jetstream.New(e.nc)
+	// The gateway creates the work queue; here nobody has yet.
+	if _, err := invocation.Open(context.Background(), js, invocation.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(context.Background(), "yard.async.echo", []byte(`{"name":"queued"}`)); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("the backlog to start an instance", func() bool { return len(e.ag.Instances()["echo"]) == 1 })
+	kv, _ := js.KeyValue(context.Background(), wire.BucketResults)
+	e.waitFor("the queued invocation to run", func() bool {
+		keys, err := kv.ListKeys(context.Background())
+		if err != nil {
+			return false
+		}
+		var all []string
+		for k := range keys.Keys() {
+			all = append(all, k)
+		}
+		return len(all) == 1
+	})
+}
+
+// TestColdStart measures zero -> first reply (activation + retry), as the
+// gateway does it: p50 and p99 over a few rounds.
+func TestColdStart(t *testing.T) {
+	e := newEnvWith(t, agent.Config{ScaleInterval: 20 * time.Millisecond, IdleTimeout: 400 * time.Millisecond})
+	e.deploy("Hi", 0)
+	const rounds = 15
+	var took []time.Duration
+	for range rounds {
+		e.waitFor("zero instances", func() bool { return len(e.ag.Instances()["echo"]) == 0 })
+		start := time.Now()
+		if _, err := e.call(); err == nil {
+			t.Fatal("answered at zero")
+		}
+		if err := activate(e.nc, "echo"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.call(); err != nil {
+			t.Fatal(err)
+		}
+		took = append(took, time.Since(start))
+	}
+	slices.Sort(took)
+	t.Logf("cold start, zero -> first reply over %d rounds: p50 %s, p99 %s (max)", rounds,
+		took[rounds/2].Round(time.Millisecond), took[rounds-1].Round(time.Millisecond))
+}
+
+// TestGatewayWakesAFunctionAtZero: an HTTP request to a function scaled to
+// zero activates it and is answered within its deadline.
+func TestGatewayWakesAFunctionAtZero(t *testing.T) {
+	e := newEnvWith(t, agent.Config{ScaleInterval: 50 * time.Millisecond, IdleTimeout: time.Minute})
+	e.deploy("Hi", 0)
+	g, err := gateway.New(context.Background(), e.nc, gateway.Config{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	srv := httptest.NewServer(g)
+	defer srv.Close()
+	e.waitFor("the gateway to know echo", func() bool {
+		resp, err := http.Get(srv.URL + "/fn/echo")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	resp, err := http.Post(srv.URL+"/fn/echo", "application/json", strings.NewReader(`{"name":"Ada"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "Hi, Ada") {
+		t.Fatalf("at zero: %d %s", resp.StatusCode, body)
+	}
+}
