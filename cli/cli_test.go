@@ -249,6 +249,10 @@ func TestUp(t *testing.T) {
 		if r := yard(t, env, "", "ls"); !regexpMatch(`catalog\s+v\d+\s+1`, r.stdout) || !regexpMatch(`greet\s+v\d+\s+1`, r.stdout) {
 			t.Fatalf("ls: %+v", r)
 		}
+		// The agent keeps the functions' log lines in YARD_LOGS.
+		if r := yard(t, env, "", "logs", "greet"); r.code != 0 || !strings.Contains(r.stdout, "msg=serving") || !strings.Contains(r.stdout, "greet-v") {
+			t.Fatalf("logs: %+v", r)
+		}
 		cancel()
 		select {
 		case code := <-done:
