@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -208,7 +209,14 @@ func TestUp(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the example functions")
 	}
-	data := t.TempDir()
+	// As a user runs it: from a folder of their own, with the default,
+	// relative data directory.
+	functions, err := filepath.Abs("../functions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(t.TempDir())
+	data := ".yard"
 	for round := range 2 {
 		natsPort := freePort(t)
 		httpPort := freePort(t)
@@ -217,7 +225,7 @@ func TestUp(t *testing.T) {
 		done := make(chan int, 1)
 		go func() {
 			done <- Run(ctx, []string{"up", "--data", data, "--nats-port", strconv.Itoa(natsPort),
-				"--http", "127.0.0.1:" + strconv.Itoa(httpPort), "--functions", "../functions"},
+				"--http", "127.0.0.1:" + strconv.Itoa(httpPort), "--functions", functions},
 				IOStreams{In: strings.NewReader(""), Out: &bytes.Buffer{}, ErrOut: &stderr}, func(string) string { return "" })
 		}()
 		natstest.WaitFor(t, 2*time.Minute, "yard up to print its banner", func() bool {

@@ -77,6 +77,14 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Agent, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("agent: Dir is required")
 	}
+	// Instances run in folders of their own, so every path the agent
+	// hands them (the binary above all) must not depend on the working
+	// directory.
+	dir, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	cfg.Dir = dir
 	if cfg.NATSURL == "" {
 		cfg.NATSURL = nc.ConnectedUrl()
 	}
