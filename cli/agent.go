@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
@@ -17,8 +18,9 @@ import (
 var allowPrivateEnv = fn.EnvAllowPrivateCallbacks + "=1"
 
 func newAgentCmd(f *factory) *cobra.Command {
-	var dir string
+	var dir, id string
 	var allowPrivate bool
+	var ttl time.Duration
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run deployed functions on this machine",
@@ -27,7 +29,11 @@ the registry on --server; for every deployed function it fetches the binary
 from yard_artifacts, checks its sha256, and keeps its instances running
 (restarting crashed ones), each in its own folder under --dir. A new version
 is started before the old one drains, so a deploy loses no request.
-Ctrl-C drains every instance and stops.`,
+Ctrl-C drains every instance and stops.
+
+Run several agents on one NATS system and they share the work: each runs its
+share of every function's instances, and when one stops announcing itself
+(it crashed) the others start its share within --presence-ttl.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signalContext(cmd.Context())
@@ -37,7 +43,11 @@ Ctrl-C drains every instance and stops.`,
 				return err
 			}
 			defer nc.Close()
-			cfg := agent.Config{Dir: dir, NATSURL: f.natsURL(), Creds: f.getenv("NATS_CREDS"), Logger: f.logger(), Output: f.io.ErrOut}
+			if ttl < 0 {
+				return usageError("--presence-ttl must be positive")
+			}
+			cfg := agent.Config{Dir: dir, NATSURL: f.natsURL(), Creds: f.getenv("NATS_CREDS"), Logger: f.logger(), Output: f.io.ErrOut,
+				ID: id, PresenceTTL: ttl}
 			if allowPrivate {
 				cfg.Env = append(cfg.Env, allowPrivateEnv)
 			}
@@ -55,5 +65,7 @@ Ctrl-C drains every instance and stops.`,
 	}
 	cmd.Flags().StringVar(&dir, "dir", def, "folder for fetched binaries and instance working folders")
 	cmd.Flags().BoolVar(&allowPrivate, "allow-private-callbacks", false, "let async callbacks of the functions reach loopback and private addresses")
+	cmd.Flags().StringVar(&id, "id", "", "this agent's name among the agents (default: host name and a random suffix)")
+	cmd.Flags().DurationVar(&ttl, "presence-ttl", 0, "how long a silent agent still counts as alive before others take over its instances (default 6s)")
 	return cmd
 }

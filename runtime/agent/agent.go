@@ -54,6 +54,13 @@ type Config struct {
 	ScaleInterval time.Duration
 	// IdleTimeout is the default of registry.Spec.IdleTimeout; default 5m.
 	IdleTimeout time.Duration
+	// ID names this agent among all agents on the NATS system; default
+	// the host name plus a random suffix.
+	ID string
+	// PresenceTTL is how long an agent that stops announcing itself (it
+	// crashed, or lost its connection) still counts as alive; its share of
+	// instances moves to the others after that. Default 6s.
+	PresenceTTL time.Duration
 	Logger      *slog.Logger
 	// Output receives every instance's log lines, prefixed with its id;
 	// nil discards them (they are on yard.logs.<name>.<instance> anyway).
@@ -67,9 +74,16 @@ type Agent struct {
 	reg *registry.Registry
 	log *slog.Logger
 
+	cluster *cluster
+
 	mu  sync.Mutex
 	fns map[string]*function
 	wg  sync.WaitGroup
+
+	// scales mirrors yard_scale: the wanted instance count per function,
+	// agreed by all agents. A leaf lock: taken with or without f.mu.
+	scalesMu sync.Mutex
+	scales   map[string]int
 }
 
 // New prepares an agent on nc.
@@ -100,6 +114,12 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Agent, error) {
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = 5 * time.Minute
 	}
+	if cfg.ID == "" {
+		cfg.ID = defaultID()
+	}
+	if cfg.PresenceTTL == 0 {
+		cfg.PresenceTTL = 6 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -119,7 +139,12 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Agent, error) {
 	if err := ensureLogStream(ctx, js); err != nil {
 		return nil, err
 	}
-	return &Agent{cfg: cfg, nc: nc, reg: reg, log: cfg.Logger.With("component", "agent"), fns: map[string]*function{}}, nil
+	cl, err := newCluster(ctx, js, cfg.ID, cfg.PresenceTTL)
+	if err != nil {
+		return nil, err
+	}
+	return &Agent{cfg: cfg, nc: nc, reg: reg, cluster: cl, log: cfg.Logger.With("component", "agent", "agent", cfg.ID),
+		fns: map[string]*function{}, scales: map[string]int{}}, nil
 }
 
 // ensureLogStream keeps recent function logs, so `yard logs` can show the
@@ -158,10 +183,18 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("agent: subscribe %s: %w", wire.ActivatePrefix+"*", err)
 	}
 	defer sub.Unsubscribe()
-	a.wg.Add(1)
+	a.wg.Add(3)
 	go func() {
 		defer a.wg.Done()
 		a.scaleLoop(ctx)
+	}()
+	go func() {
+		defer a.wg.Done()
+		a.cluster.run(ctx, a.wakeAll)
+	}()
+	go func() {
+		defer a.wg.Done()
+		a.watchScales(ctx)
 	}()
 	a.log.Info("agent running", "dir", a.cfg.Dir)
 	for {
@@ -195,7 +228,7 @@ func (a *Agent) want(ctx context.Context, name string, spec *registry.Spec) {
 	a.mu.Lock()
 	f, ok := a.fns[name]
 	if !ok {
-		f = &function{a: a, name: name, kick: make(chan struct{}, 1), scale: -1, lastActive: time.Now()}
+		f = &function{a: a, name: name, kick: make(chan struct{}, 1), lastActive: time.Now()}
 		a.fns[name] = f
 		a.wg.Add(1)
 		go func() {
@@ -214,6 +247,7 @@ func (a *Agent) want(ctx context.Context, name string, spec *registry.Spec) {
 }
 
 func (a *Agent) shutdown() {
+	a.cluster.leave() // the other agents take over our share now
 	a.mu.Lock()
 	var all []*instance
 	for _, f := range a.fns {
@@ -309,12 +343,9 @@ type function struct {
 	name string
 	kick chan struct{}
 
-	mu        sync.Mutex
-	spec      *registry.Spec
-	instances []*instance
-	// scale is the instance count the scaler wants, within the spec's
-	// min..max; -1 until the scaler has an opinion.
-	scale      int
+	mu         sync.Mutex
+	spec       *registry.Spec
+	instances  []*instance
 	lastActive time.Time
 	lastCount  int64
 }
@@ -336,7 +367,7 @@ func (f *function) loop(ctx context.Context) {
 // kept within min..max; without a scaler's word, min (0 scales to zero: the
 // first request or queued invocation activates it).
 func (f *function) wanted(spec *registry.Spec) int {
-	n := f.scale
+	n := f.a.scaleOf(f.name)
 	if n < 0 {
 		n = spec.MinInstances
 	}
@@ -362,7 +393,7 @@ func (f *function) reconcile(ctx context.Context) error {
 		return nil
 	}
 	f.mu.Lock()
-	atZero := f.wanted(spec) == 0 && len(f.instances) == 0
+	atZero := f.a.cluster.share(f.name, f.wanted(spec)) == 0 && len(f.instances) == 0
 	f.mu.Unlock()
 	if atZero {
 		return nil // scaled to zero; the artifact is fetched on activation
@@ -372,7 +403,8 @@ func (f *function) reconcile(ctx context.Context) error {
 		return err
 	}
 	f.mu.Lock()
-	want := f.wanted(spec)
+	// This agent's share of the instances all agents run together.
+	want := f.a.cluster.share(f.name, f.wanted(spec))
 	var current []*instance
 	for _, in := range f.instances {
 		if in.version == spec.Version && in.digest == spec.Artifact.Digest && !in.draining.Load() {
@@ -486,3 +518,60 @@ func newInstanceID(name string, version int) string {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+func (a *Agent) scaleOf(name string) int {
+	a.scalesMu.Lock()
+	defer a.scalesMu.Unlock()
+	if n, ok := a.scales[name]; ok {
+		return n
+	}
+	return -1
+}
+
+// watchScales mirrors yard_scale and wakes a function whose wanted count
+// changes.
+func (a *Agent) watchScales(ctx context.Context) {
+	w, err := a.cluster.scale.WatchAll(ctx)
+	if err != nil {
+		a.log.Error("watch scales", "err", err)
+		return
+	}
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e == nil {
+				continue
+			}
+			n := -1
+			if e.Operation() == jetstream.KeyValuePut {
+				if v, err := strconv.Atoi(string(e.Value())); err == nil {
+					n = v
+				}
+			}
+			a.scalesMu.Lock()
+			a.scales[e.Key()] = n
+			a.scalesMu.Unlock()
+			a.mu.Lock()
+			f := a.fns[e.Key()]
+			a.mu.Unlock()
+			if f != nil {
+				f.wake()
+			}
+		}
+	}
+}
+
+// wakeAll reconciles every function, when the set of agents changed.
+func (a *Agent) wakeAll() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, f := range a.fns {
+		f.wake()
+	}
+}

@@ -60,10 +60,14 @@ func (a *Agent) activate(ctx context.Context, m *nats.Msg) {
 		reply(wire.Errorf(wire.CodeNotFound, "function %q is not deployed", name))
 		return
 	}
-	f.scale = max(f.scale, 1)
 	f.lastActive = time.Now()
 	f.mu.Unlock()
-	f.wake()
+	if a.scaleOf(name) < 1 {
+		if err := a.cluster.wantScale(ctx, name, max(spec.MinInstances, 1)); err != nil {
+			reply(wire.Errorf(wire.CodeUnavailable, "could not scale %q up: %v", name, err))
+			return
+		}
+	}
 
 	deadline := time.Now().Add(a.cfg.ReadyTimeout)
 	if d := m.Header.Get(wire.HeaderDeadline); d != "" {
@@ -71,14 +75,22 @@ func (a *Agent) activate(ctx context.Context, m *nats.Msg) {
 			deadline = t
 		}
 	}
+	// The instance may start on any agent: wait until one answers a ping.
 	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if f.readyCount(spec.Version) > 0 {
+		if f.readyCount(spec.Version) > 0 || a.anyInstance(name) {
 			reply(nil)
 			return
 		}
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(2 * time.Millisecond) // no responders answers at once
 	}
 	reply(wire.Errorf(wire.CodeUnavailable, "no instance of %q became ready in time", name))
+}
+
+// anyInstance reports whether some instance of the function, on any agent,
+// answers a micro ping within a few milliseconds.
+func (a *Agent) anyInstance(name string) bool {
+	_, err := a.nc.Request("$SRV.PING."+name, nil, 5*time.Millisecond)
+	return err == nil
 }
 
 func (f *function) wake() {
@@ -130,12 +142,12 @@ func (f *function) scaleStep(ctx context.Context, js jetstream.JetStream) {
 	f.mu.Lock()
 	spec := f.spec
 	f.mu.Unlock()
-	if spec == nil || spec.Version == 0 {
-		return
+	if spec == nil || spec.Version == 0 || !f.a.cluster.leads(f.name) {
+		return // one agent decides for each function; the others follow yard_scale
 	}
 	load := collectLoad(f.a.nc, f.name, 200*time.Millisecond)
 	backlog := asyncBacklog(ctx, js, f.name)
-	running := f.readyCount(spec.Version)
+	running := load.instances // on every agent
 	concurrency := max(spec.Concurrency, 1)
 	if spec.Concurrency == 0 {
 		concurrency = 64
@@ -165,21 +177,20 @@ func (f *function) scaleStep(ctx context.Context, js jetstream.JetStream) {
 		f.lastActive = now // one step down per idle period
 	}
 	next = min(max(next, spec.MinInstances), maxInstances(spec))
-	changed := next != cur
-	if changed {
-		f.scale = next
-	}
 	f.mu.Unlock()
-	if changed {
+	if next != cur {
 		f.a.log.Info("scaling", "fn", f.name, "from", cur, "to", next, "in_flight", load.inFlight, "backlog", backlog)
-		f.wake()
+		if err := f.a.cluster.wantScale(ctx, f.name, next); err != nil {
+			f.a.log.Warn("record scale", "fn", f.name, "err", err)
+		}
 	}
 }
 
 // load sums what a function's instances report in micro STATS.
 type load struct {
-	count    int64 // requests and async invocations handled, all time
-	inFlight int
+	count     int64 // requests and async invocations handled, all time
+	inFlight  int
+	instances int // that answered
 }
 
 func collectLoad(nc *nats.Conn, name string, wait time.Duration) load {
@@ -203,6 +214,7 @@ func collectLoad(nc *nats.Conn, name string, wait time.Duration) load {
 		if json.Unmarshal(msg.Data, &st) != nil {
 			continue
 		}
+		l.instances++
 		for _, ep := range st.Endpoints {
 			l.count += int64(ep.NumRequests)
 		}
