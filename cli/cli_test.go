@@ -136,7 +136,7 @@ func TestInvokeNoInstance(t *testing.T) {
 func TestLs(t *testing.T) {
 	env := startEcho(t)
 	r := yard(t, env, "", "ls")
-	if r.code != 0 || !strings.Contains(r.stdout, "NAME") || !regexpMatch(`echo\s+-\s+1\s+30s\s+echoes`, r.stdout) {
+	if r.code != 0 || !strings.Contains(r.stdout, "NAME") || !regexpMatch(`echo\s+-\s+1\s+running\s+30s\s+echoes`, r.stdout) {
 		t.Fatalf("%+v", r)
 	}
 	r = yard(t, env, "", "ls", "--json")
@@ -254,7 +254,7 @@ func TestUp(t *testing.T) {
 		if r := yard(t, env, "", "invoke", "greet", "-d", `{"name":"Ada"}`); r.stdout != body.String()+"\n" {
 			t.Fatalf("invoke: %+v", r)
 		}
-		if r := yard(t, env, "", "ls"); !regexpMatch(`catalog\s+v\d+\s+1`, r.stdout) || !regexpMatch(`greet\s+v\d+\s+1`, r.stdout) {
+		if r := yard(t, env, "", "ls"); !regexpMatch(`catalog\s+v\d+\s+1\s+running`, r.stdout) || !regexpMatch(`greet\s+v\d+\s+1\s+running`, r.stdout) {
 			t.Fatalf("ls: %+v", r)
 		}
 		// The agent keeps the functions' log lines in YARD_LOGS.

@@ -27,6 +27,7 @@ type lsEntry struct {
 	Description string `json:"description,omitempty"`
 	Version     int    `json:"version,omitempty"`
 	Instances   int    `json:"instances"`
+	State       string `json:"state"` // running, scaled to zero, down
 	Timeout     string `json:"timeout"`
 	Concurrency int    `json:"concurrency,omitempty"`
 	SchemaHash  string `json:"schema_hash"`
@@ -83,7 +84,7 @@ func (o *lsOptions) run(ctx context.Context) error {
 	for _, s := range specs {
 		entries = append(entries, lsEntry{
 			Name: s.Name, Description: s.Description, Version: s.Version,
-			Instances: counts[s.Name], Timeout: s.Timeout.D().String(), Concurrency: s.Concurrency,
+			Instances: counts[s.Name], State: state(s, counts[s.Name]), Timeout: s.Timeout.D().String(), Concurrency: s.Concurrency,
 			SchemaHash: s.SchemaHash, UpdatedAt: s.UpdatedAt.Format(time.RFC3339),
 		})
 	}
@@ -97,13 +98,13 @@ func (o *lsOptions) run(ctx context.Context) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(o.f.io.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tVERSION\tINSTANCES\tTIMEOUT\tDESCRIPTION")
+	fmt.Fprintln(tw, "NAME\tVERSION\tINSTANCES\tSTATE\tTIMEOUT\tDESCRIPTION")
 	for _, e := range entries {
 		version := "-" // registered by a running instance, not deployed
 		if e.Version > 0 {
 			version = fmt.Sprintf("v%d", e.Version)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", e.Name, version, e.Instances, e.Timeout, e.Description)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", e.Name, version, e.Instances, e.State, e.Timeout, e.Description)
 	}
 	return tw.Flush()
 }
@@ -136,5 +137,19 @@ func countInstances(nc *nats.Conn, wait time.Duration) (map[string]int, error) {
 		if json.Unmarshal(msg.Data, &p) == nil && p.Name != "" {
 			counts[p.Name]++
 		}
+	}
+}
+
+// state says whether a function can answer now: running; scaled to zero
+// (deployed with min 0: the next request wakes it); or down (nothing would
+// answer: no instance, and no agent is expected to start one).
+func state(s *registry.Spec, instances int) string {
+	switch {
+	case instances > 0:
+		return "running"
+	case s.Version > 0 && s.MinInstances == 0:
+		return "scaled to zero"
+	default:
+		return "down"
 	}
 }

@@ -100,6 +100,22 @@ func TestColdStart(t *testing.T) {
 	slices.Sort(took)
 	t.Logf("cold start, zero -> first reply over %d rounds: p50 %s, p99 %s (max)", rounds,
 		took[rounds/2].Round(time.Millisecond), took[rounds-1].Round(time.Millisecond))
+
+	// Deploy -> first reply of the new version (min 1, so it rolls out).
+	var deploys []time.Duration
+	for k := range 7 {
+		greeting := "v" + string(rune('a'+k))
+		start := time.Now()
+		e.deploy(greeting, 1)
+		e.waitFor("the new version to answer", func() bool {
+			o, err := e.call()
+			return err == nil && o.Greeting == greeting+", Ada"
+		})
+		deploys = append(deploys, time.Since(start))
+	}
+	slices.Sort(deploys)
+	t.Logf("deploy -> first reply of the new version over %d deploys: p50 %s, p99 %s (max)", len(deploys),
+		deploys[len(deploys)/2].Round(time.Millisecond), deploys[len(deploys)-1].Round(time.Millisecond))
 }
 
 // TestGatewayWakesAFunctionAtZero: an HTTP request to a function scaled to
