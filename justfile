@@ -17,6 +17,7 @@ ci:
 bench:
     go test ./gateway -run '^$' -bench GatewayOverhead -benchtime 3x
     go test ./runtime -run '^$' -bench AsyncThroughput -benchtime 1x
+    go test ./runtime/agent -run '^$' -bench ColdStart -benchtime 1x
     go test ./schemas -run '^$' -bench . -benchmem
 
 # The async crash test (10,000 invocations, SIGKILLs, NATS restarts).

@@ -29,7 +29,7 @@ type out struct {
 
 // env is a server, a built function binary, a registry and a running agent.
 type env struct {
-	t   *testing.T
+	t   testing.TB
 	nc  *nats.Conn
 	reg *registry.Registry
 	bin string
@@ -42,7 +42,7 @@ func newEnv(t *testing.T) *env {
 }
 
 // newEnvWith is newEnv with agent settings (Dir and NATSURL are filled in).
-func newEnvWith(t *testing.T, cfg agent.Config) *env {
+func newEnvWith(t testing.TB, cfg agent.Config) *env {
 	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "echofn")

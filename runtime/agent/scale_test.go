@@ -76,46 +76,62 @@ func TestQueuedWorkWakesAFunctionAtZero(t *testing.T) {
 	})
 }
 
-// TestColdStart measures zero -> first reply (activation + retry), as the
-// gateway does it: p50 and p99 over a few rounds.
-func TestColdStart(t *testing.T) {
-	e := newEnvWith(t, agent.Config{ScaleInterval: 20 * time.Millisecond, IdleTimeout: 400 * time.Millisecond})
-	e.deploy("Hi", 0)
-	const rounds = 15
-	var took []time.Duration
-	for range rounds {
-		e.waitFor("zero instances", func() bool { return len(e.ag.Instances()["echo"]) == 0 })
-		start := time.Now()
-		if _, err := e.call(); err == nil {
-			t.Fatal("answered at zero")
+// BenchmarkColdStart measures, in one run:
+//
+//	go test ./runtime/agent -run '^$' -bench ColdStart -benchtime 1x
+//
+// zero -> first reply (request, no responders, activation, request again),
+// deploy -> first reply of the new version, and as the baseline a request
+// to an instance that already runs.
+func BenchmarkColdStart(b *testing.B) {
+	for range b.N {
+		e := newEnvWith(b, agent.Config{ScaleInterval: 20 * time.Millisecond, IdleTimeout: 400 * time.Millisecond})
+		e.deploy("Hi", 0)
+		const rounds = 15
+		var cold, warm []time.Duration
+		for range rounds {
+			e.waitFor("zero instances", func() bool { return len(e.ag.Instances()["echo"]) == 0 })
+			start := time.Now()
+			if _, err := e.call(); err == nil {
+				b.Fatal("answered at zero")
+			}
+			if err := activate(e.nc, "echo"); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := e.call(); err != nil {
+				b.Fatal(err)
+			}
+			cold = append(cold, time.Since(start))
+			start = time.Now()
+			if _, err := e.call(); err != nil {
+				b.Fatal(err)
+			}
+			warm = append(warm, time.Since(start))
 		}
-		if err := activate(e.nc, "echo"); err != nil {
-			t.Fatal(err)
+		var deploys []time.Duration
+		for k := range 7 {
+			greeting := "v" + string(rune('a'+k))
+			start := time.Now()
+			e.deploy(greeting, 1)
+			e.waitFor("the new version to answer", func() bool {
+				o, err := e.call()
+				return err == nil && o.Greeting == greeting+", Ada"
+			})
+			deploys = append(deploys, time.Since(start))
 		}
-		if _, err := e.call(); err != nil {
-			t.Fatal(err)
-		}
-		took = append(took, time.Since(start))
+		ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+		p50 := func(s []time.Duration) time.Duration { slices.Sort(s); return s[len(s)/2] }
+		top := func(s []time.Duration) time.Duration { slices.Sort(s); return s[len(s)-1] }
+		b.ReportMetric(ms(p50(cold)), "zero_p50_ms")
+		b.ReportMetric(ms(top(cold)), "zero_max_ms")
+		b.ReportMetric(ms(p50(deploys)), "deploy_p50_ms")
+		b.ReportMetric(ms(top(deploys)), "deploy_max_ms")
+		b.ReportMetric(ms(p50(warm)), "warm_p50_ms")
+		b.ReportMetric(float64(p50(cold))/float64(p50(warm)), "zero/warm")
+		b.Logf("zero -> first reply: p50 %s, max %s over %d rounds; deploy -> first reply: p50 %s, max %s over %d deploys; warm request p50 %s",
+			p50(cold).Round(time.Millisecond), top(cold).Round(time.Millisecond), rounds,
+			p50(deploys).Round(time.Millisecond), top(deploys).Round(time.Millisecond), len(deploys), p50(warm).Round(10*time.Microsecond))
 	}
-	slices.Sort(took)
-	t.Logf("cold start, zero -> first reply over %d rounds: p50 %s, p99 %s (max)", rounds,
-		took[rounds/2].Round(time.Millisecond), took[rounds-1].Round(time.Millisecond))
-
-	// Deploy -> first reply of the new version (min 1, so it rolls out).
-	var deploys []time.Duration
-	for k := range 7 {
-		greeting := "v" + string(rune('a'+k))
-		start := time.Now()
-		e.deploy(greeting, 1)
-		e.waitFor("the new version to answer", func() bool {
-			o, err := e.call()
-			return err == nil && o.Greeting == greeting+", Ada"
-		})
-		deploys = append(deploys, time.Since(start))
-	}
-	slices.Sort(deploys)
-	t.Logf("deploy -> first reply of the new version over %d deploys: p50 %s, p99 %s (max)", len(deploys),
-		deploys[len(deploys)/2].Round(time.Millisecond), deploys[len(deploys)-1].Round(time.Millisecond))
 }
 
 // TestGatewayWakesAFunctionAtZero: an HTTP request to a function scaled to
