@@ -2,8 +2,6 @@ package agent
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"hash/fnv"
 	"os"
 	"slices"
@@ -13,7 +11,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/nats-io/nuid"
+	"github.com/switchyard-dev/switchyard/internal/jskv"
 )
 
 // Key-value buckets the agents share. Agents coordinate through NATS only:
@@ -37,13 +37,13 @@ type cluster struct {
 }
 
 func newCluster(ctx context.Context, js jetstream.JetStream, id string, ttl time.Duration) (*cluster, error) {
-	agents, err := openBucket(ctx, js, jetstream.KeyValueConfig{
+	agents, err := jskv.Open(ctx, js, jetstream.KeyValueConfig{
 		Bucket: BucketAgents, Description: "Switchyard: live agents", TTL: ttl, History: 1, Storage: jetstream.MemoryStorage,
 	})
 	if err != nil {
 		return nil, err
 	}
-	scale, err := openBucket(ctx, js, jetstream.KeyValueConfig{
+	scale, err := jskv.Open(ctx, js, jetstream.KeyValueConfig{
 		Bucket: BucketScale, Description: "Switchyard: wanted instances per function", History: 1, Storage: jetstream.FileStorage,
 	})
 	if err != nil {
@@ -55,20 +55,6 @@ func newCluster(ctx context.Context, js jetstream.JetStream, id string, ttl time
 	}
 	c.refresh(ctx)
 	return c, nil
-}
-
-func openBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	kv, err := js.KeyValue(ctx, cfg.Bucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		kv, err = js.CreateKeyValue(ctx, cfg)
-		if errors.Is(err, jetstream.ErrBucketExists) {
-			kv, err = js.KeyValue(ctx, cfg.Bucket)
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("agent: bucket %s: %w", cfg.Bucket, err)
-	}
-	return kv, nil
 }
 
 func (c *cluster) announce(ctx context.Context) error {

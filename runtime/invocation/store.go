@@ -12,6 +12,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchyard-dev/switchyard/internal/jskv"
+
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
@@ -89,22 +91,16 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 	if err != nil {
 		return nil, err
 	}
-	kv, err := js.KeyValue(ctx, wire.BucketResults)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:      wire.BucketResults,
-			Description: "Switchyard: status and result of async invocations",
-			TTL:         cfg.ResultsTTL,
-			History:     1,
-			Storage:     jetstream.FileStorage,
-			MaxBytes:    cfg.MaxBytes,
-		})
-		if errors.Is(err, jetstream.ErrBucketExists) {
-			kv, err = js.KeyValue(ctx, wire.BucketResults)
-		}
-	}
+	kv, err := jskv.Open(ctx, js, jetstream.KeyValueConfig{
+		Bucket:      wire.BucketResults,
+		Description: "Switchyard: status and result of async invocations",
+		TTL:         cfg.ResultsTTL,
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		MaxBytes:    cfg.MaxBytes,
+	})
 	if err != nil {
-		return nil, fmt.Errorf("invocation: open %s: %w", wire.BucketResults, err)
+		return nil, fmt.Errorf("invocation: %w", err)
 	}
 	return &Store{js: js, results: kv, async: async, dlq: dlq}, nil
 }

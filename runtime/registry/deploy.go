@@ -12,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchyard-dev/switchyard/internal/jskv"
+
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
@@ -32,7 +34,7 @@ func (r *Registry) versionsKV(ctx context.Context) (jetstream.KeyValue, error) {
 	if r.versions != nil {
 		return r.versions, nil
 	}
-	kv, err := openKV(ctx, r.js, jetstream.KeyValueConfig{
+	kv, err := jskv.Open(ctx, r.js, jetstream.KeyValueConfig{
 		Bucket:      wire.BucketVersions,
 		Description: "Switchyard: spec of every deployed version, key <name>.<N>",
 		History:     1, // a version is written once

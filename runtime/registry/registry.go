@@ -28,6 +28,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchyard-dev/switchyard/internal/jskv"
+
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
@@ -187,7 +189,7 @@ type Registry struct {
 // exist. yard_versions and yard_artifacts are opened, or created, when a
 // method first needs them.
 func Open(ctx context.Context, js jetstream.JetStream) (*Registry, error) {
-	kv, err := openKV(ctx, js, jetstream.KeyValueConfig{
+	kv, err := jskv.Open(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      wire.BucketFunctions,
 		Description: "Switchyard: live spec of every function",
 		History:     History,
@@ -197,22 +199,6 @@ func Open(ctx context.Context, js jetstream.JetStream) (*Registry, error) {
 		return nil, err
 	}
 	return &Registry{js: js, functions: kv}, nil
-}
-
-// openKV opens a bucket, creating it when it does not exist. Another
-// process may create it at the same moment; then we open theirs.
-func openKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	kv, err := js.KeyValue(ctx, cfg.Bucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		kv, err = js.CreateKeyValue(ctx, cfg)
-		if errors.Is(err, jetstream.ErrBucketExists) {
-			kv, err = js.KeyValue(ctx, cfg.Bucket)
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("registry: open %s: %w", cfg.Bucket, err)
-	}
-	return kv, nil
 }
 
 // Put records spec as the live spec of its function. It writes nothing when
