@@ -132,7 +132,8 @@ func (i *Instance) runAsync(msg jetstream.Msg) {
 		return
 	}
 	stopRunning := i.markRunning(rec)
-	out, werr, permanent := i.invoke(now.Add(i.h.timeout), rec.RequestID, data)
+	out, werr, permanent := i.invoke(now.Add(i.h.timeout), callMeta{requestID: rec.RequestID,
+		traceparent: hdr.Get(wire.HeaderTraceparent), tracestate: hdr.Get(wire.HeaderTracestate)}, data)
 	stopRunning()
 	rec.FinishedAt = time.Now().UTC()
 	switch {

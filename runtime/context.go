@@ -3,6 +3,8 @@ package fn
 import (
 	"context"
 	"log/slog"
+
+	"github.com/nats-io/nats.go"
 )
 
 type ctxKey int
@@ -10,6 +12,8 @@ type ctxKey int
 const (
 	keyRequestID ctxKey = iota
 	keyLogger
+	keyConn
+	keyTrace
 )
 
 // RequestID returns the Yard-Request-Id of the invocation ctx belongs to.
@@ -31,3 +35,19 @@ func Logger(ctx context.Context) *slog.Logger {
 	}
 	return l
 }
+
+// WithConn lets Invoke run outside a handler (a test, a program that is
+// not a function): calls from ctx go over nc. Inside a handler the
+// instance's own connection is already there.
+func WithConn(ctx context.Context, nc *nats.Conn) context.Context {
+	return context.WithValue(ctx, keyConn, nc)
+}
+
+func connFrom(ctx context.Context) *nats.Conn {
+	nc, _ := ctx.Value(keyConn).(*nats.Conn)
+	return nc
+}
+
+// breakerLog receives circuit-breaker changes; a package-level logger,
+// because breakers are shared by every handler of the process.
+var breakerLog = slog.Default().With("component", "fn")

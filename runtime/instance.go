@@ -270,7 +270,7 @@ func (i *Instance) serve(reply string, data []byte, hdr micro.Headers) {
 			deadline = d
 		}
 	}
-	out, werr, _ := i.invoke(deadline, reqID, data)
+	out, werr, _ := i.invoke(deadline, callMeta{requestID: reqID, traceparent: hdr.Get(wire.HeaderTraceparent), tracestate: hdr.Get(wire.HeaderTracestate)}, data)
 	if werr != nil {
 		i.failed.Add(1)
 		i.respondError(reply, reqID, werr)
@@ -282,15 +282,21 @@ func (i *Instance) serve(reply string, data []byte, hdr micro.Headers) {
 
 // invoke turns raw input into raw output, or into the error to send and
 // whether retrying could ever help (for async invocations).
-func (i *Instance) invoke(deadline time.Time, reqID string, data []byte) (out []byte, werr *wire.Error, permanent bool) {
-	out, werr = i.invokeOnce(deadline, reqID, data, &permanent)
+// callMeta is what travels with an invocation into its handler's context,
+// and from there into the calls the handler makes.
+type callMeta struct {
+	requestID, traceparent, tracestate string
+}
+
+func (i *Instance) invoke(deadline time.Time, meta callMeta, data []byte) (out []byte, werr *wire.Error, permanent bool) {
+	out, werr = i.invokeOnce(deadline, meta, data, &permanent)
 	if werr != nil && !permanent {
 		permanent = permanentCode(werr.Code)
 	}
 	return out, werr, permanent
 }
 
-func (i *Instance) invokeOnce(deadline time.Time, reqID string, data []byte, permanent *bool) ([]byte, *wire.Error) {
+func (i *Instance) invokeOnce(deadline time.Time, meta callMeta, data []byte, permanent *bool) ([]byte, *wire.Error) {
 	if !time.Now().Before(deadline) {
 		return nil, wire.Errorf(wire.CodeDeadlineExceeded, "deadline passed before the function started")
 	}
@@ -303,8 +309,12 @@ func (i *Instance) invokeOnce(deadline time.Time, reqID string, data []byte, per
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	ctx = context.WithValue(ctx, keyRequestID, reqID)
+	ctx = context.WithValue(ctx, keyRequestID, meta.requestID)
 	ctx = context.WithValue(ctx, keyLogger, i.log)
+	ctx = context.WithValue(ctx, keyConn, i.nc)
+	if meta.traceparent != "" {
+		ctx = context.WithValue(ctx, keyTrace, [2]string{meta.traceparent, meta.tracestate})
+	}
 
 	result, err := i.call(ctx, data)
 	if err != nil {

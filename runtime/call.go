@@ -1,0 +1,178 @@
+package fn
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/switchyard-dev/switchyard/runtime/wire"
+)
+
+// DefaultCallTimeout bounds a call made from a context without a deadline.
+const DefaultCallTimeout = 30 * time.Second
+
+// Breaker settings: a target's circuit opens after this many consecutive
+// failures (unavailable, deadline_exceeded, internal), lets one probe
+// through after BreakerOpenFor, and closes when the probe succeeds.
+var (
+	BreakerFailures uint32 = 5
+	BreakerOpenFor         = 5 * time.Second
+)
+
+// ErrNoConn is returned by Invoke when ctx carries no NATS connection:
+// call it from a handler, or pass a context from WithConn.
+var ErrNoConn = errors.New("fn: no NATS connection in the context (call from a handler, or use fn.WithConn)")
+
+// Invoke calls another function and decodes its reply into Out. The
+// caller's remaining deadline, request id and trace context travel with the
+// call. Errors keep their codes (see *Error). A call is retried only when it
+// certainly was not delivered: no instance answered (then the agents are
+// asked to start one), or the connection was down. Each target has a
+// circuit breaker: after repeated failures calls fail fast with
+// unavailable until a probe succeeds.
+func Invoke[Out any](ctx context.Context, name string, in any) (Out, error) {
+	var out Out
+	data, err := json.Marshal(in)
+	if err != nil {
+		return out, fmt.Errorf("fn: encode input for %s: %w", name, err)
+	}
+	reply, err := InvokeRaw(ctx, name, data)
+	if err != nil {
+		return out, err
+	}
+	if err := json.Unmarshal(reply, &out); err != nil {
+		return out, fmt.Errorf("fn: decode reply of %s: %w", name, err)
+	}
+	return out, nil
+}
+
+// InvokeRaw is Invoke with JSON bytes in and out.
+func InvokeRaw(ctx context.Context, name string, input []byte) ([]byte, error) {
+	subject, err := wire.FnSubject(name)
+	if err != nil {
+		return nil, &Error{Code: CodeInvalidArgument, Message: err.Error()}
+	}
+	nc := connFrom(ctx)
+	if nc == nil {
+		return nil, ErrNoConn
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultCallTimeout)
+		defer cancel()
+	}
+	deadline, _ := ctx.Deadline()
+	msg := &nats.Msg{Subject: subject, Data: input, Header: nats.Header{
+		wire.HeaderDeadline: {deadline.UTC().Format(time.RFC3339Nano)},
+	}}
+	reqID := RequestID(ctx)
+	if reqID == "" {
+		reqID = nuid.Next()
+	}
+	msg.Header.Set(wire.HeaderRequestID, reqID)
+	if tr, ok := ctx.Value(keyTrace).([2]string); ok {
+		msg.Header.Set(wire.HeaderTraceparent, tr[0])
+		if tr[1] != "" {
+			msg.Header.Set(wire.HeaderTracestate, tr[1])
+		}
+	}
+	reply, err := breakerFor(name).Execute(func() ([]byte, error) {
+		return call(ctx, nc, name, msg)
+	})
+	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+		return nil, &Error{Code: CodeUnavailable, Message: fmt.Sprintf("circuit open for %s after repeated failures; not calling it for now", name)}
+	}
+	return reply, err
+}
+
+// call sends msg, retrying while it certainly was not delivered.
+func call(ctx context.Context, nc *nats.Conn, name string, msg *nats.Msg) ([]byte, error) {
+	backoff := 20 * time.Millisecond
+	activated := false
+	for {
+		reply, err := nc.RequestMsgWithContext(ctx, msg)
+		switch {
+		case err == nil:
+			if e := wire.ReplyError(reply.Header, reply.Data); e != nil {
+				return nil, e
+			}
+			return reply.Data, nil
+		case errors.Is(err, nats.ErrNoResponders):
+			if !activated {
+				activated = true
+				if activate(ctx, nc, name, msg.Header.Get(wire.HeaderDeadline)) == nil {
+					continue // an instance serves now
+				}
+			}
+		case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionReconnecting),
+			errors.Is(err, nats.ErrDisconnected), errors.Is(err, nats.ErrNoServers):
+			// Not sent: safe to try again once the connection is back.
+		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+			return nil, &Error{Code: CodeDeadlineExceeded, Message: fmt.Sprintf("%s did not answer in time", name)}
+		default:
+			return nil, &Error{Code: CodeUnavailable, Message: fmt.Sprintf("calling %s: %v", name, err)}
+		}
+		select {
+		case <-ctx.Done():
+			if errors.Is(err, nats.ErrNoResponders) {
+				return nil, &Error{Code: CodeUnavailable, Message: fmt.Sprintf("no instance of %s is running", name)}
+			}
+			return nil, &Error{Code: CodeDeadlineExceeded, Message: fmt.Sprintf("%s did not answer in time", name)}
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, time.Second)
+	}
+}
+
+// activate asks the agents for an instance of name (yard.activate.<name>).
+func activate(ctx context.Context, nc *nats.Conn, name, deadline string) error {
+	subject, err := wire.ActivateSubject(name)
+	if err != nil {
+		return err
+	}
+	reply, err := nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: subject, Header: nats.Header{wire.HeaderDeadline: {deadline}}})
+	if err != nil {
+		return err
+	}
+	if e := wire.ReplyError(reply.Header, reply.Data); e != nil {
+		return e
+	}
+	return nil
+}
+
+var breakers sync.Map // target name -> *gobreaker.CircuitBreaker[[]byte]
+
+func breakerFor(name string) *gobreaker.CircuitBreaker[[]byte] {
+	if b, ok := breakers.Load(name); ok {
+		return b.(*gobreaker.CircuitBreaker[[]byte])
+	}
+	b, _ := breakers.LoadOrStore(name, gobreaker.NewCircuitBreaker[[]byte](gobreaker.Settings{
+		Name:        name,
+		MaxRequests: 1,
+		Timeout:     BreakerOpenFor,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= BreakerFailures },
+		// A target's own verdicts (not found, invalid argument, conflict…)
+		// say it is healthy; only its failures count against it.
+		IsSuccessful: func(err error) bool {
+			var e *Error
+			return err == nil || errors.As(err, &e) && permanentCode(e.Code)
+		},
+		OnStateChange: func(name string, from, to gobreaker.State) {
+			breakerLog.Warn("circuit breaker", "target", name, "from", from.String(), "to", to.String())
+		},
+	}))
+	return b.(*gobreaker.CircuitBreaker[[]byte])
+}
+
+// BreakerState reports the circuit of calls to a target: "closed",
+// "open" or "half-open".
+func BreakerState(name string) string {
+	return breakerFor(name).State().String()
+}
