@@ -67,14 +67,14 @@ func (i *Instance) dispatchAsync(msg jetstream.Msg) {
 	stopBeat := i.heartbeat(msg)
 	i.slots <- struct{}{}
 	i.inflight.Add(1)
-	go func() {
+	i.workers.run(func() {
 		defer func() {
 			stopBeat()
 			<-i.slots
 			i.inflight.Done()
 		}()
 		i.runAsync(msg)
-	}()
+	})
 }
 
 // runAsync runs one delivery of an async invocation and settles it: ack

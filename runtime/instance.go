@@ -66,6 +66,7 @@ type Instance struct {
 	spec    *registry.Spec
 
 	slots    chan struct{}
+	workers  workers
 	inflight sync.WaitGroup
 	stopOnce sync.Once
 	stopErr  error
@@ -247,13 +248,13 @@ func (i *Instance) dispatch(req micro.Request) {
 	// Copy what we need: the handler goroutine must not touch req, whose
 	// state micro reads after dispatch returns.
 	reply, data, hdr := req.Reply(), req.Data(), req.Headers()
-	go func() {
+	i.workers.run(func() {
 		defer func() {
 			<-i.slots
 			i.inflight.Done()
 		}()
 		i.serve(reply, data, hdr)
-	}()
+	})
 }
 
 func (i *Instance) serve(reply string, data []byte, hdr micro.Headers) {
@@ -499,6 +500,7 @@ func (i *Instance) drain(ctx context.Context) error {
 		case <-ctx.Done():
 			i.log.Warn("stopping with callbacks still being delivered")
 		}
+		i.workers.stop()
 		i.log.Info("drained")
 		return nil
 	case <-ctx.Done():
