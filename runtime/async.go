@@ -131,8 +131,15 @@ func (i *Instance) runAsync(msg jetstream.Msg) {
 		i.deadLetter(ctx, msg, rec, data, hdr)
 		return
 	}
+	// A replayed event runs its event handler; anything else, the function.
+	t := &i.main
+	if subj := hdr.Get(HeaderEventSubject); subj != "" {
+		if et := i.eventTarget(subj); et != nil {
+			t = et
+		}
+	}
 	stopRunning := i.markRunning(rec)
-	out, werr, permanent := i.invoke(now.Add(i.h.timeout), callMeta{requestID: rec.RequestID,
+	out, werr, permanent := i.invokeTarget(t, now.Add(i.h.timeout), callMeta{requestID: rec.RequestID,
 		traceparent: hdr.Get(wire.HeaderTraceparent), tracestate: hdr.Get(wire.HeaderTracestate)}, data)
 	stopRunning()
 	rec.FinishedAt = time.Now().UTC()

@@ -42,6 +42,10 @@ type Config struct {
 	// AllowPrivateCallbacks lets async callbacks reach loopback, private and
 	// link-local addresses (local development). Off, they are refused.
 	AllowPrivateCallbacks bool
+	// Events are the function's event handlers (see On), and Streams the
+	// event streams it creates on start when missing.
+	Events  []Subscription
+	Streams []Stream
 	// DeployedVersion is the version N this instance was deployed as (0:
 	// not deployed). A deployed instance also serves fn.<name>.v<N>, shows
 	// N.0.0 in `nats micro ls`, and leaves yard_functions to the deploy.
@@ -57,13 +61,13 @@ const (
 
 // Instance is one running instance of a function.
 type Instance struct {
-	cfg     Config
-	h       *Handler
-	nc      *nats.Conn
-	svc     micro.Service
-	in, out *schemas.Schema
-	log     *slog.Logger
-	spec    *registry.Spec
+	cfg  Config
+	h    *Handler
+	nc   *nats.Conn
+	svc  micro.Service
+	main target
+	log  *slog.Logger
+	spec *registry.Spec
 
 	slots    chan struct{}
 	workers  workers
@@ -74,12 +78,15 @@ type Instance struct {
 	completed, failed, panics atomic.Int64
 
 	// Async invocations; nil when CoreOnly.
-	js         jetstream.JetStream
-	store      *invocation.Store
-	consume    jetstream.ConsumeContext
-	callbacks  *callback.Client
-	callbackWG sync.WaitGroup
-	ackWait    time.Duration
+	js        jetstream.JetStream
+	store     *invocation.Store
+	consume   jetstream.ConsumeContext
+	callbacks *callback.Client
+	// Event handlers by subject, and their consumers.
+	events         map[string]*target
+	eventConsumers []jetstream.ConsumeContext
+	callbackWG     sync.WaitGroup
+	ackWait        time.Duration
 }
 
 // Start serves h on nc until Stop. It returns once the instance is
@@ -109,8 +116,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, h *Handler) (*Instanc
 		cfg:   cfg,
 		h:     h,
 		nc:    nc,
-		in:    in,
-		out:   out,
+		main:  target{in: in, out: out, call: h.call},
 		log:   cfg.Logger.With(logKeyFn, cfg.Name),
 		slots: make(chan struct{}, h.concurrency),
 		spec:  specOf(cfg, h),
@@ -158,6 +164,9 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, h *Handler) (*Instanc
 		}
 		if err == nil {
 			err = i.startAsync(ctx, js)
+		}
+		if err == nil {
+			err = i.startEvents(ctx, js)
 		}
 		if err != nil {
 			_ = svc.Stop()
@@ -289,15 +298,26 @@ type callMeta struct {
 	requestID, traceparent, tracestate string
 }
 
+// target is what an invocation runs: the function's handler, or one of
+// its event handlers (which answers nothing: out is nil).
+type target struct {
+	in, out *schemas.Schema
+	call    func(ctx context.Context, input []byte) (any, error)
+}
+
 func (i *Instance) invoke(deadline time.Time, meta callMeta, data []byte) (out []byte, werr *wire.Error, permanent bool) {
-	out, werr = i.invokeOnce(deadline, meta, data, &permanent)
+	return i.invokeTarget(&i.main, deadline, meta, data)
+}
+
+func (i *Instance) invokeTarget(t *target, deadline time.Time, meta callMeta, data []byte) (out []byte, werr *wire.Error, permanent bool) {
+	out, werr = i.invokeOnce(t, deadline, meta, data, &permanent)
 	if werr != nil && !permanent {
 		permanent = permanentCode(werr.Code)
 	}
 	return out, werr, permanent
 }
 
-func (i *Instance) invokeOnce(deadline time.Time, meta callMeta, data []byte, permanent *bool) ([]byte, *wire.Error) {
+func (i *Instance) invokeOnce(t *target, deadline time.Time, meta callMeta, data []byte, permanent *bool) ([]byte, *wire.Error) {
 	if !time.Now().Before(deadline) {
 		return nil, wire.Errorf(wire.CodeDeadlineExceeded, "deadline passed before the function started")
 	}
@@ -305,7 +325,7 @@ func (i *Instance) invokeOnce(deadline time.Time, meta callMeta, data []byte, pe
 	if err != nil {
 		return nil, decodeError(err)
 	}
-	if v := i.in.Validate(doc); len(v) > 0 {
+	if v := t.in.Validate(doc); len(v) > 0 {
 		return nil, violationError("input does not match the schema", v)
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
@@ -317,7 +337,7 @@ func (i *Instance) invokeOnce(deadline time.Time, meta callMeta, data []byte, pe
 		ctx = context.WithValue(ctx, keyTrace, [2]string{meta.traceparent, meta.tracestate})
 	}
 
-	result, err := i.call(ctx, data)
+	result, err := i.call(ctx, t, data)
 	if err != nil {
 		var pe *permanentError
 		if errors.As(err, &pe) {
@@ -325,6 +345,9 @@ func (i *Instance) invokeOnce(deadline time.Time, meta callMeta, data []byte, pe
 			err = pe.err
 		}
 		return nil, i.publicError(ctx, err)
+	}
+	if t.out == nil {
+		return []byte("null"), nil
 	}
 	out, err := json.Marshal(result)
 	if err != nil {
@@ -336,7 +359,7 @@ func (i *Instance) invokeOnce(deadline time.Time, meta callMeta, data []byte, pe
 		Logger(ctx).Error("handler output does not decode", logKeyErr, err)
 		return nil, internalError()
 	}
-	if v := i.out.Validate(doc); len(v) > 0 {
+	if v := t.out.Validate(doc); len(v) > 0 {
 		Logger(ctx).Error("handler output does not match its schema", logKeyErr, violationError("output", v))
 		return nil, internalError()
 	}
@@ -345,7 +368,7 @@ func (i *Instance) invokeOnce(deadline time.Time, meta callMeta, data []byte, pe
 
 // call runs the handler, turning a panic into an error so the instance
 // keeps serving.
-func (i *Instance) call(ctx context.Context, data []byte) (out any, err error) {
+func (i *Instance) call(ctx context.Context, t *target, data []byte) (out any, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			i.panics.Add(1)
@@ -353,7 +376,7 @@ func (i *Instance) call(ctx context.Context, data []byte) (out any, err error) {
 			err = errPanic
 		}
 	}()
-	return i.h.call(ctx, data)
+	return t.call(ctx, data)
 }
 
 var errPanic = errors.New("handler panicked")
@@ -447,23 +470,29 @@ func (i *Instance) Stop(ctx context.Context) error {
 func (i *Instance) drain(ctx context.Context) error {
 	// Stop taking work on both fronts at once, whatever happens next: a
 	// Stop that runs out of time must still leave nothing serving.
+	consumers := i.eventConsumers
 	if i.consume != nil {
+		consumers = append(consumers, i.consume)
+	}
+	for _, cc := range consumers {
 		// Stop pulling; messages already pulled are still handed to us.
 		// Disconnected, a drain cannot finish (and nothing can arrive).
 		if i.nc.IsConnected() {
-			i.consume.Drain()
+			cc.Drain()
 		} else {
-			i.consume.Stop()
+			cc.Stop()
 		}
 	}
 	if err := i.svc.Stop(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		i.log.Warn("stop micro service", logKeyErr, err)
 	}
-	if i.consume != nil {
+	for _, cc := range consumers {
 		select {
-		case <-i.consume.Closed():
+		case <-cc.Closed():
 		case <-ctx.Done():
-			i.consume.Stop()
+			for _, c := range consumers {
+				c.Stop()
+			}
 			return fmt.Errorf("fn %s: drain async: %w", i.cfg.Name, ctx.Err())
 		}
 	}

@@ -150,7 +150,7 @@ func (s *Store) replaySeq(ctx context.Context, seq uint64) (*Record, error) {
 		_ = s.Put(context.WithoutCancel(ctx), dead)
 	}
 	msg := &nats.Msg{Subject: subject, Data: raw.Data, Header: nats.Header{}}
-	for _, k := range []string{wire.HeaderRequestID, wire.HeaderCallbackURL, wire.HeaderTraceparent, wire.HeaderTracestate} {
+	for _, k := range []string{wire.HeaderRequestID, wire.HeaderCallbackURL, wire.HeaderTraceparent, wire.HeaderTracestate, HeaderEventSubject} {
 		if v := raw.Header.Get(k); v != "" {
 			msg.Header.Set(k, v)
 		}

@@ -24,6 +24,9 @@ const (
 	HeaderCreated  = "Yard-Created"   // RFC 3339 time the invocation was accepted (DLQ)
 	HeaderFunction = "Yard-Function"  // function name (DLQ)
 	HeaderReplay   = "Yard-Replay-Of" // DLQ sequence a replayed invocation came from
+	// HeaderEventSubject marks a dead-lettered event with the subject it
+	// was published on, so a replay runs the event handler again.
+	HeaderEventSubject = "Yard-Event-Subject"
 	// HeaderSeqID "1" says the invocation id is the message's Nats-Msg-Id,
 	// "-", and its stream sequence (see Submit).
 	HeaderSeqID = "Yard-Seq-Id"
@@ -380,7 +383,7 @@ func (s *Store) DeadLetter(ctx context.Context, rec *Record, payload []byte, hdr
 		return 0, err
 	}
 	msg := &nats.Msg{Subject: subject, Data: payload, Header: nats.Header{}}
-	for _, k := range []string{wire.HeaderRequestID, wire.HeaderCallbackURL, wire.HeaderTraceparent, wire.HeaderTracestate} {
+	for _, k := range []string{wire.HeaderRequestID, wire.HeaderCallbackURL, wire.HeaderTraceparent, wire.HeaderTracestate, HeaderEventSubject} {
 		if v := hdr.Get(k); v != "" {
 			msg.Header.Set(k, v)
 		}
@@ -393,7 +396,7 @@ func (s *Store) DeadLetter(ctx context.Context, rec *Record, payload []byte, hdr
 	msg.Header.Set(HeaderCreated, rec.CreatedAt.Format(time.RFC3339Nano))
 	// Keyed by the work-queue message, so dead-lettering the same message
 	// again (after a crash before its ack) is dropped as a duplicate.
-	ack, err := s.js.PublishMsg(ctx, msg, jetstream.WithMsgID("dlq-"+strconv.FormatUint(rec.Seq, 10)))
+	ack, err := s.js.PublishMsg(ctx, msg, jetstream.WithMsgID("dlq-"+rec.ID+"-"+strconv.FormatUint(rec.Seq, 10)))
 	if err != nil {
 		return 0, fmt.Errorf("invocation: dead-letter %s: %w", rec.ID, err)
 	}

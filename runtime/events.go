@@ -1,0 +1,271 @@
+package fn
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/switchyard-dev/switchyard/runtime/invocation"
+	"github.com/switchyard-dev/switchyard/runtime/wire"
+	"github.com/switchyard-dev/switchyard/schemas"
+)
+
+// HeaderEventSubject marks a dead-lettered event with the subject it was
+// published on; replayed, it runs the matching event handler again.
+const HeaderEventSubject = invocation.HeaderEventSubject
+
+// Stream declares a JetStream stream of events; a function creates the
+// streams of its Config on start when they do not exist yet.
+type Stream struct {
+	Name     string
+	Subjects []string
+	// MaxAge bounds how long events are kept; default 7 days.
+	MaxAge time.Duration
+}
+
+// Subscription is an event handler: see On.
+type Subscription struct {
+	subject string
+	in      []byte
+	err     error
+	call    func(ctx context.Context, input []byte) (any, error)
+}
+
+// On handles every event published on subject (a JetStream subject; it may
+// hold wildcards). Each subscribing function gets every event once, through
+// a durable consumer of its own that its instances share: at least once,
+// retried with the function's retry policy, dead-lettered after the last
+// attempt. A new subscription starts with the events published after it
+// was first created.
+func On[E any](subject string, f func(context.Context, E) error) Subscription {
+	s := Subscription{subject: subject}
+	s.in, s.err = schemas.For[E]()
+	s.call = func(ctx context.Context, input []byte) (any, error) {
+		var ev E
+		if err := json.Unmarshal(input, &ev); err != nil {
+			fixed, ok := integralNumbers(input)
+			if !ok || json.Unmarshal(fixed, &ev) != nil {
+				return nil, &Error{Code: CodeInvalidArgument, Message: "event does not fit the handler's Go type"}
+			}
+		}
+		return nil, f(ctx, ev)
+	}
+	return s
+}
+
+// Publish sends an event to JetStream and returns once it is stored. The
+// request id and trace context of ctx travel with it. Pass a stable id
+// (WithEventID) when a retried handler may publish the same event again.
+func Publish(ctx context.Context, subject string, event any, opts ...PublishOption) error {
+	nc := connFrom(ctx)
+	if nc == nil {
+		return ErrNoConn
+	}
+	data, err := json.Marshal(event)
+	if err != nil {
+		return fmt.Errorf("fn: encode event for %s: %w", subject, err)
+	}
+	po := publishOptions{id: nuid.Next()}
+	for _, o := range opts {
+		o(&po)
+	}
+	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{wire.HeaderMsgID: {po.id}}}
+	if id := RequestID(ctx); id != "" {
+		msg.Header.Set(wire.HeaderRequestID, id)
+	}
+	if tr, ok := ctx.Value(keyTrace).([2]string); ok {
+		msg.Header.Set(wire.HeaderTraceparent, tr[0])
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	if _, err := js.PublishMsg(ctx, msg); err != nil {
+		return fmt.Errorf("fn: publish %s: %w", subject, err)
+	}
+	return nil
+}
+
+// PublishOption tunes Publish.
+type PublishOption func(*publishOptions)
+
+type publishOptions struct{ id string }
+
+// WithEventID sets the event's Nats-Msg-Id: JetStream drops a second event
+// with the same id (within its duplicate window).
+func WithEventID(id string) PublishOption { return func(o *publishOptions) { o.id = id } }
+
+// ensureStreams creates the declared event streams that do not exist.
+func ensureStreams(ctx context.Context, js jetstream.JetStream, streams []Stream) error {
+	for _, st := range streams {
+		if _, err := js.Stream(ctx, st.Name); err == nil {
+			continue
+		} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return err
+		}
+		maxAge := st.MaxAge
+		if maxAge == 0 {
+			maxAge = 7 * 24 * time.Hour
+		}
+		_, err := js.CreateStream(ctx, jetstream.StreamConfig{
+			Name: st.Name, Subjects: st.Subjects, Storage: jetstream.FileStorage, MaxAge: maxAge,
+			Description: "Switchyard events",
+		})
+		if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return fmt.Errorf("create stream %s: %w", st.Name, err)
+		}
+	}
+	return nil
+}
+
+// startEvents attaches the instance to one durable consumer per
+// subscription.
+func (i *Instance) startEvents(ctx context.Context, js jetstream.JetStream) error {
+	if err := ensureStreams(ctx, js, i.cfg.Streams); err != nil {
+		return err
+	}
+	i.events = map[string]*target{}
+	for _, sub := range i.cfg.Events {
+		if sub.err != nil {
+			return fmt.Errorf("event %s: %w", sub.subject, sub.err)
+		}
+		in, err := schemas.Compile(sub.in)
+		if err != nil {
+			return fmt.Errorf("event %s: %w", sub.subject, err)
+		}
+		t := &target{in: in, call: sub.call}
+		i.events[sub.subject] = t
+		stream, err := js.StreamNameBySubject(ctx, sub.subject)
+		if err != nil {
+			return fmt.Errorf("event %s: no stream holds the subject (declare one in Config.Streams): %w", sub.subject, err)
+		}
+		h := fnv.New32a()
+		_, _ = h.Write([]byte(sub.subject))
+		cons, err := js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+			Durable:       "on-" + i.cfg.Name + "-" + strconv.FormatUint(uint64(h.Sum32()), 16),
+			Description:   "Switchyard: " + i.cfg.Name + " on " + sub.subject,
+			FilterSubject: sub.subject,
+			DeliverPolicy: jetstream.DeliverNewPolicy,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       i.h.timeout + ackWaitMargin,
+			MaxAckPending: i.h.concurrency,
+			MaxDeliver:    -1,
+		})
+		if err != nil {
+			return fmt.Errorf("event %s: consumer: %w", sub.subject, err)
+		}
+		cc, err := cons.Consume(func(msg jetstream.Msg) {
+			stopBeat := i.heartbeat(msg)
+			i.slots <- struct{}{}
+			i.inflight.Add(1)
+			i.workers.run(func() {
+				defer func() {
+					stopBeat()
+					<-i.slots
+					i.inflight.Done()
+				}()
+				i.runEvent(msg, sub.subject, t)
+			})
+		}, jetstream.PullMaxMessages(i.h.concurrency))
+		if err != nil {
+			return err
+		}
+		i.eventConsumers = append(i.eventConsumers, cc)
+	}
+	return nil
+}
+
+// runEvent handles one delivery of an event: ack on success, retry with
+// backoff, dead-letter after the last attempt (replayable: see
+// HeaderEventSubject).
+func (i *Instance) runEvent(msg jetstream.Msg, subject string, t *target) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		_ = msg.Term()
+		return
+	}
+	hdr := msg.Headers()
+	attempt := int(meta.NumDelivered)
+	reqID := hdr.Get(wire.HeaderRequestID)
+	if reqID == "" {
+		reqID = nuid.Next()
+	}
+	_, werr, permanent := i.invokeTarget(t, time.Now().Add(i.h.timeout),
+		callMeta{requestID: reqID, traceparent: hdr.Get(wire.HeaderTraceparent)}, msg.Data())
+	switch {
+	case werr == nil:
+		i.completed.Add(1)
+		_ = msg.Ack()
+	case permanent || attempt >= i.h.maxAttempts:
+		i.failed.Add(1)
+		rec := &invocation.Record{
+			ID:       "ev-" + meta.Stream + "-" + strconv.FormatUint(meta.Sequence.Stream, 10),
+			Function: i.cfg.Name, Status: invocation.Dead, Attempts: attempt, MaxAttempts: i.h.maxAttempts,
+			RequestID: reqID, CreatedAt: meta.Timestamp.UTC(), FinishedAt: time.Now().UTC(), Error: werr,
+			Seq: meta.Sequence.Stream,
+		}
+		dh := nats.Header{}
+		for k, v := range hdr {
+			dh[k] = v
+		}
+		dh.Set(HeaderEventSubject, msg.Subject())
+		if _, err := i.store.DeadLetter(context.Background(), rec, msg.Data(), dh); err != nil {
+			i.log.Error("dead-letter event failed; will retry", "subject", msg.Subject(), logKeyErr, err)
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+		i.log.Warn("event dead-lettered", "subject", msg.Subject(), "attempts", attempt, logKeyErr, werr)
+		_ = msg.Ack()
+	default:
+		i.failed.Add(1)
+		_ = msg.NakWithDelay(invocation.Delay(i.h.backoff, attempt))
+	}
+}
+
+// eventTarget finds the handler of a replayed event by its subject.
+func (i *Instance) eventTarget(subject string) *target {
+	if t, ok := i.events[subject]; ok {
+		return t
+	}
+	for pattern, t := range i.events {
+		if subjectMatches(pattern, subject) {
+			return t
+		}
+	}
+	return nil
+}
+
+// subjectMatches reports whether subject matches a NATS subject pattern
+// with * and > wildcards.
+func subjectMatches(pattern, subject string) bool {
+	p, s := splitTokens(pattern), splitTokens(subject)
+	for k, tok := range p {
+		if tok == ">" {
+			return len(s) > k
+		}
+		if k >= len(s) || (tok != "*" && tok != s[k]) {
+			return false
+		}
+	}
+	return len(p) == len(s)
+}
+
+func splitTokens(s string) []string {
+	var out []string
+	start := 0
+	for k := 0; k < len(s); k++ {
+		if s[k] == '.' {
+			out = append(out, s[start:k])
+			start = k + 1
+		}
+	}
+	return append(out, s[start:])
+}
