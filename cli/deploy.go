@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
@@ -140,19 +140,14 @@ func (o *deployOptions) run(ctx context.Context) error {
 		return &exitError{code: ExitUsage, err: err}
 	}
 
-	nc, err := o.f.connect("deploy")
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	reg, err := registry.Open(ctx, js)
-	if err != nil {
-		return err
-	}
+	return withRegistry(ctx, o.f, "deploy", func(ctx context.Context, _ *nats.Conn, reg *registry.Registry) error {
+		return o.publish(ctx, reg, spec, bin)
+	})
+}
+
+// publish checks compatibility, uploads the binary and records the version.
+func (o *deployOptions) publish(ctx context.Context, reg *registry.Registry, spec *registry.Spec, bin string) error {
+	errOut := o.f.io.ErrOut
 	live, rev, err := reg.GetEntry(ctx, spec.Name)
 	if err != nil && !errors.Is(err, registry.ErrNotFound) {
 		return err

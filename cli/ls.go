@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/spf13/cobra"
 
@@ -57,21 +56,10 @@ description. 'yard describe <name>' shows versions and instances.`,
 }
 
 func (o *lsOptions) run(ctx context.Context) error {
-	nc, err := o.f.connect("ls")
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	reg, err := registry.Open(ctx, js)
-	if err != nil {
-		return err
-	}
+	return withRegistry(ctx, o.f, "ls", o.list)
+}
+
+func (o *lsOptions) list(ctx context.Context, nc *nats.Conn, reg *registry.Registry) error {
 	specs, err := reg.List(ctx)
 	if err != nil {
 		return err

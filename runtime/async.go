@@ -59,11 +59,16 @@ func (i *Instance) startAsync(ctx context.Context, js jetstream.JetStream) error
 	return nil
 }
 
-// dispatchAsync is dispatch for JetStream messages: take a slot, run on
-// its own goroutine.
-// The heartbeat starts before the wait for a slot: a message waiting behind
-// busy handlers must not be redelivered to another instance meanwhile.
+// dispatchAsync is dispatch for async invocations.
 func (i *Instance) dispatchAsync(msg jetstream.Msg) {
+	i.dispatchJS(msg, func() { i.runAsync(msg) })
+}
+
+// dispatchJS is dispatch for JetStream messages: take a slot, run on a
+// worker. The heartbeat starts before the wait for a slot: a message
+// waiting behind busy handlers must not be redelivered to another instance
+// meanwhile.
+func (i *Instance) dispatchJS(msg jetstream.Msg, run func()) {
 	stopBeat := i.heartbeat(msg)
 	i.slots <- struct{}{}
 	i.inflight.Add(1)
@@ -73,7 +78,7 @@ func (i *Instance) dispatchAsync(msg jetstream.Msg) {
 			<-i.slots
 			i.inflight.Done()
 		}()
-		i.runAsync(msg)
+		run()
 	})
 }
 

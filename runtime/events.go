@@ -163,17 +163,7 @@ func (i *Instance) startEvents(ctx context.Context, js jetstream.JetStream) erro
 			return fmt.Errorf("event %s: consumer: %w", sub.subject, err)
 		}
 		cc, err := cons.Consume(func(msg jetstream.Msg) {
-			stopBeat := i.heartbeat(msg)
-			i.slots <- struct{}{}
-			i.inflight.Add(1)
-			i.workers.run(func() {
-				defer func() {
-					stopBeat()
-					<-i.slots
-					i.inflight.Done()
-				}()
-				i.runEvent(msg, sub.subject, t)
-			})
+			i.dispatchJS(msg, func() { i.runEvent(msg, sub.subject, t) })
 		}, jetstream.PullMaxMessages(i.h.concurrency))
 		if err != nil {
 			return err
