@@ -171,6 +171,9 @@ func (i *Instance) runAsync(msg jetstream.Msg) {
 	}
 }
 
+// maxBeat bounds the heartbeat interval; see heartbeat.
+const maxBeat = 2 * time.Second
+
 // giveUpAfter is how many deliveries past the last attempt an invocation
 // that cannot even be dead-lettered gets before it is dropped.
 const giveUpAfter = 10
@@ -266,6 +269,11 @@ func (i *Instance) heartbeat(msg jetstream.Msg) (stop func()) {
 	if every <= 0 {
 		every = (i.h.timeout + ackWaitMargin) / 3
 	}
+	// The consumer is shared by every version of the function: a rollout
+	// to a shorter timeout shortens AckWait under the old instances' feet.
+	// Beating at least every maxBeat keeps their work theirs whatever it
+	// became (AckWait is never below ackWaitMargin).
+	every = min(every, maxBeat)
 	var mu sync.Mutex
 	stopped := false
 	var t *time.Timer
