@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/switchyard-dev/switchyard/internal/callback"
+	"github.com/switchyard-dev/switchyard/internal/fleet"
 	"github.com/switchyard-dev/switchyard/runtime/invocation"
 	"github.com/switchyard-dev/switchyard/runtime/registry"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
@@ -145,14 +146,9 @@ func (o *invokeOptions) run(ctx context.Context) error {
 		wire.HeaderDeadline:  {deadline.UTC().Format(time.RFC3339Nano)},
 	}}
 	reply, err := nc.RequestMsgWithContext(ctx, msg)
-	if errors.Is(err, nats.ErrNoResponders) {
-		// Scaled to zero? Ask an agent for an instance, then try again.
-		if subj, aerr := wire.ActivateSubject(o.name); aerr == nil {
-			am := &nats.Msg{Subject: subj, Header: nats.Header{wire.HeaderDeadline: msg.Header[wire.HeaderDeadline]}}
-			if ar, aerr := nc.RequestMsgWithContext(ctx, am); aerr == nil && wire.ReplyError(ar.Header, ar.Data) == nil {
-				reply, err = nc.RequestMsgWithContext(ctx, msg)
-			}
-		}
+	if errors.Is(err, nats.ErrNoResponders) && fleet.Activate(ctx, nc, o.name, deadline) == nil {
+		// It was scaled to zero and an agent started an instance.
+		reply, err = nc.RequestMsgWithContext(ctx, msg)
 	}
 	var we *wire.Error
 	switch {

@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 	"github.com/spf13/cobra"
 
+	"github.com/switchyard-dev/switchyard/internal/fleet"
 	"github.com/switchyard-dev/switchyard/runtime/registry"
 )
 
@@ -98,34 +98,14 @@ func (o *lsOptions) list(ctx context.Context, nc *nats.Conn, reg *registry.Regis
 }
 
 // countInstances pings every micro service once and counts the answers by
-// service name. Answers keep arriving for as long as wait; the count is of
-// those that came in time.
+// service name.
 func countInstances(nc *nats.Conn, wait time.Duration) (map[string]int, error) {
-	inbox := nc.NewRespInbox()
-	sub, err := nc.SubscribeSync(inbox)
-	if err != nil {
-		return nil, err
-	}
-	defer sub.Unsubscribe()
-	if err := nc.PublishRequest("$SRV.PING", inbox, nil); err != nil {
-		return nil, err
-	}
+	pings, err := fleet.Ping(nc, "", wait)
 	counts := map[string]int{}
-	deadline := time.Now().Add(wait)
-	for {
-		left := time.Until(deadline)
-		if left <= 0 {
-			return counts, nil
-		}
-		msg, err := sub.NextMsg(left)
-		if err != nil {
-			return counts, nil // timeout: every instance that could answer has
-		}
-		var p micro.Ping
-		if json.Unmarshal(msg.Data, &p) == nil && p.Name != "" {
-			counts[p.Name]++
-		}
+	for _, p := range pings {
+		counts[p.Name]++
 	}
+	return counts, err
 }
 
 // state says whether a function can answer now: running; scaled to zero

@@ -10,9 +10,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nats.go/micro"
 	"github.com/spf13/cobra"
 
+	"github.com/switchyard-dev/switchyard/internal/fleet"
 	"github.com/switchyard-dev/switchyard/runtime/registry"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
@@ -62,27 +62,12 @@ type instanceInfo struct {
 
 // instancesOf asks every instance of a function for its identity.
 func instancesOf(nc *nats.Conn, name string, wait time.Duration) []instanceInfo {
-	inbox := nc.NewRespInbox()
-	sub, err := nc.SubscribeSync(inbox)
-	if err != nil {
-		return nil
+	pings, _ := fleet.Ping(nc, name, wait)
+	out := make([]instanceInfo, len(pings))
+	for i, p := range pings {
+		out[i] = instanceInfo{ID: p.ID, Version: p.Version}
 	}
-	defer sub.Unsubscribe()
-	if err := nc.PublishRequest("$SRV.PING."+name, inbox, nil); err != nil {
-		return nil
-	}
-	var out []instanceInfo
-	deadline := time.Now().Add(wait)
-	for {
-		msg, err := sub.NextMsg(time.Until(deadline))
-		if err != nil {
-			return out
-		}
-		var p micro.Ping
-		if json.Unmarshal(msg.Data, &p) == nil {
-			out = append(out, instanceInfo{ID: p.ID, Version: p.Version})
-		}
-	}
+	return out
 }
 
 func newDescribeCmd(f *factory) *cobra.Command {

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
 
+	"github.com/switchyard-dev/switchyard/internal/fleet"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 	"github.com/switchyard-dev/switchyard/schemas"
 )
@@ -76,7 +77,7 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, reqID str
 	if errors.Is(err, nats.ErrNoResponders) && f.spec.Version > 0 {
 		// Scaled to zero (or all instances just died): ask an agent for an
 		// instance, then try again within the same deadline.
-		if aerr := g.activate(ctx, name, deadline); aerr == nil {
+		if aerr := fleet.Activate(ctx, g.nc, name, deadline); aerr == nil {
 			reply, err = g.nc.RequestMsgWithContext(ctx, msg)
 		} else {
 			g.log.Info("activation failed", logKeyFn, name, logKeyRequestID, reqID, logKeyErr, aerr)
@@ -185,22 +186,4 @@ func requestID(r *http.Request) (string, error) {
 		}
 	}
 	return id, nil
-}
-
-// activate asks the agents (yard.activate.<name>, one answers) to start an
-// instance and waits until one serves or the deadline passes.
-func (g *Gateway) activate(ctx context.Context, name string, deadline time.Time) error {
-	subject, err := wire.ActivateSubject(name)
-	if err != nil {
-		return err
-	}
-	msg := &nats.Msg{Subject: subject, Header: nats.Header{wire.HeaderDeadline: {deadline.UTC().Format(time.RFC3339Nano)}}}
-	reply, err := g.nc.RequestMsgWithContext(ctx, msg)
-	if err != nil {
-		return err
-	}
-	if e := wire.ReplyError(reply.Header, reply.Data); e != nil {
-		return e
-	}
-	return nil
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchyard-dev/switchyard/internal/jskv"
 	"github.com/switchyard-dev/switchyard/runtime/registry"
 	"github.com/switchyard-dev/switchyard/schemas"
 )
@@ -85,20 +86,5 @@ func (c *schemaCache) apply(e jetstream.KeyValueEntry) {
 // watch follows the registry until ctx ends. It marks the cache ready once
 // the initial values are in.
 func (c *schemaCache) watch(ctx context.Context, w jetstream.KeyWatcher) {
-	defer w.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case e, ok := <-w.Updates():
-			if !ok {
-				return
-			}
-			if e == nil {
-				c.ready.Store(true)
-				continue
-			}
-			c.apply(e)
-		}
-	}
+	_ = jskv.Follow(ctx, w, func() { c.ready.Store(true) }, c.apply)
 }

@@ -2,6 +2,7 @@ package fn
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"time"
 
@@ -307,5 +308,5 @@ func invocationID(h nats.Header, meta *jetstream.MsgMetadata) string {
 			return id
 		}
 	}
-	return "seq-" + itoa(meta.Sequence.Stream)
+	return "seq-" + strconv.FormatUint(meta.Sequence.Stream, 10)
 }

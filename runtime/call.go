@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nuid"
 	"github.com/sony/gobreaker/v2"
 
+	"github.com/switchyard-dev/switchyard/internal/fleet"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
@@ -107,7 +108,8 @@ func call(ctx context.Context, nc *nats.Conn, name string, msg *nats.Msg) ([]byt
 		case errors.Is(err, nats.ErrNoResponders):
 			if !activated {
 				activated = true
-				if activate(ctx, nc, name, msg.Header.Get(wire.HeaderDeadline)) == nil {
+				deadline, _ := ctx.Deadline()
+				if fleet.Activate(ctx, nc, name, deadline) == nil {
 					continue // an instance serves now
 				}
 			}
@@ -129,22 +131,6 @@ func call(ctx context.Context, nc *nats.Conn, name string, msg *nats.Msg) ([]byt
 		}
 		backoff = min(backoff*2, time.Second)
 	}
-}
-
-// activate asks the agents for an instance of name (yard.activate.<name>).
-func activate(ctx context.Context, nc *nats.Conn, name, deadline string) error {
-	subject, err := wire.ActivateSubject(name)
-	if err != nil {
-		return err
-	}
-	reply, err := nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: subject, Header: nats.Header{wire.HeaderDeadline: {deadline}}})
-	if err != nil {
-		return err
-	}
-	if e := wire.ReplyError(reply.Header, reply.Data); e != nil {
-		return e
-	}
-	return nil
 }
 
 var breakers sync.Map // target name -> *gobreaker.CircuitBreaker[[]byte]

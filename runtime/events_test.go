@@ -46,8 +46,14 @@ func TestEvents(t *testing.T) {
 		t.Cleanup(func() { _ = inst.Stop(ctx) })
 	}
 	pctx := fn.WithConn(ctx, nc)
-	for _, o := range []string{"o1", "o2", "o3"} {
+	for _, o := range []string{"o1", "o2"} {
 		if err := fn.Publish(pctx, "orders.placed", placed{Order: o, Cents: 100}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The same event id twice is one event.
+	for range 2 {
+		if err := fn.Publish(pctx, "orders.placed", placed{Order: "o3", Cents: 100}, fn.WithEventID("order-o3")); err != nil {
 			t.Fatal(err)
 		}
 	}

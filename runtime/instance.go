@@ -449,11 +449,8 @@ func (i *Instance) respondError(reply, reqID string, e *wire.Error) {
 		return
 	}
 	body, _ := json.Marshal(e)
-	msg := &nats.Msg{Subject: reply, Data: body, Header: nats.Header{
-		wire.HeaderRequestID:        {reqID},
-		wire.HeaderServiceError:     {e.Message},
-		wire.HeaderServiceErrorCode: {strconv.Itoa(e.Code.HTTPStatus())},
-	}}
+	msg := &nats.Msg{Subject: reply, Data: body, Header: e.Headers()}
+	msg.Header.Set(wire.HeaderRequestID, reqID)
 	if err := i.nc.PublishMsg(msg); err != nil {
 		i.log.Warn("error reply failed", logKeyRequestID, reqID, logKeyErr, err)
 	}
@@ -540,7 +537,12 @@ func (i *Instance) drain(ctx context.Context) error {
 // Serve runs h on nc until ctx ends, then drains for at most drainTimeout
 // (default 30s). It is Start and Stop for callers that need no handle.
 func Serve(ctx context.Context, nc *nats.Conn, cfg Config, h *Handler) error {
-	inst, err := Start(ctx, nc, cfg, h)
+	// ctx says how long to serve, not how long starting may take: an
+	// instance already answering when ctx ends mid-start still drains
+	// properly instead of failing its start.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultDrainTimeout)
+	inst, err := Start(sctx, nc, cfg, h)
+	cancel()
 	if err != nil {
 		return err
 	}
@@ -572,5 +574,3 @@ func durations(ds []time.Duration) []registry.Duration {
 	}
 	return out
 }
-
-func itoa(n uint64) string { return strconv.FormatUint(n, 10) }

@@ -315,3 +315,23 @@ func TestIntegralNumbers(t *testing.T) {
 		t.Errorf("1.5 for an integer: %v", we)
 	}
 }
+
+// TestServe: Serve serves until its context ends, then drains and returns.
+func TestServe(t *testing.T) {
+	s := natstest.Run(t)
+	nc := natstest.Connect(t, s)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- fn.Serve(ctx, nc, fn.Config{Name: "double"}, fn.Handle(double)) }()
+	natstest.WaitFor(t, 5*time.Second, "Serve to answer", func() bool {
+		m, err := nc.Request("fn.double", []byte(`{"n":3}`), time.Second)
+		return err == nil && string(m.Data) == `{"n":6}`
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nc.Request("fn.double", []byte(`{"n":3}`), time.Second); !errors.Is(err, nats.ErrNoResponders) {
+		t.Fatalf("after Serve returned: %v", err)
+	}
+}

@@ -90,7 +90,10 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, cf
 		return 1
 	}
 	defer nc.Close()
-	inst, err := Start(ctx, nc, cfg, h)
+	// A signal during the start still ends in a drain, as in Serve.
+	sctx, cancelStart := context.WithTimeout(context.WithoutCancel(ctx), DefaultDrainTimeout)
+	inst, err := Start(sctx, nc, cfg, h)
+	cancelStart()
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

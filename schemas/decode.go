@@ -232,19 +232,33 @@ func (p *parser) object(depth int) (any, *parseError) {
 			return nil, err.within(escapeToken(key))
 		}
 		m[key] = v
-		p.skipSpace()
-		if p.pos < len(p.data) {
-			switch p.data[p.pos] {
-			case ',':
-				p.pos++
-				continue
-			case '}':
-				p.pos++
-				return m, nil
-			}
+		closed, ok := p.afterElement('}')
+		switch {
+		case !ok:
+			return nil, p.unexpected("after object key:value pair")
+		case closed:
+			return m, nil
 		}
-		return nil, p.unexpected("after object key:value pair")
 	}
+}
+
+// afterElement consumes what follows a member of an object or array: a
+// comma (more follow) or the closing byte (closed). ok is false for
+// anything else, with the position left at the offending byte.
+func (p *parser) afterElement(closer byte) (closed, ok bool) {
+	p.skipSpace()
+	if p.pos >= len(p.data) {
+		return false, false
+	}
+	switch p.data[p.pos] {
+	case ',':
+		p.pos++
+		return false, true
+	case closer:
+		p.pos++
+		return true, true
+	}
+	return false, false
 }
 
 func (p *parser) array(depth int) (any, *parseError) {
@@ -264,18 +278,13 @@ func (p *parser) array(depth int) (any, *parseError) {
 			return nil, err.within(strconv.Itoa(len(a)))
 		}
 		a = append(a, v)
-		p.skipSpace()
-		if p.pos < len(p.data) {
-			switch p.data[p.pos] {
-			case ',':
-				p.pos++
-				continue
-			case ']':
-				p.pos++
-				return a, nil
-			}
+		closed, ok := p.afterElement(']')
+		switch {
+		case !ok:
+			return nil, p.unexpected("after array element")
+		case closed:
+			return a, nil
 		}
-		return nil, p.unexpected("after array element")
 	}
 }
 

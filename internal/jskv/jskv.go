@@ -27,3 +27,30 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueCon
 	}
 	return kv, nil
 }
+
+// ErrWatchClosed is returned by Follow when the watch ends by itself.
+var ErrWatchClosed = errors.New("key-value watch closed")
+
+// Follow hands every update of w to apply until ctx ends (ctx.Err()) or
+// the watch closes (ErrWatchClosed), then stops w. ready, when not nil, is
+// called once, after the values that existed when the watch began.
+func Follow(ctx context.Context, w jetstream.KeyWatcher, ready func(), apply func(jetstream.KeyValueEntry)) error {
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case e, ok := <-w.Updates():
+			switch {
+			case !ok:
+				return ErrWatchClosed
+			case e == nil:
+				if ready != nil {
+					ready()
+				}
+			default:
+				apply(e)
+			}
+		}
+	}
+}

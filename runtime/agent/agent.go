@@ -30,6 +30,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
+	"github.com/switchyard-dev/switchyard/internal/jskv"
 	fn "github.com/switchyard-dev/switchyard/runtime"
 	"github.com/switchyard-dev/switchyard/runtime/registry"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
@@ -173,6 +174,10 @@ func ensureLogStream(ctx context.Context, js jetstream.JetStream) error {
 
 // Run reconciles until ctx ends, then drains every instance.
 func (a *Agent) Run(ctx context.Context) error {
+	// Whatever ends the run (ctx, or the registry watch closing) ends
+	// every goroutine of the agent, which shutdown waits for.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	w, err := a.reg.Watch(ctx)
 	if err != nil {
 		return fmt.Errorf("agent: watch registry: %w", err)
@@ -197,29 +202,23 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.watchScales(ctx)
 	}()
 	a.log.Info("agent running", "dir", a.cfg.Dir)
-	for {
-		select {
-		case <-ctx.Done():
-			a.shutdown()
-			return nil
-		case e, ok := <-w.Updates():
-			if !ok {
-				a.shutdown()
-				return errors.New("agent: registry watch closed")
+	err = jskv.Follow(ctx, w, nil, func(e jetstream.KeyValueEntry) {
+		var spec *registry.Spec
+		if e.Operation() == jetstream.KeyValuePut {
+			var err error
+			if spec, err = registry.Decode(e.Value()); err != nil {
+				a.log.Error("unreadable spec", "fn", e.Key(), "err", err)
+				return
 			}
-			if e == nil {
-				continue // initial values done
-			}
-			var spec *registry.Spec
-			if e.Operation() == jetstream.KeyValuePut {
-				if spec, err = registry.Decode(e.Value()); err != nil {
-					a.log.Error("unreadable spec", "fn", e.Key(), "err", err)
-					continue
-				}
-			}
-			a.want(ctx, e.Key(), spec)
 		}
+		a.want(ctx, e.Key(), spec)
+	})
+	cancel()
+	a.shutdown()
+	if errors.Is(err, jskv.ErrWatchClosed) {
+		return fmt.Errorf("agent: registry %w", err)
 	}
+	return nil
 }
 
 // want records the desired spec of a function (nil: removed) and wakes its
@@ -517,8 +516,6 @@ func newInstanceID(name string, version int) string {
 	return name + "-v" + strconv.Itoa(version) + "-" + strings.ToLower(id[len(id)-8:])
 }
 
-func itoa(n int) string { return strconv.Itoa(n) }
-
 func (a *Agent) scaleOf(name string) int {
 	a.scalesMu.Lock()
 	defer a.scalesMu.Unlock()
@@ -536,35 +533,23 @@ func (a *Agent) watchScales(ctx context.Context) {
 		a.log.Error("watch scales", "err", err)
 		return
 	}
-	defer w.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case e, ok := <-w.Updates():
-			if !ok {
-				return
-			}
-			if e == nil {
-				continue
-			}
-			n := -1
-			if e.Operation() == jetstream.KeyValuePut {
-				if v, err := strconv.Atoi(string(e.Value())); err == nil {
-					n = v
-				}
-			}
-			a.scalesMu.Lock()
-			a.scales[e.Key()] = n
-			a.scalesMu.Unlock()
-			a.mu.Lock()
-			f := a.fns[e.Key()]
-			a.mu.Unlock()
-			if f != nil {
-				f.wake()
+	_ = jskv.Follow(ctx, w, nil, func(e jetstream.KeyValueEntry) {
+		n := -1
+		if e.Operation() == jetstream.KeyValuePut {
+			if v, err := strconv.Atoi(string(e.Value())); err == nil {
+				n = v
 			}
 		}
-	}
+		a.scalesMu.Lock()
+		a.scales[e.Key()] = n
+		a.scalesMu.Unlock()
+		a.mu.Lock()
+		f := a.fns[e.Key()]
+		a.mu.Unlock()
+		if f != nil {
+			f.wake()
+		}
+	})
 }
 
 // wakeAll reconciles every function, when the set of agents changed.

@@ -152,19 +152,6 @@ func (c *cluster) wantScale(ctx context.Context, name string, n int) error {
 	return err
 }
 
-// scaleOf reads a function's wanted instance count; -1 when none is set.
-func (c *cluster) scaleOf(ctx context.Context, name string) int {
-	e, err := c.scale.Get(ctx, name)
-	if err != nil {
-		return -1
-	}
-	n, err := strconv.Atoi(string(e.Value()))
-	if err != nil {
-		return -1
-	}
-	return n
-}
-
 // defaultID names an agent after its host, plus a random part so two
 // agents on one host differ.
 func defaultID() string {

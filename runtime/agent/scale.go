@@ -3,14 +3,13 @@ package agent
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nats.go/micro"
 
+	"github.com/switchyard-dev/switchyard/internal/fleet"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
@@ -32,10 +31,7 @@ func (a *Agent) activate(ctx context.Context, m *nats.Msg) {
 			return
 		}
 		body, _ := json.Marshal(e)
-		_ = m.RespondMsg(&nats.Msg{Data: body, Header: nats.Header{
-			wire.HeaderServiceError:     {e.Message},
-			wire.HeaderServiceErrorCode: {itoa(e.Code.HTTPStatus())},
-		}})
+		_ = m.RespondMsg(&nats.Msg{Data: body, Header: e.Headers()})
 	}
 	a.mu.Lock()
 	f := a.fns[name]
@@ -195,25 +191,8 @@ type load struct {
 
 func collectLoad(nc *nats.Conn, name string, wait time.Duration) load {
 	var l load
-	inbox := nc.NewRespInbox()
-	sub, err := nc.SubscribeSync(inbox)
-	if err != nil {
-		return l
-	}
-	defer sub.Unsubscribe()
-	if err := nc.PublishRequest("$SRV.STATS."+name, inbox, nil); err != nil {
-		return l
-	}
-	deadline := time.Now().Add(wait)
-	for {
-		msg, err := sub.NextMsg(time.Until(deadline))
-		if errors.Is(err, nats.ErrTimeout) || err != nil {
-			return l
-		}
-		var st micro.Stats
-		if json.Unmarshal(msg.Data, &st) != nil {
-			continue
-		}
+	stats, _ := fleet.Stats(nc, name, wait)
+	for _, st := range stats {
 		l.instances++
 		for _, ep := range st.Endpoints {
 			l.count += int64(ep.NumRequests)
@@ -232,6 +211,7 @@ func collectLoad(nc *nats.Conn, name string, wait time.Duration) load {
 			}
 		}
 	}
+	return l
 }
 
 // asyncBacklog is how many async invocations of a function wait in

@@ -158,6 +158,15 @@ func DecodeErrorReply(serviceError, serviceErrorCode string, body []byte) *Error
 	return &Error{Code: CodeForStatus(status), Message: msg}
 }
 
+// Headers are the micro error headers that mark a reply as carrying e;
+// its JSON encoding is the reply's body. (A nats.Header converts directly.)
+func (e *Error) Headers() map[string][]string {
+	return map[string][]string{
+		HeaderServiceError:     {e.Message},
+		HeaderServiceErrorCode: {strconv.Itoa(e.Code.HTTPStatus())},
+	}
+}
+
 // ReplyError returns the error a reply carries, or nil when it is a success.
 // h is the reply's header (a nats.Header converts directly).
 func ReplyError(h map[string][]string, body []byte) *Error {
