@@ -15,9 +15,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard-dev/switchyard/internal/natstest"
 	fn "github.com/switchyard-dev/switchyard/runtime"
+	"github.com/switchyard-dev/switchyard/runtime/invocation"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
@@ -136,13 +138,53 @@ func TestInvokeNoInstance(t *testing.T) {
 func TestLs(t *testing.T) {
 	env := startEcho(t)
 	r := yard(t, env, "", "ls")
-	if r.code != 0 || !strings.Contains(r.stdout, "NAME") || !regexpMatch(`echo\s+-\s+1\s+running\s+30s\s+echoes`, r.stdout) {
+	if r.code != 0 || !strings.Contains(r.stdout, "NAME") || !regexpMatch(`echo\s+-\s+1\s+running\s+-\s+30s\s+echoes`, r.stdout) {
 		t.Fatalf("%+v", r)
 	}
 	r = yard(t, env, "", "ls", "--json")
 	var entries []lsEntry
 	if err := json.Unmarshal([]byte(r.stdout), &entries); err != nil || len(entries) != 1 || entries[0].Instances != 1 {
 		t.Fatalf("--json: %+v (%v)", r, err)
+	}
+}
+
+// TestLsNextRun: ls shows when a scheduled function runs next, and rm
+// stops its schedules.
+func TestLsNextRun(t *testing.T) {
+	s := natstest.Run(t)
+	nc := natstest.Connect(t, s)
+	env := map[string]string{"NATS_URL": s.ClientURL()}
+	inst, err := fn.Start(context.Background(), nc, fn.Config{Name: "nightly", Description: "reports",
+		Schedules: []fn.Schedule{{Cron: "0 3 * * *"}, {Cron: "@every 1h"}}},
+		fn.Handle(func(ctx context.Context, in struct{}) (struct{}, error) { return in, nil }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inst.Stop(context.Background())
+	r := yard(t, env, "", "ls")
+	if r.code != 0 || !regexpMatch(`nightly\s+-\s+1\s+running\s+\d\d:\d\d:\d\dZ \(in [0-9hms]+\)`, r.stdout) {
+		t.Fatalf("%+v", r)
+	}
+	r = yard(t, env, "", "ls", "--json")
+	var entries []lsEntry
+	if err := json.Unmarshal([]byte(r.stdout), &entries); err != nil || len(entries) != 1 || len(entries[0].Schedules) != 2 {
+		t.Fatalf("--json: %+v (%v)", r, err)
+	}
+	e := entries[0]
+	next, err := time.Parse(time.RFC3339, e.NextRun)
+	if err != nil || next.Before(time.Now()) || next.After(time.Now().Add(time.Hour+time.Second)) || e.Schedules[0].NextRun != e.NextRun {
+		t.Fatalf("next run %q (%v) of %+v", e.NextRun, err, e.Schedules)
+	}
+	if r := yard(t, env, "", "rm", "nightly"); r.code != 0 {
+		t.Fatalf("rm: %+v", r)
+	}
+	js, _ := jetstream.New(nc)
+	inv, err := invocation.Open(context.Background(), js, invocation.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left, err := inv.Schedules(context.Background(), "nightly"); err != nil || len(left) != 0 {
+		t.Fatalf("rm left schedules: %+v, %v", left, err)
 	}
 }
 

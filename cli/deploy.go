@@ -36,6 +36,9 @@ type settings struct {
 	MaxAttempts  *int              `json:"max_attempts,omitempty"`
 	Backoff      []string          `json:"backoff,omitempty"`
 	Env          map[string]string `json:"env,omitempty"`
+	// Schedules, when present, replace the ones the function declares in
+	// its fn.Config (an empty list turns them off).
+	Schedules *[]registry.Schedule `json:"schedules,omitempty"`
 }
 
 type deployOptions struct {
@@ -293,6 +296,12 @@ func (st *settings) apply(spec *registry.Spec) error {
 	}
 	if st.Env != nil {
 		spec.Env = st.Env
+	}
+	if st.Schedules != nil {
+		spec.Schedules = *st.Schedules
+	}
+	if err := registry.ValidateSchedules(spec.Schedules, spec.InputSchema); err != nil {
+		errs = append(errs, err)
 	}
 	if spec.MaxInstances == 0 {
 		spec.MaxInstances = max(spec.MinInstances, 1)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/switchyard-dev/switchyard/internal/natstest"
 	"github.com/switchyard-dev/switchyard/runtime/registry"
@@ -79,5 +80,34 @@ func TestDeployCommands(t *testing.T) {
 	}
 	if r = yard(t, env, "", "rm", "greet"); r.code != ExitError {
 		t.Fatalf("rm twice: %+v", r)
+	}
+}
+
+// TestDeploySchedules: schedules from yard.json replace the function's own
+// and are checked, line and input, before anything is deployed.
+func TestDeploySchedules(t *testing.T) {
+	spec := func() *registry.Spec {
+		return &registry.Spec{Name: "report", Timeout: registry.Duration(time.Second),
+			InputSchema:  json.RawMessage(`{"type":"object","properties":{"day":{"type":"string"}},"required":["day"]}`),
+			OutputSchema: json.RawMessage(`{}`), Schedules: []registry.Schedule{{Cron: "@daily", Input: json.RawMessage(`{"day":"today"}`)}}}
+	}
+	var st settings
+	if err := json.Unmarshal([]byte(`{"schedules":[{"cron":"*/10 * * * *","input":{"day":"now"}}]}`), &st); err != nil {
+		t.Fatal(err)
+	}
+	s := spec()
+	if err := st.apply(s); err != nil || len(s.Schedules) != 1 || s.Schedules[0].Cron != "*/10 * * * *" {
+		t.Fatalf("apply: %v, %+v", err, s.Schedules)
+	}
+	off := settings{Schedules: &[]registry.Schedule{}}
+	if s := spec(); off.apply(s) != nil || len(s.Schedules) != 0 {
+		t.Fatalf("an empty list must turn schedules off: %+v", s.Schedules)
+	}
+	bad := settings{Schedules: &[]registry.Schedule{{Cron: "@often"}, {Cron: "@hourly", Input: json.RawMessage(`{"day":1}`)}}}
+	err := bad.apply(spec())
+	for _, want := range []string{"schedules/0: cron \"@often\"", "schedules/1: input does not match the input schema: /day"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not say %q", err, want)
+		}
 	}
 }

@@ -8,9 +8,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/switchyard-dev/switchyard/internal/fleet"
+	"github.com/switchyard-dev/switchyard/runtime/invocation"
 	"github.com/switchyard-dev/switchyard/runtime/registry"
 )
 
@@ -31,6 +33,16 @@ type lsEntry struct {
 	Concurrency int    `json:"concurrency,omitempty"`
 	SchemaHash  string `json:"schema_hash"`
 	UpdatedAt   string `json:"updated_at"`
+	// Schedules are the function's active timers, soonest first; NextRun is
+	// the soonest tick.
+	Schedules []lsSchedule `json:"schedules,omitempty"`
+	NextRun   string       `json:"next_run,omitempty"`
+}
+
+type lsSchedule struct {
+	Cron    string          `json:"cron"`
+	Input   json.RawMessage `json:"input,omitempty"`
+	NextRun string          `json:"next_run,omitempty"`
 }
 
 func newLsCmd(f *factory, run func(context.Context, *lsOptions) error) *cobra.Command {
@@ -40,8 +52,10 @@ func newLsCmd(f *factory, run func(context.Context, *lsOptions) error) *cobra.Co
 		Short: "List functions and their running instances",
 		Long: `List every function the registry knows: its live version ("-" when it
 was not deployed but registered by a running instance), how many instances
-answer right now (counted by a micro PING on $SRV.PING), its timeout and
-description. 'yard describe <name>' shows versions and instances.`,
+answer right now (counted by a micro PING on $SRV.PING), when its next
+scheduled run is due (schedules fire from nats-server's scheduler, in UTC),
+its timeout and description. 'yard describe <name>' shows versions and
+instances.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if run != nil {
@@ -68,13 +82,34 @@ func (o *lsOptions) list(ctx context.Context, nc *nats.Conn, reg *registry.Regis
 	if err != nil {
 		return err
 	}
+	var inv *invocation.Store
+	if js, err := jetstream.New(nc); err == nil {
+		inv, _ = invocation.Open(ctx, js, invocation.Config{})
+	}
 	entries := make([]lsEntry, 0, len(specs))
 	for _, s := range specs {
-		entries = append(entries, lsEntry{
+		e := lsEntry{
 			Name: s.Name, Description: s.Description, Version: s.Version,
 			Instances: counts[s.Name], State: state(s, counts[s.Name]), Timeout: s.Timeout.D().String(), Concurrency: s.Concurrency,
 			SchemaHash: s.SchemaHash, UpdatedAt: s.UpdatedAt.Format(time.RFC3339),
-		})
+		}
+		if inv != nil {
+			active, err := inv.Schedules(ctx, s.Name)
+			if err != nil {
+				return err
+			}
+			for _, a := range active {
+				ls := lsSchedule{Cron: a.Pattern, Input: a.Input}
+				if !a.Next.IsZero() {
+					ls.NextRun = a.Next.Format(time.RFC3339)
+				}
+				e.Schedules = append(e.Schedules, ls)
+			}
+			if len(e.Schedules) > 0 {
+				e.NextRun = e.Schedules[0].NextRun
+			}
+		}
+		entries = append(entries, e)
 	}
 	if o.json {
 		enc := json.NewEncoder(o.f.io.Out)
@@ -86,15 +121,30 @@ func (o *lsOptions) list(ctx context.Context, nc *nats.Conn, reg *registry.Regis
 		return nil
 	}
 	tw := tabwriter.NewWriter(o.f.io.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tVERSION\tINSTANCES\tSTATE\tTIMEOUT\tDESCRIPTION")
+	fmt.Fprintln(tw, "NAME\tVERSION\tINSTANCES\tSTATE\tNEXT RUN\tTIMEOUT\tDESCRIPTION")
 	for _, e := range entries {
 		version := "-" // registered by a running instance, not deployed
 		if e.Version > 0 {
 			version = fmt.Sprintf("v%d", e.Version)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", e.Name, version, e.Instances, e.State, e.Timeout, e.Description)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", e.Name, version, e.Instances, e.State, nextRun(e.NextRun, time.Now()), e.Timeout, e.Description)
 	}
 	return tw.Flush()
+}
+
+// nextRun shows when a schedule fires: "-" for none, else the time in UTC
+// and how far off it is ("12:05:00Z (in 42s)").
+func nextRun(at string, now time.Time) string {
+	t, err := time.Parse(time.RFC3339, at)
+	if err != nil {
+		return "-"
+	}
+	layout := "15:04:05Z"
+	if t.Sub(now) >= 24*time.Hour {
+		layout = "2006-01-02 15:04Z"
+	}
+	in := max(t.Sub(now).Round(time.Second), 0)
+	return fmt.Sprintf("%s (in %s)", t.UTC().Format(layout), in)
 }
 
 // countInstances pings every micro service once and counts the answers by

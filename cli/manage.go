@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/switchyard-dev/switchyard/internal/fleet"
+	"github.com/switchyard-dev/switchyard/runtime/invocation"
 	"github.com/switchyard-dev/switchyard/runtime/registry"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
@@ -124,12 +127,45 @@ func newDescribeCmd(f *factory) *cobra.Command {
 				for _, in := range insts {
 					fmt.Fprintf(out, "  %s  %s\n", in.ID, in.Version)
 				}
+				if len(live.Schedules) > 0 {
+					fmt.Fprintln(out, "\nschedules (UTC):")
+					for _, sc := range live.Schedules {
+						fmt.Fprintf(out, "  %s  input %s\n", sc.Cron, sc.Input)
+					}
+				}
+				if lines := breakerLines(nc, args[0]); len(lines) > 0 {
+					fmt.Fprintln(out, "\ncircuit breakers (calls to other functions):")
+					for _, l := range lines {
+						fmt.Fprintln(out, "  "+l)
+					}
+				}
 				return nil
 			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print spec, versions and instances as JSON")
 	return cmd
+}
+
+// breakerLines reads the circuit of every instance's calls to other
+// functions from micro STATS: "payments  open  (instance abc)".
+func breakerLines(nc *nats.Conn, name string) []string {
+	stats, _ := fleet.Stats(nc, name, 300*time.Millisecond)
+	var lines []string
+	for _, st := range stats {
+		for _, ep := range st.Endpoints {
+			var data struct {
+				Breakers map[string]string `json:"breakers"`
+			}
+			if ep.Name != "invoke" || json.Unmarshal(ep.Data, &data) != nil {
+				continue
+			}
+			for _, target := range slices.Sorted(maps.Keys(data.Breakers)) {
+				lines = append(lines, fmt.Sprintf("%s  %s  (instance %s)", target, data.Breakers[target], st.ID))
+			}
+		}
+	}
+	return lines
 }
 
 func short(a *registry.Artifact) string {
@@ -184,13 +220,22 @@ func newRmCmd(f *factory) *cobra.Command {
 		Use:   "rm <name>",
 		Short: "Remove a function: agents drain its instances",
 		Long: `Remove a function's live spec. Agents drain and stop its instances; the
-gateway answers 404 for it. Its versions stay in yard_versions, so a later
-deploy continues the numbering and 'yard rollback' can bring one back.`,
+gateway answers 404 for it; its schedules stop. Its versions stay in
+yard_versions, so a later deploy continues the numbering and 'yard rollback'
+can bring one back. Queued async work stays queued for that.`,
 		Args: nameArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withRegistry(cmd.Context(), f, "rm", func(ctx context.Context, _ *nats.Conn, reg *registry.Registry) error {
+			return withRegistry(cmd.Context(), f, "rm", func(ctx context.Context, nc *nats.Conn, reg *registry.Registry) error {
 				if err := reg.Remove(ctx, args[0]); err != nil {
 					return notFound(err, args[0])
+				}
+				js, _ := jetstream.New(nc)
+				inv, err := invocation.Open(ctx, js, invocation.Config{})
+				if err == nil {
+					err = inv.SyncSchedules(ctx, args[0], nil)
+				}
+				if err != nil {
+					return fmt.Errorf("removed %s, but its schedules could not be stopped: %w", args[0], err)
 				}
 				fmt.Fprintf(f.io.ErrOut, "removed %s\n", args[0])
 				return nil

@@ -61,6 +61,8 @@ func (g *Gateway) accept(w http.ResponseWriter, r *http.Request, name string, bo
 	switch {
 	case errors.Is(err, invocation.ErrConflict):
 		return errorf(wire.CodeConflict, "Idempotency-Key %q was used for a different request", sub.IdempotencyKey)
+	case errors.Is(err, invocation.ErrBacklogFull):
+		return &httpError{e: wire.Errorf(wire.CodeResourceExhausted, "%v", err), retryAfter: g.cfg.RetryAfter}
 	case err != nil:
 		g.log.Error("accept async invocation", logKeyFn, name, logKeyRequestID, reqID, logKeyErr, err)
 		return &httpError{e: wire.Errorf(wire.CodeUnavailable, "could not queue the invocation; retry"), retryAfter: g.cfg.RetryAfter}

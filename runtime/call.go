@@ -157,6 +157,20 @@ func breakerFor(name string) *gobreaker.CircuitBreaker[[]byte] {
 	return b.(*gobreaker.CircuitBreaker[[]byte])
 }
 
+// breakerStates reports every circuit of this process by target; nil when
+// it has called no other function.
+func breakerStates() map[string]string {
+	var out map[string]string
+	breakers.Range(func(k, v any) bool {
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[k.(string)] = v.(*gobreaker.CircuitBreaker[[]byte]).State().String()
+		return true
+	})
+	return out
+}
+
 // BreakerState reports the circuit of calls to a target: "closed",
 // "open" or "half-open".
 func BreakerState(name string) string {

@@ -121,6 +121,10 @@ func TestCircuitBreaker(t *testing.T) {
 	if st := fn.BreakerState("flaky-payments"); st != "open" {
 		t.Fatalf("after %d failures the breaker is %s", fn.BreakerFailures, st)
 	}
+	// Every instance of this process reports it in its stats (nats micro stats).
+	if st := inst.Stats().Breakers["flaky-payments"]; st != "open" {
+		t.Fatalf("stats show the breaker %q", st)
+	}
 	before := calls.Load()
 	_, err = fn.Invoke[out](ctx, "flaky-payments", in{N: 1})
 	var we *wire.Error

@@ -46,6 +46,8 @@ type Config struct {
 	// event streams it creates on start when missing.
 	Events  []Subscription
 	Streams []Stream
+	// Schedules run the function on timers (see Schedule).
+	Schedules []Schedule
 	// DeployedVersion is the version N this instance was deployed as (0:
 	// not deployed). A deployed instance also serves fn.<name>.v<N>, shows
 	// N.0.0 in `nats micro ls`, and leaves yard_functions to the deploy.
@@ -159,11 +161,15 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, h *Handler) (*Instanc
 	}
 	if !cfg.CoreOnly {
 		js, err := jetstream.New(nc)
+		live := false
 		if err == nil {
-			err = i.register(ctx, js)
+			live, err = i.register(ctx, js)
 		}
 		if err == nil {
 			err = i.startAsync(ctx, js)
+		}
+		if err == nil && live {
+			err = i.syncSchedules(ctx)
 		}
 		if err == nil {
 			err = i.startEvents(ctx, js)
@@ -184,6 +190,8 @@ func validateConfig(cfg Config, h *Handler) error {
 	}
 	if err := h.validate(); err != nil {
 		errs = append(errs, err)
+	} else if err := validateSchedules(cfg.Schedules, h.inSchema); err != nil {
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("fn: invalid config: %w", err)
@@ -192,7 +200,9 @@ func validateConfig(cfg Config, h *Handler) error {
 }
 
 func specOf(cfg Config, h *Handler) *registry.Spec {
+	schedules, _ := scheduleSpecs(cfg.Schedules) // checked by validateConfig
 	return &registry.Spec{
+		Schedules:    schedules,
 		Name:         cfg.Name,
 		Description:  cfg.Description,
 		InputSchema:  h.inSchema,
@@ -205,21 +215,35 @@ func specOf(cfg Config, h *Handler) *registry.Spec {
 	}
 }
 
-func (i *Instance) register(ctx context.Context, js jetstream.JetStream) error {
-	if i.cfg.DeployedVersion > 0 {
-		return nil // the deploy wrote the spec, with its settings
-	}
+// register writes the function's spec, unless a deploy owns it, and
+// reports whether this instance serves the live definition: then it also
+// keeps the schedules in step.
+func (i *Instance) register(ctx context.Context, js jetstream.JetStream) (live bool, err error) {
 	reg, err := registry.Open(ctx, js)
 	if err != nil {
-		return err
+		return false, err
 	}
-	if live, err := reg.Get(ctx, i.cfg.Name); err == nil && live.Version > 0 {
+	cur, err := reg.Get(ctx, i.cfg.Name)
+	if err != nil && !errors.Is(err, registry.ErrNotFound) {
+		return false, err
+	}
+	if i.cfg.DeployedVersion > 0 {
+		// The deploy wrote the spec, with its settings. An instance of an
+		// older version (still draining, or restarted during a rollout)
+		// serves but leaves the live version's schedules alone.
+		if err != nil || cur.Version != i.cfg.DeployedVersion {
+			return false, nil
+		}
+		i.spec.Schedules = cur.Schedules
+		return true, nil
+	}
+	if err == nil && cur.Version > 0 {
 		// An undeployed instance (a developer's `go run`) must not replace
 		// a deployed function's spec; it still serves.
-		i.log.Warn("function is deployed; this undeployed instance serves without changing the registry", "version", live.Version)
-		return nil
+		i.log.Warn("function is deployed; this undeployed instance serves without changing the registry", "version", cur.Version)
+		return false, nil
 	}
-	return reg.Put(ctx, i.spec)
+	return true, reg.Put(ctx, i.spec)
 }
 
 // Spec is the spec this instance serves and registers.
@@ -234,6 +258,9 @@ type Stats struct {
 	Completed   int64 `json:"completed"`
 	Failed      int64 `json:"failed"`
 	Panics      int64 `json:"panics"`
+	// Breakers are the circuits of this process's calls to other
+	// functions (see Invoke), by target: closed, open or half-open.
+	Breakers map[string]string `json:"breakers,omitempty"`
 }
 
 // Stats returns the instance's counters.
@@ -244,6 +271,7 @@ func (i *Instance) Stats() Stats {
 		Completed:   i.completed.Load(),
 		Failed:      i.failed.Load(),
 		Panics:      i.panics.Load(),
+		Breakers:    breakerStates(),
 	}
 }
 

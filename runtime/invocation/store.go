@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -41,18 +43,35 @@ type Config struct {
 	Duplicates time.Duration // default 10m
 	// MaxBytes bounds each of YARD_ASYNC, YARD_DLQ and yard_results, so
 	// a flood of accepted work cannot fill the disk that the registry and
-	// every other function share. A full work queue refuses new work
-	// (the gateway answers 503 with Retry-After); a full DLQ or results
-	// bucket drops its oldest entries.
+	// every other function share. Submit refuses new work once the queue
+	// holds MaxBytes (ErrBacklogFull: the gateway answers 503 with
+	// Retry-After); a full DLQ or results bucket drops its oldest entries.
+	//
+	// The work queue itself carries no byte limit: nats-server's message
+	// scheduler, which fires schedules into it, refuses streams that
+	// discard new messages, and discarding old ones would lose accepted
+	// work. So the bound holds for Submit (the gateway and yard invoke);
+	// a plain JetStream publish is bounded only by the server's storage.
 	MaxBytes int64 // default 1 GiB each
 }
 
+// ErrBacklogFull: the work queue holds Config.MaxBytes already.
+var ErrBacklogFull = errors.New("the asynchronous work queue is full; retry later")
+
+// backlogCheckEvery is how stale Submit's view of the queue size may be.
+const backlogCheckEvery = 250 * time.Millisecond
+
 // Store reads and writes invocations.
 type Store struct {
-	js      jetstream.JetStream
-	results jetstream.KeyValue
-	async   jetstream.Stream
-	dlq     jetstream.Stream
+	js       jetstream.JetStream
+	results  jetstream.KeyValue
+	async    jetstream.Stream
+	dlq      jetstream.Stream
+	maxBytes int64
+
+	backlogMu   sync.Mutex
+	backlogAt   time.Time
+	backlogFull bool
 }
 
 // Open creates the streams and bucket when missing and returns the store.
@@ -71,14 +90,19 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 	}
 	async, err := ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:        wire.StreamAsync,
-		Description: "Switchyard: accepted asynchronous invocations",
-		Subjects:    []string{wire.AsyncPrefix + ">"},
+		Description: "Switchyard: accepted asynchronous invocations and schedules",
+		Subjects:    []string{wire.AsyncPrefix + ">", wire.SchedulesPrefix + ">"},
 		Retention:   jetstream.WorkQueuePolicy,
 		Storage:     jetstream.FileStorage,
 		Duplicates:  cfg.Duplicates,
-		MaxBytes:    cfg.MaxBytes,
-		Discard:     jetstream.DiscardNew,
+		Discard:     jetstream.DiscardOld,
+		// Schedules fire into the stream that holds them; see MaxBytes.
+		AllowMsgSchedules: true,
+		AllowRollup:       true,
 	})
+	if err == nil {
+		async, err = allowSchedules(ctx, js, async)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +129,48 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 	if err != nil {
 		return nil, fmt.Errorf("invocation: %w", err)
 	}
-	return &Store{js: js, results: kv, async: async, dlq: dlq}, nil
+	return &Store{js: js, results: kv, async: async, dlq: dlq, maxBytes: cfg.MaxBytes}, nil
+}
+
+// allowSchedules brings a YARD_ASYNC made by an earlier release (no
+// schedules, a byte limit that discards new work) up to date, keeping
+// whatever else an operator tuned.
+func allowSchedules(ctx context.Context, js jetstream.JetStream, s jetstream.Stream) (jetstream.Stream, error) {
+	cfg := s.CachedInfo().Config
+	if cfg.AllowMsgSchedules && slices.Contains(cfg.Subjects, wire.SchedulesPrefix+">") {
+		return s, nil
+	}
+	cfg.AllowMsgSchedules, cfg.AllowRollup, cfg.DenyPurge = true, true, false
+	if cfg.Discard == jetstream.DiscardNew {
+		cfg.Discard, cfg.MaxBytes = jetstream.DiscardOld, -1
+	}
+	if !slices.Contains(cfg.Subjects, wire.SchedulesPrefix+">") {
+		cfg.Subjects = append(cfg.Subjects, wire.SchedulesPrefix+">")
+	}
+	s, err := js.UpdateStream(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("invocation: allow schedules on %s: %w", cfg.Name, err)
+	}
+	return s, nil
+}
+
+// checkBacklog returns ErrBacklogFull while the work queue holds MaxBytes,
+// asking the server at most every backlogCheckEvery.
+func (s *Store) checkBacklog(ctx context.Context) error {
+	s.backlogMu.Lock()
+	defer s.backlogMu.Unlock()
+	if time.Since(s.backlogAt) >= backlogCheckEvery {
+		info, err := s.async.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("invocation: %s: %w", wire.StreamAsync, err)
+		}
+		s.backlogAt = time.Now()
+		s.backlogFull = s.maxBytes > 0 && int64(info.State.Bytes) >= s.maxBytes
+	}
+	if s.backlogFull {
+		return ErrBacklogFull
+	}
+	return nil
 }
 
 // ensureStream creates a stream, or leaves an existing one as it is: an
@@ -144,6 +209,9 @@ type Submission struct {
 func (s *Store) Submit(ctx context.Context, sub Submission) (rec *Record, created bool, err error) {
 	subject, err := wire.AsyncSubject(sub.Function)
 	if err != nil {
+		return nil, false, err
+	}
+	if err := s.checkBacklog(ctx); err != nil {
 		return nil, false, err
 	}
 	id := NewID()

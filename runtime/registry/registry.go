@@ -80,6 +80,9 @@ type Spec struct {
 	// DeployedAt is when a deploy or a rollback last made this version
 	// live; zero for an instance that registered itself.
 	DeployedAt time.Time `json:"deployed_at,omitzero"`
+	// Schedules run the function on timers; the live version's instances
+	// keep the schedule messages in YARD_ASYNC in step with them.
+	Schedules []Schedule `json:"schedules,omitempty"`
 }
 
 // InstanceLimit is the largest MaxInstances a spec may ask for.
@@ -121,6 +124,7 @@ func (s *Spec) Validate() error {
 			errs = append(errs, err)
 		}
 	}
+	errs = append(errs, validateSchedules(s.Schedules)...)
 	if s.Artifact != nil {
 		if err := s.Artifact.Validate(); err != nil {
 			errs = append(errs, err)
@@ -139,7 +143,9 @@ func sameDefinition(a, b *Spec) bool {
 		bytes.Equal(a.InputSchema, b.InputSchema) && bytes.Equal(a.OutputSchema, b.OutputSchema) &&
 		sameArtifact(a.Artifact, b.Artifact) && a.MinInstances == b.MinInstances &&
 		a.MaxInstances == b.MaxInstances && maps.Equal(a.Env, b.Env) && a.DeployedAt.Equal(b.DeployedAt) &&
-		a.IdleTimeout == b.IdleTimeout
+		a.IdleTimeout == b.IdleTimeout && slices.EqualFunc(a.Schedules, b.Schedules, func(x, y Schedule) bool {
+		return x.Cron == y.Cron && bytes.Equal(x.Input, y.Input)
+	})
 }
 
 func sameArtifact(a, b *Artifact) bool {

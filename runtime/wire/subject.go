@@ -15,6 +15,9 @@ const (
 	DLQPrefix      = "yard.dlq."
 	LogsPrefix     = "yard.logs."
 	ActivatePrefix = "yard.activate."
+	// SchedulesPrefix holds schedule messages, in stream YARD_ASYNC (the
+	// server's scheduler fires only into the stream holding the schedule).
+	SchedulesPrefix = "yard.schedules."
 )
 
 // FnSubject is the request-reply subject of a function's live version:
@@ -47,6 +50,18 @@ func AsyncSubject(name string) (string, error) {
 		return "", err
 	}
 	return AsyncPrefix + name, nil
+}
+
+// SchedulesSubject holds one schedule of a function:
+// yard.schedules.<name>.<id>; its ticks go to AsyncSubject(name).
+func SchedulesSubject(name, id string) (string, error) {
+	if err := ValidateName(name); err != nil {
+		return "", err
+	}
+	if err := ValidateToken(id); err != nil {
+		return "", err
+	}
+	return SchedulesPrefix + name + "." + id, nil
 }
 
 // ResultsSubject carries the completion event of one async invocation.

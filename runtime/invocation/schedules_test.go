@@ -1,0 +1,171 @@
+package invocation_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchyard-dev/switchyard/internal/natstest"
+	"github.com/switchyard-dev/switchyard/runtime/invocation"
+	"github.com/switchyard-dev/switchyard/runtime/registry"
+	"github.com/switchyard-dev/switchyard/runtime/wire"
+)
+
+// TestSyncSchedules: concurrent syncs agree on one message per schedule, an
+// unchanged schedule keeps its message, and a dropped one is purged.
+func TestSyncSchedules(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	hourly := registry.Schedule{Cron: "@hourly", Input: json.RawMessage(`{"op":"sweep"}`)}
+	every := registry.Schedule{Cron: "@every 90s"}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- s.SyncSchedules(ctx, "sweeper", []registry.Schedule{hourly, every})
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	active, err := s.Schedules(ctx, "sweeper")
+	if err != nil || len(active) != 2 {
+		t.Fatalf("Schedules = %+v, %v; want 2", active, err)
+	}
+	now := time.Now()
+	for _, a := range active {
+		if !a.Next.After(now) || a.Next.After(now.Add(time.Hour+time.Second)) {
+			t.Errorf("%s: next %v not within the coming hour", a.Pattern, a.Next)
+		}
+	}
+	if active[0].Pattern != "@every 1m30s" || active[1].Pattern != "@hourly" || string(active[1].Input) != `{"op":"sweep"}` {
+		t.Errorf("Schedules = %+v", active)
+	}
+	// Keep the hourly one, drop the other.
+	if err := s.SyncSchedules(ctx, "sweeper", []registry.Schedule{hourly}); err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.Schedules(ctx, "sweeper")
+	if err != nil || len(again) != 1 || again[0].Pattern != "@hourly" || !again[0].Since.Equal(active[1].Since) {
+		t.Fatalf("after dropping one: %+v, %v (before %+v)", again, err, active)
+	}
+	if err := s.SyncSchedules(ctx, "sweeper", nil); err != nil {
+		t.Fatal(err)
+	}
+	if none, err := s.Schedules(ctx, "sweeper"); err != nil || len(none) != 0 {
+		t.Fatalf("after removing all: %+v, %v", none, err)
+	}
+	if err := s.SyncSchedules(ctx, "sweeper", []registry.Schedule{{Cron: "every minute"}}); err == nil {
+		t.Error("a bad line was accepted")
+	}
+}
+
+// TestScheduleFiresIntoTheWorkQueue: nats-server fires the schedule into
+// yard.async.<name>, marked with the schedule's subject and its next run.
+func TestScheduleFiresIntoTheWorkQueue(t *testing.T) {
+	nc := natstest.Connect(t, natstest.Run(t))
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	s, err := invocation.Open(ctx, js, invocation.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SyncSchedules(ctx, "ticker", []registry.Schedule{{Cron: "@every 1s", Input: json.RawMessage(`{"n":1}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	subject, _ := wire.AsyncSubject("ticker")
+	cons, err := js.CreateOrUpdateConsumer(ctx, wire.StreamAsync, jetstream.ConsumerConfig{
+		Durable: "fn-ticker", FilterSubject: subject, AckPolicy: jetstream.AckExplicitPolicy,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := cons.Fetch(2, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for m := range msgs.Messages() {
+		n++
+		h := m.Headers()
+		if string(m.Data()) != `{"n":1}` || h.Get(invocation.HeaderScheduler) == "" || h.Get(invocation.HeaderScheduleNext) == "" {
+			t.Errorf("tick %d: %q %v", n, m.Data(), h)
+		}
+		_ = m.Ack()
+	}
+	if n != 2 {
+		t.Fatalf("got %d ticks in 5s of an @every 1s schedule, want 2", n)
+	}
+}
+
+// TestBacklogBound: once the work queue holds MaxBytes, Submit refuses new
+// work and stores nothing.
+func TestBacklogBound(t *testing.T) {
+	js, _ := jetstream.New(natstest.Connect(t, natstest.Run(t)))
+	ctx := context.Background()
+	s, err := invocation.Open(ctx, js, invocation.Config{MaxBytes: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := make([]byte, 512)
+	for k := range body {
+		body[k] = 'a'
+	}
+	body[0], body[len(body)-1] = '"', '"'
+	// The size is looked at every 250ms, so a few more may get in first.
+	var full error
+	for deadline := time.Now().Add(10 * time.Second); full == nil && time.Now().Before(deadline); {
+		_, _, full = s.Submit(ctx, invocation.Submission{Function: "slow", Body: body})
+	}
+	if !errors.Is(full, invocation.ErrBacklogFull) {
+		t.Fatalf("Submit never refused: %v", full)
+	}
+	st, _ := js.Stream(ctx, wire.StreamAsync)
+	before := st.CachedInfo().State.Msgs
+	if _, _, err := s.Submit(ctx, invocation.Submission{Function: "slow", Body: body}); !errors.Is(err, invocation.ErrBacklogFull) {
+		t.Fatalf("second Submit: %v", err)
+	}
+	info, _ := st.Info(ctx)
+	if info.State.Msgs != before {
+		t.Errorf("a refused Submit stored a message: %d -> %d", before, info.State.Msgs)
+	}
+}
+
+// TestOpenUpgradesAnOldWorkQueue: a YARD_ASYNC made before schedules (byte
+// limit, discard new) is updated in place, keeping its messages.
+func TestOpenUpgradesAnOldWorkQueue(t *testing.T) {
+	js, _ := jetstream.New(natstest.Connect(t, natstest.Run(t)))
+	ctx := context.Background()
+	st, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: wire.StreamAsync, Subjects: []string{wire.AsyncPrefix + ">"}, Retention: jetstream.WorkQueuePolicy,
+		Storage: jetstream.FileStorage, MaxBytes: 1 << 20, Discard: jetstream.DiscardNew,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, wire.AsyncPrefix+"old", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	s, err := invocation.Open(ctx, js, invocation.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := st.Info(ctx)
+	if !info.Config.AllowMsgSchedules || info.Config.Discard != jetstream.DiscardOld || info.State.Msgs != 1 {
+		t.Fatalf("after Open: %+v, %d messages", info.Config, info.State.Msgs)
+	}
+	if err := s.SyncSchedules(ctx, "old", []registry.Schedule{{Cron: "@daily"}}); err != nil {
+		t.Fatal(err)
+	}
+}
