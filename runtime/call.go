@@ -109,8 +109,15 @@ func call(ctx context.Context, nc *nats.Conn, name string, msg *nats.Msg) ([]byt
 			if !activated {
 				activated = true
 				deadline, _ := ctx.Deadline()
-				if fleet.Activate(ctx, nc, name, deadline) == nil {
+				aerr := fleet.Activate(ctx, nc, name, deadline)
+				if aerr == nil {
 					continue // an instance serves now
+				}
+				var we *wire.Error
+				if errors.As(aerr, &we) && we.Code == wire.CodeNotFound {
+					// The agents say it is not deployed: nothing will
+					// come, so fail now rather than at the deadline.
+					return nil, &Error{Code: CodeUnavailable, Message: fmt.Sprintf("no instance of %s is running: %s", name, we.Message)}
 				}
 			}
 		case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionReconnecting),

@@ -2,10 +2,14 @@ package fn_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/switchyard-dev/switchyard/internal/natstest"
 	fn "github.com/switchyard-dev/switchyard/runtime"
@@ -88,6 +92,29 @@ func TestInvokeRetriesUntilAnInstanceServes(t *testing.T) {
 	defer cancel()
 	if got, err := fn.Invoke[out](cctx, "late", in{N: 4}); err != nil || got.N != 8 {
 		t.Fatalf("late instance: %+v, %v", got, err)
+	}
+}
+
+// TestInvokeNotDeployed: when the agents answer that a function is not
+// deployed, the call fails at once instead of waiting for its deadline.
+func TestInvokeNotDeployed(t *testing.T) {
+	nc := natstest.Connect(t, natstest.Run(t))
+	// The agents' answer for a function they do not know.
+	e := wire.Errorf(wire.CodeNotFound, `function "ghost" is not deployed`)
+	body, _ := json.Marshal(e)
+	sub, err := nc.Subscribe("yard.activate.ghost", func(m *nats.Msg) {
+		_ = m.RespondMsg(&nats.Msg{Data: body, Header: e.Headers()})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	ctx, cancel := context.WithTimeout(fn.WithConn(context.Background(), nc), time.Minute)
+	defer cancel()
+	_, err = fn.Invoke[out](ctx, "ghost", in{N: 1})
+	var we *wire.Error
+	if !errors.As(err, &we) || we.Code != wire.CodeUnavailable || !strings.Contains(we.Message, "not deployed") || ctx.Err() != nil {
+		t.Fatalf("not deployed: %v (ctx %v)", err, ctx.Err())
 	}
 }
 
