@@ -1,0 +1,235 @@
+package main
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	fn "github.com/switchyard-dev/switchyard/runtime"
+	"github.com/switchyard-dev/switchyard/runtime/fntest"
+	"github.com/switchyard-dev/switchyard/runtime/wire"
+)
+
+func invoke(t *testing.T, h *fntest.Harness, in Input) Output {
+	t.Helper()
+	out, err := fntest.Invoke[Output](t, h, in)
+	if err != nil {
+		t.Fatalf("%+v: %v", in, err)
+	}
+	return out
+}
+
+func available(t *testing.T, h *fntest.Harness, sku string) int {
+	t.Helper()
+	out := invoke(t, h, Input{Op: "get", Items: []Item{{SKU: sku}}})
+	if len(out.Stock) != 1 || out.Stock[0].SKU != sku {
+		t.Fatalf("get %s: %+v", sku, out)
+	}
+	return out.Stock[0].Available
+}
+
+func TestSeedAndGet(t *testing.T) {
+	h := fntest.Start(t, Config, fn.Handle(Inventory))
+	out := invoke(t, h, Input{Op: "get"})
+	want := []Stock{{"COF-0001", 50}, {"EQP-0001", 20}, {"TEA-0001", 100}, {"TEA-0002", 0}}
+	if fmt.Sprint(out.Stock) != fmt.Sprint(want) || out.Status != StatusOK {
+		t.Fatalf("get all: %+v, want %v", out, want)
+	}
+	// Seeding never overwrites.
+	invoke(t, h, Input{Op: "restock", Items: []Item{{SKU: "TEA-0002", Quantity: 7}}})
+	seeded.Clear()
+	if n := available(t, h, "TEA-0002"); n != 7 {
+		t.Fatalf("after reseed: %d, want 7", n)
+	}
+}
+
+func TestReserveCommitRelease(t *testing.T) {
+	h := fntest.Start(t, Config, fn.Handle(Inventory))
+	items := []Item{{SKU: "TEA-0001", Quantity: 2}, {SKU: "COF-0001", Quantity: 5}, {SKU: "TEA-0001", Quantity: 1}}
+	out := invoke(t, h, Input{Op: "reserve", OrderID: "o-1", Items: items})
+	if out.Status != StatusReserved || out.OrderID != "o-1" {
+		t.Fatalf("reserve: %+v", out)
+	}
+	if a, b := available(t, h, "TEA-0001"), available(t, h, "COF-0001"); a != 97 || b != 45 {
+		t.Fatalf("after reserve: %d %d, want 97 45", a, b)
+	}
+	// Idempotent: the same order takes nothing again.
+	if out := invoke(t, h, Input{Op: "reserve", OrderID: "o-1", Items: items}); out.Status != StatusReserved {
+		t.Fatalf("second reserve: %+v", out)
+	}
+	if a := available(t, h, "TEA-0001"); a != 97 {
+		t.Fatalf("after second reserve: %d, want 97", a)
+	}
+	if out := invoke(t, h, Input{Op: "commit", OrderID: "o-1"}); out.Status != StatusCommitted {
+		t.Fatalf("commit: %+v", out)
+	}
+	if out := invoke(t, h, Input{Op: "commit", OrderID: "o-1"}); out.Status != StatusCommitted {
+		t.Fatalf("commit again: %+v", out)
+	}
+	// A committed reservation is not given back.
+	if out := invoke(t, h, Input{Op: "release", OrderID: "o-1"}); out.Status != StatusReleased {
+		t.Fatalf("release committed: %+v", out)
+	}
+	if a := available(t, h, "TEA-0001"); a != 97 {
+		t.Fatalf("after release of committed: %d, want 97", a)
+	}
+
+	// Release gives back exactly once, even when called concurrently.
+	invoke(t, h, Input{Op: "reserve", OrderID: "o-2", Items: []Item{{SKU: "EQP-0001", Quantity: 4}}})
+	if a := available(t, h, "EQP-0001"); a != 16 {
+		t.Fatalf("after reserve o-2: %d", a)
+	}
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if out, err := fntest.Invoke[Output](t, h, Input{Op: "release", OrderID: "o-2"}); err != nil || out.Status != StatusReleased {
+				t.Errorf("release: %+v %v", out, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if a := available(t, h, "EQP-0001"); a != 20 {
+		t.Fatalf("after releases: %d, want 20", a)
+	}
+	if _, err := fntest.Invoke[Output](t, h, Input{Op: "commit", OrderID: "o-2"}); !isCode(err, wire.CodeConflict) {
+		t.Fatalf("commit released: %v, want conflict", err)
+	}
+	// Unknown orders: release is a no-op, commit is not found.
+	if out := invoke(t, h, Input{Op: "release", OrderID: "nope"}); out.Status != StatusReleased {
+		t.Fatalf("release unknown: %+v", out)
+	}
+	if _, err := fntest.Invoke[Output](t, h, Input{Op: "commit", OrderID: "nope"}); !isCode(err, wire.CodeNotFound) {
+		t.Fatalf("commit unknown: %v, want not_found", err)
+	}
+	// A released (not short) reservation may be held again: a retried order.
+	if out := invoke(t, h, Input{Op: "reserve", OrderID: "o-2", Items: []Item{{SKU: "EQP-0001", Quantity: 4}}}); out.Status != StatusReserved {
+		t.Fatalf("re-reserve: %+v", out)
+	}
+	if a := available(t, h, "EQP-0001"); a != 16 {
+		t.Fatalf("after re-reserve: %d, want 16", a)
+	}
+}
+
+func TestInsufficientStockGivesBack(t *testing.T) {
+	h := fntest.Start(t, Config, fn.Handle(Inventory))
+	out := invoke(t, h, Input{Op: "reserve", OrderID: "short", Items: []Item{
+		{SKU: "TEA-0001", Quantity: 3}, {SKU: "COF-0001", Quantity: 2}, {SKU: "TEA-0002", Quantity: 1}}})
+	if out.Status != StatusInsufficientStock || out.SKU != "TEA-0002" {
+		t.Fatalf("reserve: %+v, want insufficient_stock of TEA-0002", out)
+	}
+	if a, b := available(t, h, "TEA-0001"), available(t, h, "COF-0001"); a != 100 || b != 50 {
+		t.Fatalf("stock not given back: %d %d", a, b)
+	}
+	// The outcome is remembered.
+	out = invoke(t, h, Input{Op: "reserve", OrderID: "short", Items: []Item{{SKU: "TEA-0001", Quantity: 1}}})
+	if out.Status != StatusInsufficientStock || out.SKU != "TEA-0002" {
+		t.Fatalf("second reserve: %+v", out)
+	}
+}
+
+func TestConcurrentReservesNeverOversell(t *testing.T) {
+	h := fntest.Start(t, Config, fn.Handle(Inventory))
+	const n = 200
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	counts := map[string]int{}
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := fntest.Invoke[Output](t, h, Input{Op: "reserve", OrderID: fmt.Sprintf("c-%d", i),
+				Items: []Item{{SKU: "COF-0001", Quantity: 1}}})
+			if err != nil {
+				t.Errorf("reserve %d: %v", i, err)
+				return
+			}
+			for _, s := range out.Stock {
+				if s.Available < 0 {
+					t.Errorf("negative stock %+v", s)
+				}
+			}
+			mu.Lock()
+			counts[out.Status]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if counts[StatusReserved] != 50 || counts[StatusInsufficientStock] != n-50 {
+		t.Fatalf("outcomes %v, want 50 reserved", counts)
+	}
+	if a := available(t, h, "COF-0001"); a != 0 {
+		t.Fatalf("stock %d, want 0", a)
+	}
+}
+
+func TestSweepReleasesExpired(t *testing.T) {
+	old := ReservationTTL
+	ReservationTTL = 300 * time.Millisecond
+	t.Cleanup(func() { ReservationTTL = old })
+	h := fntest.Start(t, Config, fn.Handle(Inventory))
+
+	invoke(t, h, Input{Op: "reserve", OrderID: "old", Items: []Item{{SKU: "EQP-0001", Quantity: 5}}})
+	invoke(t, h, Input{Op: "reserve", OrderID: "paid", Items: []Item{{SKU: "EQP-0001", Quantity: 1}}})
+	invoke(t, h, Input{Op: "commit", OrderID: "paid"})
+	if out := invoke(t, h, Input{Op: "sweep"}); out.Released != 0 {
+		t.Fatalf("early sweep: %+v", out)
+	}
+	time.Sleep(400 * time.Millisecond)
+	invoke(t, h, Input{Op: "reserve", OrderID: "fresh", Items: []Item{{SKU: "EQP-0001", Quantity: 2}}})
+	if out := invoke(t, h, Input{Op: "sweep"}); out.Released != 1 || out.Status != StatusOK {
+		t.Fatalf("sweep: %+v, want 1 released", out)
+	}
+	if a := available(t, h, "EQP-0001"); a != 20-1-2 {
+		t.Fatalf("stock %d, want 17", a)
+	}
+	if out := invoke(t, h, Input{Op: "sweep"}); out.Released != 0 {
+		t.Fatalf("second sweep: %+v", out)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	h := fntest.Start(t, Config, fn.Handle(Inventory))
+	cases := map[string]wire.Code{
+		`{"op":"reserve","items":[{"sku":"TEA-0001","quantity":1}]}`:                   wire.CodeInvalidArgument,
+		`{"op":"reserve","order_id":"a"}`:                                              wire.CodeInvalidArgument,
+		`{"op":"reserve","order_id":"a","items":[{"sku":"TEA-0001","quantity":0}]}`:    wire.CodeInvalidArgument,
+		`{"op":"reserve","order_id":"a","items":[{"sku":"TEA-0001","quantity":1001}]}`: wire.CodeInvalidArgument,
+		`{"op":"reserve","order_id":"A","items":[{"sku":"TEA-0001","quantity":1}]}`:    wire.CodeInvalidArgument,
+		`{"op":"reserve","order_id":"a","items":[{"sku":"TEA-9999","quantity":1}]}`:    wire.CodeNotFound,
+		`{"op":"restock","items":[{"sku":"TEA-0001","quantity":-1}]}`:                  wire.CodeInvalidArgument,
+		`{"op":"restock"}`:       wire.CodeInvalidArgument,
+		`{"op":"steal"}`:         wire.CodeInvalidArgument,
+		`{"op":"get","extra":1}`: wire.CodeInvalidArgument,
+	}
+	for body, code := range cases {
+		if _, we := h.Request(t, []byte(body)); we == nil || we.Code != code {
+			t.Errorf("%s: got %v, want %s", body, we, code)
+		}
+	}
+	_, we := h.Request(t, []byte(`{"op":"reserve","order_id":"a","items":[{"sku":"TEA-0001","quantity":1},{"sku":"TEA-0002","quantity":0}]}`))
+	if we == nil || len(we.Errors) != 1 || we.Errors[0].Pointer != "/items/1/quantity" {
+		t.Errorf("quantity 0: %+v, want pointer /items/1/quantity", we)
+	}
+}
+
+func TestParseTTL(t *testing.T) {
+	if d, err := ParseTTL(""); err != nil || d != ReservationTTL {
+		t.Errorf("empty: %v %v", d, err)
+	}
+	if d, err := ParseTTL("90s"); err != nil || d != 90*time.Second {
+		t.Errorf("90s: %v %v", d, err)
+	}
+	for _, bad := range []string{"soon", "-1m", "0"} {
+		if _, err := ParseTTL(bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}
+
+func isCode(err error, code wire.Code) bool {
+	we, ok := err.(*wire.Error)
+	return ok && we.Code == code
+}
