@@ -14,10 +14,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	fn "github.com/switchyard-dev/switchyard/runtime"
+	"github.com/switchyard-dev/switchyard/runtime/invocation"
 	"github.com/switchyard-dev/switchyard/runtime/registry"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 	"github.com/switchyard-dev/switchyard/schemas"
@@ -143,9 +145,34 @@ func (o *deployOptions) run(ctx context.Context) error {
 		return &exitError{code: ExitUsage, err: err}
 	}
 
-	return withRegistry(ctx, o.f, "deploy", func(ctx context.Context, _ *nats.Conn, reg *registry.Registry) error {
-		return o.publish(ctx, reg, spec, bin)
+	return withRegistry(ctx, o.f, "deploy", func(ctx context.Context, nc *nats.Conn, reg *registry.Registry) error {
+		if err := o.publish(ctx, reg, spec, bin); err != nil {
+			return err
+		}
+		return syncSchedules(ctx, nc, reg, spec.Name)
 	})
+}
+
+// syncSchedules puts the live version's schedules in place at once, so a
+// function deployed with min 0 runs on time without waiting for a first
+// instance (whose start does the same).
+func syncSchedules(ctx context.Context, nc *nats.Conn, reg *registry.Registry, name string) error {
+	live, err := reg.Get(ctx, name)
+	if err != nil {
+		return err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	inv, err := invocation.Open(ctx, js, invocation.Config{})
+	if err == nil {
+		err = inv.SyncSchedules(ctx, name, live.Schedules)
+	}
+	if err != nil {
+		return fmt.Errorf("%s v%d is live, but its schedules could not be set: %w", name, live.Version, err)
+	}
+	return nil
 }
 
 // publish checks compatibility, uploads the binary and records the version.

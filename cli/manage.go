@@ -197,10 +197,13 @@ the live version, or --to N. Agents roll over to it as for a deploy.`,
 			if to < 0 {
 				return usageError("--to must be a version number")
 			}
-			return withRegistry(cmd.Context(), f, "rollback", func(ctx context.Context, _ *nats.Conn, reg *registry.Registry) error {
+			return withRegistry(cmd.Context(), f, "rollback", func(ctx context.Context, nc *nats.Conn, reg *registry.Registry) error {
 				spec, err := reg.Rollback(ctx, args[0], to)
 				if err != nil {
 					return notFound(err, args[0])
+				}
+				if err := syncSchedules(ctx, nc, reg, spec.Name); err != nil {
+					return err
 				}
 				if asJSON {
 					return writeJSONOut(f, spec)
