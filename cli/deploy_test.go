@@ -58,6 +58,32 @@ func TestDeployCommands(t *testing.T) {
 		}
 	}
 
+	// A function deployed at zero instances gets its schedules at once:
+	// inventory sweeps every minute.
+	if r = yard(t, env, "", "deploy", "../functions/inventory", "--min", "0"); r.code != 0 {
+		t.Fatalf("deploy inventory: %+v", r)
+	}
+	r = yard(t, env, "", "ls", "--json")
+	var entries []lsEntry
+	if err := json.Unmarshal([]byte(r.stdout), &entries); err != nil {
+		t.Fatalf("ls: %+v", r)
+	}
+	found := false
+	for _, e := range entries {
+		if e.Name == "inventory" {
+			found = true
+			if e.Instances != 0 || len(e.Schedules) != 1 || e.Schedules[0].Cron != "@every 1m0s" || e.NextRun == "" {
+				t.Fatalf("inventory at zero: %+v", e)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("ls does not list inventory: %+v", entries)
+	}
+	if r = yard(t, env, "", "rm", "inventory"); r.code != 0 {
+		t.Fatalf("rm inventory: %+v", r)
+	}
+
 	// describe, rollback, rm.
 	r = yard(t, env, "", "describe", "greet")
 	if r.code != 0 || !regexpMatch(`live version\s+v3`, r.stdout) || !regexpMatch(`v1\s.*\n\s+v2`, r.stdout) {
