@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -382,5 +383,40 @@ func TestServerAndGatewayCommands(t *testing.T) {
 	}
 	if code := stopServer(); code != 0 {
 		t.Errorf("server exit %d", code)
+	}
+}
+
+// TestDescribeBreakers: describe shows the circuit each instance keeps for
+// the functions it calls, as text and in --json.
+func TestDescribeBreakers(t *testing.T) {
+	s := natstest.Run(t)
+	nc := natstest.Connect(t, s)
+	env := map[string]string{"NATS_URL": s.ClientURL()}
+	inst, err := fn.Start(context.Background(), nc, fn.Config{Name: "caller"},
+		fn.Handle(func(ctx context.Context, in echoIn) (echoOut, error) {
+			ctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+			defer cancel()
+			_, err := fn.Invoke[echoOut](ctx, "absent-"+in.Name, in)
+			return echoOut{}, err
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inst.Stop(context.Background())
+	if r := yard(t, env, "", "invoke", "caller", "-d", `{"name":"x"}`); r.code != ExitFnError {
+		t.Fatalf("invoke: %+v", r)
+	}
+	r := yard(t, env, "", "describe", "caller")
+	if r.code != 0 || !regexpMatch(`circuit breakers[^\n]*\n(.*\n)*\s+absent-x\s+closed\s+\(instance \w+\)`, r.stdout) {
+		t.Fatalf("describe: %+v", r)
+	}
+	r = yard(t, env, "", "describe", "caller", "--json")
+	var out struct {
+		Breakers []breakerState `json:"breakers"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil || !slices.ContainsFunc(out.Breakers, func(b breakerState) bool {
+		return b.Target == "absent-x" && b.State == "closed" && b.Instance != ""
+	}) {
+		t.Fatalf("describe --json: %+v (%v)", r, err)
 	}
 }

@@ -77,8 +77,12 @@ func newDescribeCmd(f *factory) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "describe <name>",
-		Short: "Show a function: live spec, schemas, versions and instances",
-		Args:  nameArg,
+		Short: "Show a function: live spec, schemas, versions, instances, schedules and circuit breakers",
+		Long: `Show a function: its live spec and schemas, its versions, the instances
+that answer now, its schedules, and the circuit breaker each instance keeps
+for every function it calls (closed, open or half-open; read from micro
+STATS, as 'nats micro stats <name>' shows them).`,
+		Args: nameArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withRegistry(cmd.Context(), f, "describe", func(ctx context.Context, nc *nats.Conn, reg *registry.Registry) error {
 				live, err := reg.Get(ctx, args[0])
@@ -90,8 +94,9 @@ func newDescribeCmd(f *factory) *cobra.Command {
 					return err
 				}
 				insts := instancesOf(nc, args[0], 300*time.Millisecond)
+				breakers := breakerStates(nc, args[0])
 				if asJSON {
-					return writeJSONOut(f, map[string]any{"spec": live, "versions": versions, "instances": insts})
+					return writeJSONOut(f, map[string]any{"spec": live, "versions": versions, "instances": insts, "breakers": breakers})
 				}
 				out := f.io.Out
 				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
@@ -133,25 +138,34 @@ func newDescribeCmd(f *factory) *cobra.Command {
 						fmt.Fprintf(out, "  %s  input %s\n", sc.Cron, sc.Input)
 					}
 				}
-				if lines := breakerLines(nc, args[0]); len(lines) > 0 {
+				if len(breakers) > 0 {
 					fmt.Fprintln(out, "\ncircuit breakers (calls to other functions):")
-					for _, l := range lines {
-						fmt.Fprintln(out, "  "+l)
+					tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+					for _, b := range breakers {
+						fmt.Fprintf(tw, "  %s\t%s\t(instance %s)\n", b.Target, b.State, b.Instance)
 					}
+					_ = tw.Flush()
 				}
 				return nil
 			})
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print spec, versions and instances as JSON")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print spec, versions, instances and circuit breakers as JSON")
 	return cmd
 }
 
-// breakerLines reads the circuit of every instance's calls to other
-// functions from micro STATS: "payments  open  (instance abc)".
-func breakerLines(nc *nats.Conn, name string) []string {
+// breakerState is one instance's circuit for its calls to one function.
+type breakerState struct {
+	Target   string `json:"target"`
+	State    string `json:"state"` // closed, open, half-open
+	Instance string `json:"instance"`
+}
+
+// breakerStates reads the circuits of every instance's calls to other
+// functions from micro STATS.
+func breakerStates(nc *nats.Conn, name string) []breakerState {
 	stats, _ := fleet.Stats(nc, name, 300*time.Millisecond)
-	var lines []string
+	var out []breakerState
 	for _, st := range stats {
 		for _, ep := range st.Endpoints {
 			var data struct {
@@ -161,11 +175,11 @@ func breakerLines(nc *nats.Conn, name string) []string {
 				continue
 			}
 			for _, target := range slices.Sorted(maps.Keys(data.Breakers)) {
-				lines = append(lines, fmt.Sprintf("%s  %s  (instance %s)", target, data.Breakers[target], st.ID))
+				out = append(out, breakerState{Target: target, State: data.Breakers[target], Instance: st.ID})
 			}
 		}
 	}
-	return lines
+	return out
 }
 
 func short(a *registry.Artifact) string {
