@@ -188,9 +188,22 @@ Try:
   go run ./cli/yard invoke %s%s -d '{"name":"Ada"}'
   nats%s req fn.%s '{"name":"Ada"}'
   nats%s sub 'yard.results.>'   # then: curl -s -d '{"name":"Ada"}' 'http://%s/fn/%s?async=1'
-
+%s
 Ctrl-C stops.
-`, natsURL, storeDir, httpAddr, fns, httpAddr, example, example, serverFlag, serverFlag, example, serverFlag, httpAddr, example)
+`, natsURL, storeDir, httpAddr, fns, httpAddr, example, example, serverFlag, serverFlag, example, serverFlag, httpAddr, example,
+		shopHint(names, httpAddr, serverFlag))
+}
+
+// shopHint shows how to place an order when the example shop runs.
+func shopHint(names []string, httpAddr, serverFlag string) string {
+	if !contains(names, "orders") {
+		return ""
+	}
+	return fmt.Sprintf(`
+The shop (README, "The example shop"):
+  nats%s sub orders.placed
+  curl -s -d '{"items":[{"sku":"TEA-0001","quantity":2}],"card":"4242424242424242","email":"ada@example.com"}' http://%s/fn/orders
+`, serverFlag, httpAddr)
 }
 
 func contains(s []string, v string) bool {
