@@ -62,6 +62,9 @@ func (o *invokeOptions) runAsync(ctx context.Context, nc *nats.Conn, input []byt
 	if errors.Is(err, invocation.ErrConflict) {
 		return o.printError(wire.Errorf(wire.CodeConflict, "idempotency key %q was used for a different input", o.idempotencyKey), "")
 	}
+	if errors.Is(err, invocation.ErrBacklogFull) {
+		return o.printError(wire.Errorf(wire.CodeResourceExhausted, "%v", invocation.ErrBacklogFull), "")
+	}
 	if err != nil {
 		return err
 	}

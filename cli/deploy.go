@@ -165,6 +165,12 @@ func syncSchedules(ctx context.Context, nc *nats.Conn, reg *registry.Registry, n
 	if err != nil {
 		return err
 	}
+	if len(live.Schedules) == 0 {
+		// Touch the streams only when there is something to stop.
+		if active, err := invocation.ListSchedules(ctx, js, name); err != nil || len(active) == 0 {
+			return err
+		}
+	}
 	inv, err := invocation.Open(ctx, js, invocation.Config{})
 	if err == nil {
 		err = inv.SyncSchedules(ctx, name, live.Schedules)

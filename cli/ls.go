@@ -82,9 +82,9 @@ func (o *lsOptions) list(ctx context.Context, nc *nats.Conn, reg *registry.Regis
 	if err != nil {
 		return err
 	}
-	var inv *invocation.Store
-	if js, err := jetstream.New(nc); err == nil {
-		inv, _ = invocation.Open(ctx, js, invocation.Config{})
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
 	}
 	entries := make([]lsEntry, 0, len(specs))
 	for _, s := range specs {
@@ -93,21 +93,20 @@ func (o *lsOptions) list(ctx context.Context, nc *nats.Conn, reg *registry.Regis
 			Instances: counts[s.Name], State: state(s, counts[s.Name]), Timeout: s.Timeout.D().String(), Concurrency: s.Concurrency,
 			SchemaHash: s.SchemaHash, UpdatedAt: s.UpdatedAt.Format(time.RFC3339),
 		}
-		if inv != nil {
-			active, err := inv.Schedules(ctx, s.Name)
-			if err != nil {
-				return err
+		// Read-only: listing must never create or change a stream.
+		active, err := invocation.ListSchedules(ctx, js, s.Name)
+		if err != nil {
+			return err
+		}
+		for _, a := range active {
+			ls := lsSchedule{Cron: a.Pattern, Input: a.Input}
+			if !a.Next.IsZero() {
+				ls.NextRun = a.Next.Format(time.RFC3339)
 			}
-			for _, a := range active {
-				ls := lsSchedule{Cron: a.Pattern, Input: a.Input}
-				if !a.Next.IsZero() {
-					ls.NextRun = a.Next.Format(time.RFC3339)
-				}
-				e.Schedules = append(e.Schedules, ls)
-			}
-			if len(e.Schedules) > 0 {
-				e.NextRun = e.Schedules[0].NextRun
-			}
+			e.Schedules = append(e.Schedules, ls)
+		}
+		if len(e.Schedules) > 0 {
+			e.NextRun = e.Schedules[0].NextRun
 		}
 		entries = append(entries, e)
 	}

@@ -243,16 +243,37 @@ can bring one back. Queued async work stays queued for that.`,
 		Args: nameArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withRegistry(cmd.Context(), f, "rm", func(ctx context.Context, nc *nats.Conn, reg *registry.Registry) error {
-				if err := reg.Remove(ctx, args[0]); err != nil {
-					return notFound(err, args[0])
+				// The spec first (an instance starting meanwhile sees it
+				// gone and leaves the schedules alone), then the schedules,
+				// also when the spec is gone already: running rm again
+				// finishes a removal that stopped half way.
+				removeErr := reg.Remove(ctx, args[0])
+				if removeErr != nil && !errors.Is(removeErr, registry.ErrNotFound) {
+					return removeErr
 				}
-				js, _ := jetstream.New(nc)
-				inv, err := invocation.Open(ctx, js, invocation.Config{})
-				if err == nil {
-					err = inv.SyncSchedules(ctx, args[0], nil)
-				}
+				js, err := jetstream.New(nc)
 				if err != nil {
-					return fmt.Errorf("removed %s, but its schedules could not be stopped: %w", args[0], err)
+					return err
+				}
+				active, err := invocation.ListSchedules(ctx, js, args[0])
+				if err != nil {
+					return err
+				}
+				if len(active) > 0 {
+					inv, err := invocation.Open(ctx, js, invocation.Config{})
+					if err == nil {
+						err = inv.SyncSchedules(ctx, args[0], nil)
+					}
+					if err != nil {
+						return fmt.Errorf("%s: its schedules could not be stopped (run yard rm %s again): %w", args[0], args[0], err)
+					}
+				}
+				if removeErr != nil {
+					if len(active) > 0 {
+						fmt.Fprintf(f.io.ErrOut, "stopped the schedules of %s (already removed)\n", args[0])
+						return nil
+					}
+					return notFound(removeErr, args[0])
 				}
 				fmt.Fprintf(f.io.ErrOut, "removed %s\n", args[0])
 				return nil

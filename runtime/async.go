@@ -114,6 +114,14 @@ func (i *Instance) runAsync(msg jetstream.Msg) {
 		rec.RequestID = rec.ID
 	}
 	ctx := context.Background()
+	if rec.Attempts == 1 && staleTick(hdr, now) {
+		// The function was down or busy for a whole period: run the next
+		// tick, not a backlog of missed ones.
+		i.log.Info("skipping a schedule tick: the next one is already due", "invocation_id", rec.ID,
+			"scheduler", hdr.Get(invocation.HeaderScheduler))
+		_ = msg.Ack()
+		return
+	}
 	if rec.Attempts > 1 {
 		// A redelivery: if this very message was settled before a crash
 		// lost its ack, settle it again instead of running it again.
@@ -292,6 +300,15 @@ func (i *Instance) heartbeat(msg jetstream.Msg) (stop func()) {
 		mu.Unlock()
 		t.Stop()
 	}
+}
+
+// staleTick reports a schedule tick whose next tick is due already.
+func staleTick(h nats.Header, now time.Time) bool {
+	if h.Get(invocation.HeaderScheduler) == "" {
+		return false
+	}
+	next, err := time.Parse(time.RFC3339Nano, h.Get(invocation.HeaderScheduleNext))
+	return err == nil && !next.After(now)
 }
 
 // invocationID is the id the submitter gave; a plain JetStream publish

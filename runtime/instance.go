@@ -161,15 +161,23 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, h *Handler) (*Instanc
 	}
 	if !cfg.CoreOnly {
 		js, err := jetstream.New(nc)
+		var reg *registry.Registry
+		if err == nil {
+			reg, err = registry.Open(ctx, js)
+		}
 		live := false
 		if err == nil {
-			live, err = i.register(ctx, js)
+			live, err = i.register(ctx, reg)
 		}
 		if err == nil {
 			err = i.startAsync(ctx, js)
 		}
 		if err == nil && live {
-			err = i.syncSchedules(ctx)
+			// Schedules matter less than serving: a failure is logged, and
+			// the next instance to start (or the next deploy) tries again.
+			if serr := i.syncSchedules(ctx, reg); serr != nil {
+				i.log.Error("could not set the function's schedules", logKeyErr, serr)
+			}
 		}
 		if err == nil {
 			err = i.startEvents(ctx, js)
@@ -218,11 +226,7 @@ func specOf(cfg Config, h *Handler) *registry.Spec {
 // register writes the function's spec, unless a deploy owns it, and
 // reports whether this instance serves the live definition: then it also
 // keeps the schedules in step.
-func (i *Instance) register(ctx context.Context, js jetstream.JetStream) (live bool, err error) {
-	reg, err := registry.Open(ctx, js)
-	if err != nil {
-		return false, err
-	}
+func (i *Instance) register(ctx context.Context, reg *registry.Registry) (live bool, err error) {
 	cur, err := reg.Get(ctx, i.cfg.Name)
 	if err != nil && !errors.Is(err, registry.ErrNotFound) {
 		return false, err

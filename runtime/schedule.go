@@ -3,7 +3,9 @@ package fn
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/switchyard-dev/switchyard/runtime/registry"
 )
@@ -54,15 +56,37 @@ func validateSchedules(ss []Schedule, inSchema []byte) error {
 	return registry.ValidateSchedules(specs, inSchema)
 }
 
-// syncSchedules puts the function's schedules into YARD_ASYNC. Only an
-// instance of the live version does, so an old version draining during a
-// rolling update never brings its schedules back.
-func (i *Instance) syncSchedules(ctx context.Context) error {
-	if err := i.store.SyncSchedules(ctx, i.cfg.Name, i.spec.Schedules); err != nil {
-		return err
+// syncSchedules puts the function's schedules into YARD_SCHEDULES. Only
+// an instance of the live version calls it. A deploy, rollback or rm may
+// change the registry meanwhile (and sync on its own), so after each sync
+// the registry is read again, and the schedules follow it until they
+// agree: whichever writer comes last, the registry's schedules win.
+func (i *Instance) syncSchedules(ctx context.Context, reg *registry.Registry) error {
+	want := i.spec.Schedules
+	for range 5 {
+		if err := i.store.SyncSchedules(ctx, i.cfg.Name, want); err != nil {
+			return err
+		}
+		cur, err := reg.Get(ctx, i.cfg.Name)
+		var now []registry.Schedule
+		switch {
+		case errors.Is(err, registry.ErrNotFound):
+		case err != nil:
+			return err
+		default:
+			now = cur.Schedules
+		}
+		if sameSchedules(now, want) {
+			if len(want) > 0 {
+				i.log.Info("schedules in place", "count", len(want))
+			}
+			return nil
+		}
+		want = now
 	}
-	if len(i.spec.Schedules) > 0 {
-		i.log.Info("schedules in place", "count", len(i.spec.Schedules))
-	}
-	return nil
+	return errors.New("the registry kept changing while the schedules were set")
+}
+
+func sameSchedules(a, b []registry.Schedule) bool {
+	return slices.EqualFunc(a, b, func(x, y registry.Schedule) bool { return x.ID() == y.ID() })
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/switchyard-dev/switchyard/internal/natstest"
 	fn "github.com/switchyard-dev/switchyard/runtime"
 	"github.com/switchyard-dev/switchyard/runtime/invocation"
+	"github.com/switchyard-dev/switchyard/runtime/registry"
 )
 
 type tick struct {
@@ -21,7 +22,7 @@ type tick struct {
 
 // TestScheduleRunsOncePerTick: three instances of a function scheduled
 // @every 1s run each tick exactly once between them, with the schedule's
-// input, and stopping them leaves the schedule in place for the next.
+// input, and keep one schedule message between them.
 func TestScheduleRunsOncePerTick(t *testing.T) {
 	s := natstest.Run(t)
 	nc := natstest.Connect(t, s)
@@ -99,5 +100,50 @@ func TestScheduleChecks(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: error %v, want one saying %q", c.sched, err, c.want)
 		}
+	}
+}
+
+// TestMissedTicksDoNotPileUp: ticks queued while the function was down
+// are skipped when their next tick is due already; the function runs the
+// latest one, not a backlog.
+func TestMissedTicksDoNotPileUp(t *testing.T) {
+	nc := natstest.Connect(t, natstest.Run(t))
+	ctx := context.Background()
+	js, _ := jetstream.New(nc)
+	store, err := invocation.Open(ctx, js, invocation.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := fn.Config{Name: "late-sweeper", Schedules: []fn.Schedule{{Cron: "@every 1s", Input: tick{Job: "sweep"}}}}
+	if err := store.SyncSchedules(ctx, cfg.Name, []registry.Schedule{{Cron: "@every 1s", Input: []byte(`{"job":"sweep"}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	async, _ := js.Stream(ctx, "YARD_ASYNC")
+	queued := func() uint64 {
+		info, err := async.Info(ctx, jetstream.WithSubjectFilter("yard.async.late-sweeper"))
+		if err != nil {
+			return 0
+		}
+		return info.State.Subjects["yard.async.late-sweeper"]
+	}
+	natstest.WaitFor(t, 10*time.Second, "three ticks to queue up", func() bool { return queued() >= 3 })
+	var mu sync.Mutex
+	runs := 0
+	inst, err := fn.Start(ctx, nc, cfg, fn.Handle(func(ctx context.Context, in tick) (tick, error) {
+		mu.Lock()
+		runs++
+		mu.Unlock()
+		return in, nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inst.Stop(ctx)
+	natstest.WaitFor(t, 10*time.Second, "the backlog to be taken", func() bool { return queued() == 0 })
+	mu.Lock()
+	defer mu.Unlock()
+	// The latest queued tick may run, and one more may have fired meanwhile.
+	if runs > 2 {
+		t.Fatalf("%d runs for a backlog of missed ticks", runs)
 	}
 }

@@ -36,9 +36,18 @@ func (a *Agent) activate(ctx context.Context, m *nats.Msg) {
 	a.mu.Lock()
 	f := a.fns[name]
 	a.mu.Unlock()
+	// not_found means the registry has no such function: callers stop
+	// retrying. A function registered by an undeployed instance (go run)
+	// is unavailable instead: its instance may be back any moment.
+	undeployed := wire.Errorf(wire.CodeUnavailable, "function %q is not deployed (an undeployed instance registered it); agents cannot start it", name)
 	if f == nil {
 		// The registry watch may not have brought a fresh deploy yet.
-		if spec, err := a.reg.Get(ctx, name); err == nil {
+		spec, err := a.reg.Get(ctx, name)
+		if err == nil && spec.Version == 0 {
+			reply(undeployed)
+			return
+		}
+		if err == nil {
 			a.want(ctx, name, spec)
 			a.mu.Lock()
 			f = a.fns[name]
@@ -51,9 +60,14 @@ func (a *Agent) activate(ctx context.Context, m *nats.Msg) {
 	}
 	f.mu.Lock()
 	spec := f.spec
-	if spec == nil || spec.Version == 0 {
+	if spec == nil {
 		f.mu.Unlock()
 		reply(wire.Errorf(wire.CodeNotFound, "function %q is not deployed", name))
+		return
+	}
+	if spec.Version == 0 {
+		f.mu.Unlock()
+		reply(undeployed)
 		return
 	}
 	f.lastActive = time.Now()

@@ -24,7 +24,67 @@ const (
 	headerExpectLastSubj = "Nats-Expected-Last-Subject-Sequence"
 )
 
-// ActiveSchedule is a schedule message stored in YARD_ASYNC.
+// ticksPerSubject is how many ticks of a function YARD_SCHEDULES keeps;
+// YARD_ASYNC has sourced them long before.
+const ticksPerSubject = 16
+
+// ensureSchedules creates YARD_SCHEDULES when missing: the schedule
+// messages (yard.schedules.<name>.<id>) and the ticks the server fires
+// from them (yard.ticks.<name>), which YARD_ASYNC sources as
+// yard.async.<name>. The scheduler needs its own stream because a stream
+// with schedules accepts roll-ups (Nats-Rollup) from any publisher: in
+// YARD_ASYNC one publish could purge every queued invocation.
+func ensureSchedules(ctx context.Context, js jetstream.JetStream) (jetstream.Stream, error) {
+	st, err := ensureStream(ctx, js, jetstream.StreamConfig{
+		Name:              wire.StreamSchedules,
+		Description:       "Switchyard: function schedules and their ticks",
+		Subjects:          []string{wire.SchedulesPrefix + ">", wire.TicksPrefix + ">"},
+		Retention:         jetstream.LimitsPolicy,
+		Storage:           jetstream.FileStorage,
+		MaxMsgsPerSubject: ticksPerSubject,
+		Discard:           jetstream.DiscardOld,
+		AllowMsgSchedules: true,
+		AllowRollup:       true,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !st.CachedInfo().Config.AllowMsgSchedules {
+		// A server before 2.12 ignores the setting: schedules would be
+		// stored and never fire.
+		return nil, fmt.Errorf("invocation: stream %s: this nats-server does not schedule messages (2.12 or later is needed)", wire.StreamSchedules)
+	}
+	return st, nil
+}
+
+// ticksSource makes YARD_ASYNC take the ticks in as async invocations.
+func ticksSource() *jetstream.StreamSource {
+	return &jetstream.StreamSource{
+		Name: wire.StreamSchedules,
+		SubjectTransforms: []jetstream.SubjectTransformConfig{{
+			Source: wire.TicksPrefix + "*", Destination: wire.AsyncPrefix + "{{wildcard(1)}}",
+		}},
+	}
+}
+
+// sourceTicks adds the ticks source to a YARD_ASYNC made by an earlier
+// release, keeping whatever else an operator tuned.
+func sourceTicks(ctx context.Context, js jetstream.JetStream, s jetstream.Stream) (jetstream.Stream, error) {
+	cfg := s.CachedInfo().Config
+	for _, src := range cfg.Sources {
+		if src != nil && src.Name == wire.StreamSchedules {
+			return s, nil
+		}
+	}
+	cfg.Sources = append(cfg.Sources, ticksSource())
+	s, err := js.UpdateStream(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("invocation: let %s take in schedule ticks: %w", cfg.Name, err)
+	}
+	return s, nil
+}
+
+// ActiveSchedule is a schedule message stored in YARD_SCHEDULES.
 type ActiveSchedule struct {
 	registry.Schedule
 	Subject string    `json:"subject"`
@@ -35,14 +95,31 @@ type ActiveSchedule struct {
 
 // Schedules lists the schedule messages of a function, soonest first.
 func (s *Store) Schedules(ctx context.Context, name string) ([]ActiveSchedule, error) {
-	subjects, err := s.scheduleSubjects(ctx, name)
+	return listSchedules(ctx, s.schedules, name)
+}
+
+// ListSchedules is Schedules without opening (and so creating) anything:
+// no YARD_SCHEDULES stream means no schedules.
+func ListSchedules(ctx context.Context, js jetstream.JetStream, name string) ([]ActiveSchedule, error) {
+	st, err := js.Stream(ctx, wire.StreamSchedules)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("invocation: %s: %w", wire.StreamSchedules, err)
+	}
+	return listSchedules(ctx, st, name)
+}
+
+func listSchedules(ctx context.Context, st jetstream.Stream, name string) ([]ActiveSchedule, error) {
+	subjects, err := scheduleSubjects(ctx, st, name)
 	if err != nil {
 		return nil, err
 	}
 	now := time.Now()
 	var out []ActiveSchedule
 	for _, subj := range subjects {
-		m, err := s.async.GetLastMsgForSubject(ctx, subj)
+		m, err := st.GetLastMsgForSubject(ctx, subj)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			continue
 		}
@@ -56,22 +133,33 @@ func (s *Store) Schedules(ctx context.Context, name string) ([]ActiveSchedule, e
 		}
 		out = append(out, a)
 	}
-	slices.SortFunc(out, func(a, b ActiveSchedule) int { return a.Next.Compare(b.Next) })
+	// Soonest first; a schedule without a next run (none within five
+	// years) last.
+	slices.SortFunc(out, func(a, b ActiveSchedule) int {
+		if a.Next.IsZero() != b.Next.IsZero() {
+			if a.Next.IsZero() {
+				return 1
+			}
+			return -1
+		}
+		return a.Next.Compare(b.Next)
+	})
 	return out, nil
 }
 
-// SyncSchedules makes the schedule messages of a function in YARD_ASYNC
-// exactly want: it adds the missing ones and purges the others, leaving an
-// unchanged schedule (and its timing) alone. Each schedule fires
-// yard.async.<name>, so a tick is one async invocation, run once across all
+// SyncSchedules makes the schedule messages of a function in
+// YARD_SCHEDULES exactly want: it adds the missing ones and purges the
+// others, leaving an unchanged schedule (and its timing) alone. Each
+// schedule fires yard.ticks.<name>, which YARD_ASYNC takes in as
+// yard.async.<name>: a tick is one async invocation, run once across all
 // instances. Concurrent callers with the same want agree: a schedule is
 // created only if its subject is still empty.
 func (s *Store) SyncSchedules(ctx context.Context, name string, want []registry.Schedule) error {
-	target, err := wire.AsyncSubject(name)
+	target, err := wire.TicksSubject(name)
 	if err != nil {
 		return err
 	}
-	have, err := s.scheduleSubjects(ctx, name)
+	have, err := scheduleSubjects(ctx, s.schedules, name)
 	if err != nil {
 		return err
 	}
@@ -106,20 +194,20 @@ func (s *Store) SyncSchedules(ctx context.Context, name string, want []registry.
 		if keep[subj] {
 			continue
 		}
-		if err := s.async.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
+		if err := s.schedules.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
 			return fmt.Errorf("invocation: remove schedule %s: %w", subj, err)
 		}
 	}
 	return nil
 }
 
-func (s *Store) scheduleSubjects(ctx context.Context, name string) ([]string, error) {
+func scheduleSubjects(ctx context.Context, st jetstream.Stream, name string) ([]string, error) {
 	prefix, err := wire.SchedulesSubject(name, "x")
 	if err != nil {
 		return nil, err
 	}
 	prefix = strings.TrimSuffix(prefix, "x")
-	info, err := s.async.Info(ctx, jetstream.WithSubjectFilter(prefix+">"))
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(prefix+">"))
 	if err != nil {
 		return nil, fmt.Errorf("invocation: list schedules of %s: %w", name, err)
 	}

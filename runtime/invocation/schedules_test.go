@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard-dev/switchyard/internal/natstest"
@@ -72,7 +73,8 @@ func TestSyncSchedules(t *testing.T) {
 }
 
 // TestScheduleFiresIntoTheWorkQueue: nats-server fires the schedule into
-// yard.async.<name>, marked with the schedule's subject and its next run.
+// yard.ticks.<name>, and YARD_ASYNC takes it in as yard.async.<name>,
+// marked with the schedule's subject and its next run.
 func TestScheduleFiresIntoTheWorkQueue(t *testing.T) {
 	nc := natstest.Connect(t, natstest.Run(t))
 	js, _ := jetstream.New(nc)
@@ -110,7 +112,7 @@ func TestScheduleFiresIntoTheWorkQueue(t *testing.T) {
 }
 
 // TestBacklogBound: once the work queue holds MaxBytes, Submit refuses new
-// work and stores nothing.
+// work with ErrBacklogFull and stores nothing.
 func TestBacklogBound(t *testing.T) {
 	js, _ := jetstream.New(natstest.Connect(t, natstest.Run(t)))
 	ctx := context.Background()
@@ -123,7 +125,6 @@ func TestBacklogBound(t *testing.T) {
 		body[k] = 'a'
 	}
 	body[0], body[len(body)-1] = '"', '"'
-	// The size is looked at every 250ms, so a few more may get in first.
 	var full error
 	for deadline := time.Now().Add(10 * time.Second); full == nil && time.Now().Before(deadline); {
 		_, _, full = s.Submit(ctx, invocation.Submission{Function: "slow", Body: body})
@@ -142,8 +143,8 @@ func TestBacklogBound(t *testing.T) {
 	}
 }
 
-// TestOpenUpgradesAnOldWorkQueue: a YARD_ASYNC made before schedules (byte
-// limit, discard new) is updated in place, keeping its messages.
+// TestOpenUpgradesAnOldWorkQueue: a YARD_ASYNC made before schedules gets
+// the ticks source, keeping its limits and messages.
 func TestOpenUpgradesAnOldWorkQueue(t *testing.T) {
 	js, _ := jetstream.New(natstest.Connect(t, natstest.Run(t)))
 	ctx := context.Background()
@@ -162,10 +163,38 @@ func TestOpenUpgradesAnOldWorkQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	info, _ := st.Info(ctx)
-	if !info.Config.AllowMsgSchedules || info.Config.Discard != jetstream.DiscardOld || info.State.Msgs != 1 {
+	if len(info.Config.Sources) != 1 || info.Config.Sources[0].Name != wire.StreamSchedules ||
+		info.Config.Discard != jetstream.DiscardNew || info.Config.MaxBytes != 1<<20 || info.State.Msgs != 1 {
 		t.Fatalf("after Open: %+v, %d messages", info.Config, info.State.Msgs)
 	}
 	if err := s.SyncSchedules(ctx, "old", []registry.Schedule{{Cron: "@daily"}}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestNoRollupIntoTheWorkQueue: a publish with Nats-Rollup cannot purge
+// queued work (the scheduler, which needs roll-ups, has its own stream).
+func TestNoRollupIntoTheWorkQueue(t *testing.T) {
+	nc := natstest.Connect(t, natstest.Run(t))
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	s, err := invocation.Open(ctx, js, invocation.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, _, err := s.Submit(ctx, invocation.Submission{Function: "greet", Body: []byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, rollup := range []string{"all", "sub"} {
+		msg := &nats.Msg{Subject: wire.AsyncPrefix + "greet", Data: []byte(`{}`), Header: nats.Header{"Nats-Rollup": {rollup}}}
+		if _, err := js.PublishMsg(ctx, msg); err == nil {
+			t.Errorf("Nats-Rollup: %s was accepted", rollup)
+		}
+	}
+	st, _ := js.Stream(ctx, wire.StreamAsync)
+	if info, _ := st.Info(ctx); info.State.Msgs != 3 {
+		t.Fatalf("%d messages queued, want 3", info.State.Msgs)
 	}
 }

@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -43,35 +41,22 @@ type Config struct {
 	Duplicates time.Duration // default 10m
 	// MaxBytes bounds each of YARD_ASYNC, YARD_DLQ and yard_results, so
 	// a flood of accepted work cannot fill the disk that the registry and
-	// every other function share. Submit refuses new work once the queue
-	// holds MaxBytes (ErrBacklogFull: the gateway answers 503 with
-	// Retry-After); a full DLQ or results bucket drops its oldest entries.
-	//
-	// The work queue itself carries no byte limit: nats-server's message
-	// scheduler, which fires schedules into it, refuses streams that
-	// discard new messages, and discarding old ones would lose accepted
-	// work. So the bound holds for Submit (the gateway and yard invoke);
-	// a plain JetStream publish is bounded only by the server's storage.
+	// every other function share. A full work queue refuses new work
+	// (ErrBacklogFull: the gateway answers 429 with Retry-After); a full
+	// DLQ or results bucket drops its oldest entries.
 	MaxBytes int64 // default 1 GiB each
 }
 
 // ErrBacklogFull: the work queue holds Config.MaxBytes already.
 var ErrBacklogFull = errors.New("the asynchronous work queue is full; retry later")
 
-// backlogCheckEvery is how stale Submit's view of the queue size may be.
-const backlogCheckEvery = 250 * time.Millisecond
-
 // Store reads and writes invocations.
 type Store struct {
-	js       jetstream.JetStream
-	results  jetstream.KeyValue
-	async    jetstream.Stream
-	dlq      jetstream.Stream
-	maxBytes int64
-
-	backlogMu   sync.Mutex
-	backlogAt   time.Time
-	backlogFull bool
+	js        jetstream.JetStream
+	results   jetstream.KeyValue
+	async     jetstream.Stream
+	dlq       jetstream.Stream
+	schedules jetstream.Stream
 }
 
 // Open creates the streams and bucket when missing and returns the store.
@@ -88,20 +73,23 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 	if cfg.MaxBytes == 0 {
 		cfg.MaxBytes = 1 << 30
 	}
+	schedules, err := ensureSchedules(ctx, js)
+	if err != nil {
+		return nil, err
+	}
 	async, err := ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:        wire.StreamAsync,
-		Description: "Switchyard: accepted asynchronous invocations and schedules",
-		Subjects:    []string{wire.AsyncPrefix + ">", wire.SchedulesPrefix + ">"},
+		Description: "Switchyard: accepted asynchronous invocations",
+		Subjects:    []string{wire.AsyncPrefix + ">"},
 		Retention:   jetstream.WorkQueuePolicy,
 		Storage:     jetstream.FileStorage,
 		Duplicates:  cfg.Duplicates,
-		Discard:     jetstream.DiscardOld,
-		// Schedules fire into the stream that holds them; see MaxBytes.
-		AllowMsgSchedules: true,
-		AllowRollup:       true,
+		MaxBytes:    cfg.MaxBytes,
+		Discard:     jetstream.DiscardNew,
+		Sources:     []*jetstream.StreamSource{ticksSource()},
 	})
 	if err == nil {
-		async, err = allowSchedules(ctx, js, async)
+		async, err = sourceTicks(ctx, js, async)
 	}
 	if err != nil {
 		return nil, err
@@ -129,48 +117,21 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 	if err != nil {
 		return nil, fmt.Errorf("invocation: %w", err)
 	}
-	return &Store{js: js, results: kv, async: async, dlq: dlq, maxBytes: cfg.MaxBytes}, nil
+	return &Store{js: js, results: kv, async: async, dlq: dlq, schedules: schedules}, nil
 }
 
-// allowSchedules brings a YARD_ASYNC made by an earlier release (no
-// schedules, a byte limit that discards new work) up to date, keeping
-// whatever else an operator tuned.
-func allowSchedules(ctx context.Context, js jetstream.JetStream, s jetstream.Stream) (jetstream.Stream, error) {
-	cfg := s.CachedInfo().Config
-	if cfg.AllowMsgSchedules && slices.Contains(cfg.Subjects, wire.SchedulesPrefix+">") {
-		return s, nil
-	}
-	cfg.AllowMsgSchedules, cfg.AllowRollup, cfg.DenyPurge = true, true, false
-	if cfg.Discard == jetstream.DiscardNew {
-		cfg.Discard, cfg.MaxBytes = jetstream.DiscardOld, -1
-	}
-	if !slices.Contains(cfg.Subjects, wire.SchedulesPrefix+">") {
-		cfg.Subjects = append(cfg.Subjects, wire.SchedulesPrefix+">")
-	}
-	s, err := js.UpdateStream(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("invocation: allow schedules on %s: %w", cfg.Name, err)
-	}
-	return s, nil
-}
+// codeStreamStoreFailed is nats-server's JSStreamStoreFailedF.
+const codeStreamStoreFailed jetstream.ErrorCode = 10077
 
-// checkBacklog returns ErrBacklogFull while the work queue holds MaxBytes,
-// asking the server at most every backlogCheckEvery.
-func (s *Store) checkBacklog(ctx context.Context) error {
-	s.backlogMu.Lock()
-	defer s.backlogMu.Unlock()
-	if time.Since(s.backlogAt) >= backlogCheckEvery {
-		info, err := s.async.Info(ctx)
-		if err != nil {
-			return fmt.Errorf("invocation: %s: %w", wire.StreamAsync, err)
-		}
-		s.backlogAt = time.Now()
-		s.backlogFull = s.maxBytes > 0 && int64(info.State.Bytes) >= s.maxBytes
+// publishError names a full work queue ErrBacklogFull (the stream discards
+// new messages beyond MaxBytes, answering code 10077 "maximum bytes
+// exceeded").
+func publishError(subject string, err error) error {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == codeStreamStoreFailed && strings.Contains(apiErr.Description, "maximum") {
+		return fmt.Errorf("invocation: publish %s: %w (%s)", subject, ErrBacklogFull, apiErr.Description)
 	}
-	if s.backlogFull {
-		return ErrBacklogFull
-	}
-	return nil
+	return fmt.Errorf("invocation: publish %s: %w", subject, err)
 }
 
 // ensureStream creates a stream, or leaves an existing one as it is: an
@@ -209,9 +170,6 @@ type Submission struct {
 func (s *Store) Submit(ctx context.Context, sub Submission) (rec *Record, created bool, err error) {
 	subject, err := wire.AsyncSubject(sub.Function)
 	if err != nil {
-		return nil, false, err
-	}
-	if err := s.checkBacklog(ctx); err != nil {
 		return nil, false, err
 	}
 	id := NewID()
@@ -261,7 +219,7 @@ func (s *Store) Submit(ctx context.Context, sub Submission) (rec *Record, create
 			// record saying "queued" for work that never was would only lie.
 			_ = s.results.Delete(context.WithoutCancel(ctx), id)
 		}
-		return nil, false, fmt.Errorf("invocation: publish %s: %w", subject, err)
+		return nil, false, publishError(subject, err)
 	}
 	// Record that the message is stored, so a resubmit with the same key
 	// never publishes again, however long the invocation stays queued. If
@@ -304,7 +262,7 @@ func (s *Store) submitFresh(ctx context.Context, rec *Record, msg *nats.Msg) err
 	msg.Header.Set(HeaderSeqID, "1")
 	ack, err := s.js.PublishMsg(ctx, msg)
 	if err != nil {
-		return fmt.Errorf("invocation: publish %s: %w", msg.Subject, err)
+		return publishError(msg.Subject, err)
 	}
 	rec.ID, rec.Seq = SeqID(rec.ID, ack.Sequence), ack.Sequence
 	return nil

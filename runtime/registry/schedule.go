@@ -63,8 +63,14 @@ func (s Schedule) Pattern() (string, error) {
 	} else if n != 6 {
 		return "", fmt.Errorf("cron %q: want 5 fields (minute hour day month weekday) or 6 (seconds first), got %d", s.Cron, n)
 	}
-	if _, err := cronParser.Parse(line); err != nil {
+	sched, err := cronParser.Parse(line)
+	if err != nil {
 		return "", fmt.Errorf("cron %q: %w", s.Cron, err)
+	}
+	// nats-server refuses a line with no time in the next five years
+	// (30 February, say); so do we, before anything is deployed.
+	if sched.Next(time.Now()).IsZero() {
+		return "", fmt.Errorf("cron %q never fires", s.Cron)
 	}
 	return line, nil
 }

@@ -24,6 +24,7 @@ func TestSchedulePattern(t *testing.T) {
 		{"* * * *", "", "want 5 fields"},
 		{"61 * * * *", "", "above maximum"},
 		{"every minute", "", "want 5 fields"},
+		{"0 0 30 2 *", "", "never fires"},
 	} {
 		got, err := registry.Schedule{Cron: c.cron}.Pattern()
 		if c.err == "" && (err != nil || got != c.want) {

@@ -8,7 +8,8 @@ const (
 	BucketResults   = "yard_results"
 	StoreArtifacts  = "yard_artifacts"
 
-	StreamAsync = "YARD_ASYNC"
-	StreamDLQ   = "YARD_DLQ"
-	StreamLogs  = "YARD_LOGS"
+	StreamAsync     = "YARD_ASYNC"
+	StreamSchedules = "YARD_SCHEDULES"
+	StreamDLQ       = "YARD_DLQ"
+	StreamLogs      = "YARD_LOGS"
 )

@@ -15,9 +15,12 @@ const (
 	DLQPrefix      = "yard.dlq."
 	LogsPrefix     = "yard.logs."
 	ActivatePrefix = "yard.activate."
-	// SchedulesPrefix holds schedule messages, in stream YARD_ASYNC (the
-	// server's scheduler fires only into the stream holding the schedule).
+	// SchedulesPrefix holds schedule messages and TicksPrefix their ticks,
+	// both in stream YARD_SCHEDULES (the server's scheduler fires only into
+	// the stream holding the schedule); YARD_ASYNC sources the ticks as
+	// yard.async.<name>.
 	SchedulesPrefix = "yard.schedules."
+	TicksPrefix     = "yard.ticks."
 )
 
 // FnSubject is the request-reply subject of a function's live version:
@@ -53,7 +56,7 @@ func AsyncSubject(name string) (string, error) {
 }
 
 // SchedulesSubject holds one schedule of a function:
-// yard.schedules.<name>.<id>; its ticks go to AsyncSubject(name).
+// yard.schedules.<name>.<id>; its ticks go to TicksSubject(name).
 func SchedulesSubject(name, id string) (string, error) {
 	if err := ValidateName(name); err != nil {
 		return "", err
@@ -62,6 +65,15 @@ func SchedulesSubject(name, id string) (string, error) {
 		return "", err
 	}
 	return SchedulesPrefix + name + "." + id, nil
+}
+
+// TicksSubject receives the ticks of a function's schedules; YARD_ASYNC
+// sources them as AsyncSubject(name).
+func TicksSubject(name string) (string, error) {
+	if err := ValidateName(name); err != nil {
+		return "", err
+	}
+	return TicksPrefix + name, nil
 }
 
 // ResultsSubject carries the completion event of one async invocation.
