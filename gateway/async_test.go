@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/switchyard-dev/switchyard/internal/natstest"
 	fn "github.com/switchyard-dev/switchyard/runtime"
 	"github.com/switchyard-dev/switchyard/runtime/invocation"
@@ -147,5 +149,41 @@ func TestInvocationStatusErrors(t *testing.T) {
 	}
 	if r := e.do(http.MethodPost, "/invocations/abc", "application/json", strings.NewReader("{}")); r.status != http.StatusMethodNotAllowed {
 		t.Errorf("POST: %d", r.status)
+	}
+}
+
+// TestAsyncQueueFull: a full work queue is 429 resource_exhausted with
+// Retry-After, and nothing is queued.
+func TestAsyncQueueFull(t *testing.T) {
+	e := newEnv(t)
+	e.register(&registry.Spec{Name: "backlog", InputSchema: []byte(`{}`), OutputSchema: []byte(`{}`),
+		SchemaHash: "h", Timeout: registry.Duration(time.Second)})
+	// An operator's tighter limit on the work queue.
+	js, _ := jetstream.New(e.nc)
+	ctx := context.Background()
+	st, err := js.Stream(ctx, wire.StreamAsync)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	cfg.MaxBytes = 2048
+	if st, err = js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	var r response
+	for k := 0; k < 100; k++ {
+		if r = e.postAsync("backlog", `{"pad":"`+strings.Repeat("x", 200)+`"}`, nil); r.status != http.StatusAccepted {
+			break
+		}
+	}
+	if r.status != http.StatusTooManyRequests || r.problem.Code != wire.CodeResourceExhausted || r.header.Get("Retry-After") == "" {
+		t.Fatalf("full queue: %d %s", r.status, r.body)
+	}
+	info, _ := st.Info(ctx)
+	if again := e.postAsync("backlog", `{}`, nil); again.status != http.StatusTooManyRequests {
+		t.Fatalf("second try: %d", again.status)
+	}
+	if now, _ := st.Info(ctx); now.State.Msgs != info.State.Msgs {
+		t.Errorf("a refused invocation was queued: %d -> %d", info.State.Msgs, now.State.Msgs)
 	}
 }
