@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -197,16 +196,6 @@ func TestLsEmpty(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 func TestUpPortInUse(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -218,31 +207,13 @@ func TestUpPortInUse(t *testing.T) {
 	if r.code != ExitError || !strings.Contains(r.stderr, "--nats-port") || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
 		t.Fatalf("NATS port taken: %+v", r)
 	}
-	r = yard(t, nil, "", "up", "--data", t.TempDir(), "--nats-port", strconv.Itoa(freePort(t)), "--http", ln.Addr().String(), "--no-functions")
+	r = yard(t, nil, "", "up", "--data", t.TempDir(), "--nats-port", strconv.Itoa(natstest.FreePort(t)), "--http", ln.Addr().String(), "--no-functions")
 	if r.code != ExitError || !strings.Contains(r.stderr, "--http") {
 		t.Fatalf("HTTP port taken: %+v", r)
 	}
 	if r := yard(t, nil, "", "up", "--sync", "sometimes"); r.code != ExitUsage || !strings.Contains(r.stderr, "--sync") {
 		t.Fatalf("bad --sync: %+v", r)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe to read while yard up writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestUp runs the whole platform as a user does: yard up builds and starts
@@ -261,9 +232,9 @@ func TestUp(t *testing.T) {
 	t.Chdir(t.TempDir())
 	data := ".yard"
 	for round := range 2 {
-		natsPort := freePort(t)
-		httpPort := freePort(t)
-		var stderr syncBuffer
+		natsPort := natstest.FreePort(t)
+		httpPort := natstest.FreePort(t)
+		var stderr natstest.Buffer
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan int, 1)
 		go func() {
@@ -320,9 +291,9 @@ func regexpMatch(pattern, s string) bool { return regexp.MustCompile(pattern).Ma
 
 // runUntil starts a long-running yard command and returns a stop function
 // that cancels it and returns its exit code.
-func runUntil(t *testing.T, env map[string]string, ready string, args ...string) (stop func() int, stderr *syncBuffer) {
+func runUntil(t *testing.T, env map[string]string, ready string, args ...string) (stop func() int, stderr *natstest.Buffer) {
 	t.Helper()
-	stderr = &syncBuffer{}
+	stderr = &natstest.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
@@ -341,11 +312,11 @@ func runUntil(t *testing.T, env map[string]string, ready string, args ...string)
 }
 
 func TestServerAndGatewayCommands(t *testing.T) {
-	natsPort := strconv.Itoa(freePort(t))
+	natsPort := strconv.Itoa(natstest.FreePort(t))
 	stopServer, _ := runUntil(t, nil, "Ctrl-C stops", "server", "--data", t.TempDir(), "--nats-port", natsPort)
 	env := map[string]string{"NATS_URL": "nats://127.0.0.1:" + natsPort}
 
-	httpAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	httpAddr := "127.0.0.1:" + strconv.Itoa(natstest.FreePort(t))
 	stopGateway, _ := runUntil(t, env, "gateway on http://"+httpAddr, "gateway", "--http", httpAddr, "--allow-private-callbacks")
 
 	nc, err := nats.Connect(env["NATS_URL"])

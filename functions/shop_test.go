@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -39,34 +38,6 @@ type shop struct {
 	client   *http.Client
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// lockedBuffer collects a process's output while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func startShop(t *testing.T) *shop {
 	t.Helper()
 	root, err := filepath.Abs("..")
@@ -80,11 +51,11 @@ func startShop(t *testing.T) *shop {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build yard: %v\n%s", err, out)
 	}
-	natsPort, httpPort := freePort(t), freePort(t)
+	natsPort, httpPort := natstest.FreePort(t), natstest.FreePort(t)
 	up := exec.Command(yardBin, "up", "--data", filepath.Join(dir, "data"), "--nats-port", strconv.Itoa(natsPort),
 		"--http", "127.0.0.1:"+strconv.Itoa(httpPort), "--functions", filepath.Join(root, "functions"), "--log-level", "warn")
 	up.Dir = dir
-	var out lockedBuffer
+	var out natstest.Buffer
 	up.Stdout, up.Stderr = &out, &out
 	if err := up.Start(); err != nil {
 		t.Fatal(err)

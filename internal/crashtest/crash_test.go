@@ -14,7 +14,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -63,7 +62,7 @@ func TestCrash(t *testing.T) {
 	}
 
 	// NATS on a fixed port, so every client reconnects after a restart.
-	port := freePort(t)
+	port := natstest.FreePort(t)
 	store := filepath.Join(dir, "js")
 	ns := startServer(t, port, store)
 	var nsMu sync.Mutex
@@ -301,15 +300,6 @@ func startServer(t *testing.T, port int, store string) *natsserver.Server {
 		return err == nil
 	})
 	return ns
-}
-
-func freePort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // fleet runs the function processes.
