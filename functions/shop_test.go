@@ -231,6 +231,7 @@ func TestShop(t *testing.T) {
 	const workers = 48
 	skus := []string{"TEA-0001", "COF-0001", "EQP-0001"}
 	statuses := make([]int, orders)
+	dupStatuses := make([]int, orders)
 	outage := make(chan struct{})
 	next := make(chan int)
 	var wg sync.WaitGroup
@@ -251,12 +252,25 @@ func TestShop(t *testing.T) {
 					"order_id": fmt.Sprintf("e2e-%04d", k), "items": items,
 					"card": card, "email": fmt.Sprintf("buyer%d@example.com", k),
 				})
-				resp, err := s.client.Post(s.httpBase+"/fn/orders", "application/json", bytes.NewReader(body))
-				if err == nil {
+				post := func() int {
+					resp, err := s.client.Post(s.httpBase+"/fn/orders", "application/json", bytes.NewReader(body))
+					if err != nil {
+						return 0
+					}
 					_, _ = io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
-					statuses[k] = resp.StatusCode
+					return resp.StatusCode
 				}
+				if k%20 == 7 {
+					// An impatient client: the same order twice at once.
+					var twin sync.WaitGroup
+					twin.Add(1)
+					go func() { defer twin.Done(); dupStatuses[k] = post() }()
+					statuses[k] = post()
+					twin.Wait()
+					continue
+				}
+				statuses[k] = post()
 			}
 		}()
 	}
@@ -298,6 +312,32 @@ func TestShop(t *testing.T) {
 	close(next)
 	wg.Wait()
 	t.Logf("%5.1fs: all %d orders answered", time.Since(began).Seconds(), orders)
+	answers := map[int]int{}
+	for _, code := range statuses {
+		answers[code]++
+	}
+	t.Logf("HTTP answers: %v", answers)
+	// 200 (paid, declined, out of stock) or 503 (payments unavailable, with
+	// the stock released); never an internal error or a timeout.
+	for code, n := range answers {
+		if code != http.StatusOK && code != http.StatusServiceUnavailable && code != http.StatusConflict {
+			t.Errorf("%d orders answered %d", n, code)
+		}
+	}
+	// The twin of a duplicated order: the same outcome, or 409 while the
+	// first is being placed.
+	twins := map[int]int{}
+	for k, code := range dupStatuses {
+		if k%20 == 7 {
+			twins[code]++
+		}
+	}
+	t.Logf("HTTP answers to the duplicates: %v", twins)
+	for code, n := range twins {
+		if code != http.StatusOK && code != http.StatusServiceUnavailable && code != http.StatusConflict {
+			t.Errorf("%d duplicates answered %d", n, code)
+		}
+	}
 	res := <-outageDone
 	if res.err != nil {
 		t.Fatal(res.err)
@@ -397,6 +437,36 @@ func TestShop(t *testing.T) {
 		if final[sku] < 0 || final[sku] != initial[sku]-paidQty[sku] {
 			t.Errorf("%s: %d in stock, want %d - %d paid = %d", sku, final[sku], initial[sku], paidQty[sku], initial[sku]-paidQty[sku])
 		}
+	}
+	// Money: every paid order has exactly one approved charge, and no
+	// other order has one that was not refunded.
+	charges := kv("shop_payments")
+	chargeKeys, _ := charges.Keys(context.Background())
+	approved := map[string]bool{}
+	for _, key := range chargeKeys {
+		e, err := charges.Get(context.Background(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c struct {
+			OrderID string `json:"order_id"`
+			Status  string `json:"status"`
+		}
+		if json.Unmarshal(e.Value(), &c) != nil {
+			t.Fatalf("charge %s: %s", key, e.Value())
+		}
+		if c.Status == "approved" {
+			approved[strings.TrimPrefix(key, "charge.")] = true
+		}
+	}
+	for _, id := range paid {
+		if !approved[id] {
+			t.Errorf("paid order %s has no approved charge", id)
+		}
+		delete(approved, id)
+	}
+	if len(approved) > 0 {
+		t.Errorf("charged but not paid: %v", approved)
 	}
 	// Every paid order has exactly one notification; no other order has one.
 	notes := kv("shop_notifications")

@@ -88,7 +88,7 @@ func InvokeRaw(ctx context.Context, name string, input []byte) ([]byte, error) {
 		return call(ctx, nc, name, msg)
 	})
 	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
-		return nil, &Error{Code: CodeUnavailable, Message: fmt.Sprintf("circuit open for %s after repeated failures; not calling it for now", name)}
+		return nil, undelivered(fmt.Sprintf("circuit open for %s after repeated failures; not calling it for now", name))
 	}
 	return reply, err
 }
@@ -117,7 +117,7 @@ func call(ctx context.Context, nc *nats.Conn, name string, msg *nats.Msg) ([]byt
 				if errors.As(aerr, &we) && we.Code == wire.CodeNotFound {
 					// The agents say it is not deployed: nothing will
 					// come, so fail now rather than at the deadline.
-					return nil, &Error{Code: CodeUnavailable, Message: fmt.Sprintf("no instance of %s is running: %s", name, we.Message)}
+					return nil, undelivered(fmt.Sprintf("no instance of %s is running: %s", name, we.Message))
 				}
 			}
 		case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionReconnecting),
@@ -131,7 +131,7 @@ func call(ctx context.Context, nc *nats.Conn, name string, msg *nats.Msg) ([]byt
 		select {
 		case <-ctx.Done():
 			if errors.Is(err, nats.ErrNoResponders) {
-				return nil, &Error{Code: CodeUnavailable, Message: fmt.Sprintf("no instance of %s is running", name)}
+				return nil, undelivered(fmt.Sprintf("no instance of %s is running", name))
 			}
 			return nil, &Error{Code: CodeDeadlineExceeded, Message: fmt.Sprintf("%s did not answer in time", name)}
 		case <-time.After(backoff):
@@ -162,6 +162,27 @@ func breakerFor(name string) *gobreaker.CircuitBreaker[[]byte] {
 		},
 	}))
 	return b.(*gobreaker.CircuitBreaker[[]byte])
+}
+
+// notDelivered is an unavailable error of a call that certainly never
+// reached the target; see NotDelivered.
+type notDelivered struct{ e *Error }
+
+func (n notDelivered) Error() string { return n.e.Error() }
+func (n notDelivered) Unwrap() error { return n.e }
+
+func undelivered(msg string) error {
+	return notDelivered{&Error{Code: CodeUnavailable, Message: msg}}
+}
+
+// NotDelivered reports whether an error of Invoke means the call certainly
+// never reached the target: its circuit was open, or no instance ran. The
+// target did nothing, so undoing what the caller did before is safe. Any
+// other error (a timeout, say) may come from a call the target handled.
+// The error is still an *Error with code unavailable.
+func NotDelivered(err error) bool {
+	var nd notDelivered
+	return errors.As(err, &nd)
 }
 
 // breakerStates reports every circuit of this process by target; nil when

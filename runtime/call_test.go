@@ -113,8 +113,8 @@ func TestInvokeNotDeployed(t *testing.T) {
 	defer cancel()
 	_, err = fn.Invoke[out](ctx, "ghost", in{N: 1})
 	var we *wire.Error
-	if !errors.As(err, &we) || we.Code != wire.CodeUnavailable || !strings.Contains(we.Message, "not deployed") || ctx.Err() != nil {
-		t.Fatalf("not deployed: %v (ctx %v)", err, ctx.Err())
+	if !errors.As(err, &we) || we.Code != wire.CodeUnavailable || !strings.Contains(we.Message, "not deployed") || ctx.Err() != nil || !fn.NotDelivered(err) {
+		t.Fatalf("not deployed: %v (ctx %v, not delivered %v)", err, ctx.Err(), fn.NotDelivered(err))
 	}
 }
 
@@ -141,8 +141,12 @@ func TestCircuitBreaker(t *testing.T) {
 	defer inst.Stop(context.Background())
 	ctx := fn.WithConn(context.Background(), nc)
 	for range fn.BreakerFailures {
-		if _, err := fn.Invoke[out](ctx, "flaky-payments", in{N: 1}); err == nil {
+		_, err := fn.Invoke[out](ctx, "flaky-payments", in{N: 1})
+		if err == nil {
 			t.Fatal("succeeded while down")
+		}
+		if fn.NotDelivered(err) {
+			t.Fatalf("the handler's own error counts as delivered: %v", err)
 		}
 	}
 	if st := fn.BreakerState("flaky-payments"); st != "open" {
@@ -155,7 +159,7 @@ func TestCircuitBreaker(t *testing.T) {
 	before := calls.Load()
 	_, err = fn.Invoke[out](ctx, "flaky-payments", in{N: 1})
 	var we *wire.Error
-	if !errors.As(err, &we) || we.Code != wire.CodeUnavailable || calls.Load() != before {
+	if !errors.As(err, &we) || we.Code != wire.CodeUnavailable || calls.Load() != before || !fn.NotDelivered(err) {
 		t.Fatalf("open breaker must fail fast without calling: %v (calls %d -> %d)", err, before, calls.Load())
 	}
 	down.Store(false)

@@ -1,12 +1,31 @@
 // Command inventory keeps the example shop's stock and the reservations
-// orders hold on it, in the KV bucket shop_inventory. Every change is a
-// revision-checked update, so concurrent orders, on any number of
-// instances, can never take stock below zero or give it back twice.
+// orders hold on it, in the KV bucket shop_inventory. Every stock change is
+// one revision-checked, repeatable write on the stock key itself:
+// stock.<SKU> holds the available quantity and the holds of the orders that
+// reserved it ({"available": 98, "holds": {"o-1": 2}}). Taking stock for an
+// order that already holds the SKU does nothing, giving back only happens
+// while the hold exists (and deletes it), and committing deletes the hold
+// (the units stay sold). So concurrent orders, on any number of instances,
+// can never take stock below zero, and any step may be retried after a
+// crash without taking or giving back twice.
 //
-// An order first reserves its items (taking them out of the available
-// stock), then commits the reservation once paid or releases it (giving
-// the items back). A reservation left held by an orders instance that
-// crashed in between is released by the sweep, which runs every minute.
+// An order first reserves its items, then commits the reservation once paid
+// or releases it (giving the items back). The reservation record
+// res.<order> says which SKUs the order touched and in which state it is
+// (held, committed, released); it carries the attempt (a fencing token from
+// orders, growing with every attempt at the order) that holds it, and
+// reserve, release and commit with an older attempt are refused (409), so a
+// slow earlier attempt cannot change a newer one's reservation. Callers
+// without an attempt (0) are not fenced.
+//
+// Reservations that are held, or whose commit or release has not finished
+// yet, are indexed in a second bucket, shop_inventory_held (one key per
+// order), so the sweep, which runs every minute, reads only those: it
+// releases the ones held for longer than SHOP_RESERVATION_TTL (left by an
+// orders instance that crashed) and finishes interrupted commits and
+// releases. Finished reservation records stay in shop_inventory: they
+// remember an order's outcome (a repeated reserve of an order that was out
+// of stock answers insufficient_stock again).
 package main
 
 import (
@@ -26,6 +45,10 @@ import (
 // Bucket holds the stock (stock.<SKU>) and reservations (res.<order id>).
 const Bucket = "shop_inventory"
 
+// HeldBucket indexes the reservations the sweep must look at: one key per
+// order, created on reserve, deleted once committed or released.
+const HeldBucket = "shop_inventory_held"
+
 // Input is one inventory operation.
 type Input struct {
 	Op string `json:"op" jsonschema:"enum=reserve,enum=release,enum=commit,enum=get,enum=restock,enum=sweep"`
@@ -34,6 +57,9 @@ type Input struct {
 	// Items are required by reserve (quantity 1..1000) and restock (the new
 	// available quantity); get reads the stock of the listed SKUs, or of all.
 	Items []Item `json:"items,omitempty" jsonschema:"maxItems=20"`
+	// Attempt fences reserve, release and commit: an attempt older than the
+	// one holding the reservation is refused with conflict. 0: not fenced.
+	Attempt int64 `json:"attempt,omitempty" jsonschema:"minimum=0"`
 }
 
 // Item is a quantity of one SKU.
@@ -87,16 +113,19 @@ var ReservationTTL = 5 * time.Minute
 // MaxReserveQuantity bounds the quantity of one SKU in a reservation.
 const MaxReserveQuantity = 1000
 
+// stockRecord is stock.<SKU>: what is available, and what each order with
+// a live reservation holds. Holds are deleted by commit and release, so
+// the map only ever holds the reservations in flight.
 type stockRecord struct {
-	Available int `json:"available"`
+	Available int            `json:"available"`
+	Holds     map[string]int `json:"holds,omitempty"`
 }
 
 type reservation struct {
 	Items []Item `json:"items"`
-	// Taken are the items actually taken out of stock so far: a release
-	// gives back exactly these.
-	Taken []Item `json:"taken"`
 	State string `json:"state"`
+	// Attempt is the fencing token of the attempt holding it.
+	Attempt int64 `json:"attempt,omitempty"`
 	// Complete is set once every item is taken; until then a concurrent
 	// reserve of the same order cannot tell its outcome yet.
 	Complete  bool      `json:"complete"`
@@ -105,10 +134,16 @@ type reservation struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
+type heldEntry struct {
+	CreatedAt time.Time `json:"created_at"`
+}
+
 func stockKey(sku string) string { return "stock." + sku }
 func resKey(order string) string { return "res." + order }
 
 var errNoop = errors.New("no change")
+
+type buckets struct{ kv, held *fn.KV }
 
 // Inventory runs one operation.
 func Inventory(ctx context.Context, in Input) (Output, error) {
@@ -116,6 +151,11 @@ func Inventory(ctx context.Context, in Input) (Output, error) {
 	if err != nil {
 		return Output{}, err
 	}
+	held, err := fn.OpenKV(ctx, HeldBucket)
+	if err != nil {
+		return Output{}, err
+	}
+	b := buckets{kv, held}
 	if err := ensureSeeded(ctx, kv); err != nil {
 		return Output{}, err
 	}
@@ -136,20 +176,20 @@ func Inventory(ctx context.Context, in Input) (Output, error) {
 	}
 	switch in.Op {
 	case "reserve":
-		return reserve(ctx, kv, in.OrderID, merge(in.Items))
+		return reserve(ctx, b, in.OrderID, in.Attempt, merge(in.Items))
 	case "release":
-		if _, err := release(ctx, kv, in.OrderID, time.Time{}); err != nil {
+		if _, err := release(ctx, b, in.OrderID, in.Attempt, time.Time{}, ""); err != nil {
 			return Output{}, err
 		}
 		return Output{OrderID: in.OrderID, Status: StatusReleased}, nil
 	case "commit":
-		return commit(ctx, kv, in.OrderID)
+		return commit(ctx, b, in.OrderID, in.Attempt)
 	case "get":
 		return get(ctx, kv, in.Items)
 	case "restock":
 		return restock(ctx, kv, in.Items)
 	case "sweep":
-		n, err := sweep(ctx, kv, time.Now().Add(-ReservationTTL))
+		n, err := sweep(ctx, b, time.Now().Add(-ReservationTTL))
 		return Output{Status: StatusOK, Released: n}, err
 	}
 	return Output{}, fn.InvalidArgument("/op", "unknown operation")
@@ -192,38 +232,106 @@ func ensureSeeded(ctx context.Context, kv *fn.KV) error {
 // kept out by the revision check.
 var stockLocks sync.Map // SKU -> *sync.Mutex
 
-// addStock changes the available stock of sku by delta, refusing (errShort)
-// to go below zero.
-func addStock(ctx context.Context, kv *fn.KV, sku string, delta int) (int, error) {
+// changeStock applies change to stock.<sku> in one revision-checked write.
+func changeStock(ctx context.Context, kv *fn.KV, sku string, change func(s *stockRecord) error) (stockRecord, error) {
 	mu, _ := stockLocks.LoadOrStore(sku, &sync.Mutex{})
 	mu.(*sync.Mutex).Lock()
 	defer mu.(*sync.Mutex).Unlock()
-	s, err := fn.UpdateJSON(ctx, kv, stockKey(sku), func(s *stockRecord, exists bool) error {
+	return fn.UpdateJSON(ctx, kv, stockKey(sku), func(s *stockRecord, exists bool) error {
 		if !exists {
 			s.Available = seed[sku]
 		}
-		if s.Available+delta < 0 {
-			return errShort
-		}
-		s.Available += delta
-		return nil
+		return change(s)
 	})
-	return s.Available, err
 }
 
 var errShort = errors.New("insufficient stock")
 
-func reserve(ctx context.Context, kv *fn.KV, order string, items []Item) (Output, error) {
-	now := time.Now().UTC()
-	var existing reservation
-	_, err := fn.UpdateJSON(ctx, kv, resKey(order), func(r *reservation, exists bool) error {
-		existing = *r
-		// A reservation released by release or the sweep may be held
-		// again: the order is being retried.
-		if exists && (r.State != stateReleased || r.Short != "") {
+// take takes qty of sku for order, unless the order holds the SKU already.
+func take(ctx context.Context, kv *fn.KV, sku, order string, qty int) (int, error) {
+	s, err := changeStock(ctx, kv, sku, func(s *stockRecord) error {
+		if _, ok := s.Holds[order]; ok {
 			return errNoop
 		}
-		*r = reservation{Items: items, Taken: []Item{}, State: stateHeld, CreatedAt: now, UpdatedAt: now}
+		if s.Available < qty {
+			return errShort
+		}
+		s.Available -= qty
+		if s.Holds == nil {
+			s.Holds = map[string]int{}
+		}
+		s.Holds[order] = qty
+		return nil
+	})
+	if errors.Is(err, errNoop) {
+		err = nil
+	}
+	return s.Available, err
+}
+
+// giveBack returns the order's hold of sku to the available stock, if it
+// still has one.
+func giveBack(ctx context.Context, kv *fn.KV, sku, order string) error {
+	_, err := changeStock(ctx, kv, sku, func(s *stockRecord) error {
+		q, ok := s.Holds[order]
+		if !ok {
+			return errNoop
+		}
+		s.Available += q
+		delete(s.Holds, order)
+		return nil
+	})
+	if errors.Is(err, errNoop) {
+		return nil
+	}
+	return err
+}
+
+// settleHold deletes the order's hold of sku: the units stay sold.
+func settleHold(ctx context.Context, kv *fn.KV, sku, order string) error {
+	_, err := changeStock(ctx, kv, sku, func(s *stockRecord) error {
+		if _, ok := s.Holds[order]; !ok {
+			return errNoop
+		}
+		delete(s.Holds, order)
+		return nil
+	})
+	if errors.Is(err, errNoop) {
+		return nil
+	}
+	return err
+}
+
+func staleAttempt(order string, attempt, holder int64) error {
+	return fn.Errorf(fn.CodeConflict, "the reservation of order %s belongs to a newer attempt (%d > %d)", order, holder, attempt)
+}
+
+func reserve(ctx context.Context, b buckets, order string, attempt int64, items []Item) (Output, error) {
+	now := time.Now().UTC()
+	var existing reservation
+	var adopted bool
+	r, err := fn.UpdateJSON(ctx, b.kv, resKey(order), func(r *reservation, exists bool) error {
+		existing, adopted = *r, false
+		if exists {
+			if attempt != 0 && attempt < r.Attempt {
+				return staleAttempt(order, attempt, r.Attempt)
+			}
+			switch {
+			case r.State == stateHeld && r.Complete && attempt > r.Attempt:
+				// A newer attempt takes over the finished reservation.
+				r.Attempt, r.UpdatedAt, adopted = attempt, now, true
+				return nil
+			case r.State == stateHeld && !r.Complete && attempt != 0 && attempt == r.Attempt:
+				// The same attempt again (say, after a timeout): carry on,
+				// taking is repeatable.
+				return nil
+			case r.State != stateReleased || r.Short != "":
+				return errNoop
+			}
+			// A reservation released by release or the sweep may be held
+			// again: the order is being retried.
+		}
+		*r = reservation{Items: items, State: stateHeld, Attempt: attempt, CreatedAt: now, UpdatedAt: now}
 		return nil
 	})
 	if errors.Is(err, errNoop) {
@@ -232,54 +340,59 @@ func reserve(ctx context.Context, kv *fn.KV, order string, items []Item) (Output
 	if err != nil {
 		return Output{}, err
 	}
+	if adopted {
+		return Output{OrderID: order, Status: StatusReserved}, nil
+	}
+	// Indexed before anything is taken, so the sweep finds whatever is.
+	if err := markHeld(ctx, b.held, order, r.CreatedAt); err != nil {
+		return Output{}, err
+	}
 
 	out := Output{OrderID: order, Status: StatusReserved, Stock: []Stock{}}
-	for _, it := range items {
-		avail, err := addStock(ctx, kv, it.SKU, -it.Quantity)
+	for _, it := range r.Items {
+		avail, err := take(ctx, b.kv, it.SKU, order, it.Quantity)
 		if errors.Is(err, errShort) {
-			if _, err := release(ctx, kv, order, time.Time{}, it.SKU); err != nil {
+			if _, err := release(ctx, b, order, attempt, time.Time{}, it.SKU); err != nil {
 				return Output{}, err
 			}
 			return Output{OrderID: order, Status: StatusInsufficientStock, SKU: it.SKU}, nil
 		}
 		if err != nil {
-			// What was taken stays recorded: release or the sweep gives it back.
-			return Output{}, err
-		}
-		_, err = fn.UpdateJSON(ctx, kv, resKey(order), func(r *reservation, exists bool) error {
-			if !exists || r.State != stateHeld {
-				return errNoop
-			}
-			r.Taken = append(r.Taken, it)
-			r.UpdatedAt = time.Now().UTC()
-			return nil
-		})
-		if errors.Is(err, errNoop) {
-			// Released meanwhile (a concurrent release): this item is ours to
-			// give back, the rest was given back by the release.
-			if _, err := addStock(ctx, kv, it.SKU, it.Quantity); err != nil {
-				return Output{}, err
-			}
-			return Output{OrderID: order, Status: StatusReleased}, nil
-		}
-		if err != nil {
-			// The item is taken but not recorded: it is lost to the stock
-			// rather than oversold.
+			// The holds say what was taken: a retry, release or the sweep
+			// settles it.
 			return Output{}, err
 		}
 		out.Stock = append(out.Stock, Stock{SKU: it.SKU, Available: avail})
 	}
-	_, err = fn.UpdateJSON(ctx, kv, resKey(order), func(r *reservation, exists bool) error {
-		if !exists || r.State != stateHeld {
+	var after reservation
+	_, err = fn.UpdateJSON(ctx, b.kv, resKey(order), func(r *reservation, exists bool) error {
+		after = *r
+		if !exists || r.State != stateHeld || r.Attempt != attempt {
 			return errNoop
 		}
-		r.Complete = true
+		r.Complete, r.UpdatedAt = true, time.Now().UTC()
 		return nil
 	})
 	if errors.Is(err, errNoop) {
+		if after.State == stateHeld && after.Attempt > attempt {
+			return Output{}, staleAttempt(order, attempt, after.Attempt)
+		}
+		// Released meanwhile (a concurrent release): what this call took
+		// after it is given back too.
+		if _, err := release(ctx, b, order, 0, time.Time{}, ""); err != nil {
+			return Output{}, err
+		}
 		return Output{OrderID: order, Status: StatusReleased}, nil
 	}
 	return out, err
+}
+
+func markHeld(ctx context.Context, held *fn.KV, order string, created time.Time) error {
+	_, err := fn.UpdateJSON(ctx, held, order, func(h *heldEntry, _ bool) error {
+		h.CreatedAt = created
+		return nil
+	})
+	return err
 }
 
 // existingOutcome answers a repeated reserve of an order.
@@ -293,61 +406,101 @@ func existingOutcome(order string, r reservation) (Output, error) {
 	return Output{OrderID: order, Status: StatusReserved}, nil
 }
 
-// release gives back the stock of a held reservation, exactly once: the
-// state change held→released is revision-checked, so only one caller wins
-// it and gives the items back. With a non-zero olderThan only reservations
-// created before it are released (the sweep). It reports whether this call
-// released it.
-func release(ctx context.Context, kv *fn.KV, order string, olderThan time.Time, short ...string) (bool, error) {
-	var taken []Item
-	_, err := fn.UpdateJSON(ctx, kv, resKey(order), func(r *reservation, exists bool) error {
-		if !exists || r.State != stateHeld || (!olderThan.IsZero() && !r.CreatedAt.Before(olderThan)) {
+// release gives back the stock of a reservation. The state change
+// held→released is revision-checked; then every SKU the reservation names
+// is given back where the order still holds it, each a repeatable write. A
+// give-back that fails does not stop the others, and the reservation stays
+// in the held index, so a repeated release (or the sweep) completes it.
+// With a non-zero olderThan only reservations created before it are
+// released (the sweep). It reports whether this call moved it to released.
+func release(ctx context.Context, b buckets, order string, attempt int64, olderThan time.Time, short string) (bool, error) {
+	var cur reservation
+	var found bool
+	_, err := fn.UpdateJSON(ctx, b.kv, resKey(order), func(r *reservation, exists bool) error {
+		cur, found = *r, exists
+		if !exists || r.State != stateHeld {
 			return errNoop
 		}
-		taken = r.Taken
-		r.State = stateReleased
-		if len(short) > 0 {
-			r.Short = short[0]
+		if attempt != 0 && attempt < r.Attempt {
+			return staleAttempt(order, attempt, r.Attempt)
 		}
-		r.UpdatedAt = time.Now().UTC()
+		if !olderThan.IsZero() && !r.CreatedAt.Before(olderThan) {
+			return errNoop
+		}
+		r.State, r.Short, r.UpdatedAt = stateReleased, short, time.Now().UTC()
+		cur = *r
 		return nil
 	})
-	if errors.Is(err, errNoop) {
-		return false, nil
-	}
-	if err != nil {
+	changed := err == nil
+	if err != nil && !errors.Is(err, errNoop) {
 		return false, err
 	}
-	for _, it := range taken {
-		if _, err := addStock(ctx, kv, it.SKU, it.Quantity); err != nil {
-			fn.Logger(ctx).Error("stock of a released reservation not given back", "order", order, "sku", it.SKU, "quantity", it.Quantity, "err", err)
-			return true, err
-		}
+	if !found {
+		return false, b.held.Delete(ctx, order)
 	}
-	return true, nil
+	if cur.State != stateReleased {
+		return false, nil // held (too young for the sweep) or committed
+	}
+	return changed, finishRelease(ctx, b, order, cur)
 }
 
-func commit(ctx context.Context, kv *fn.KV, order string) (Output, error) {
-	var state string
-	var complete bool
-	_, err := fn.UpdateJSON(ctx, kv, resKey(order), func(r *reservation, exists bool) error {
+// finishRelease gives back every hold of a released reservation and takes
+// it out of the held index.
+func finishRelease(ctx context.Context, b buckets, order string, r reservation) error {
+	var errs []error
+	for _, it := range r.Items {
+		if err := giveBack(ctx, b.kv, it.SKU, order); err != nil {
+			fn.Logger(ctx).Error("stock of a released reservation not given back yet", "order", order, "sku", it.SKU, "err", err)
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return b.held.Delete(ctx, order)
+}
+
+// finishCommit deletes the holds of a committed reservation and takes it
+// out of the held index.
+func finishCommit(ctx context.Context, b buckets, order string, r reservation) error {
+	var errs []error
+	for _, it := range r.Items {
+		if err := settleHold(ctx, b.kv, it.SKU, order); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return b.held.Delete(ctx, order)
+}
+
+func commit(ctx context.Context, b buckets, order string, attempt int64) (Output, error) {
+	var cur reservation
+	_, err := fn.UpdateJSON(ctx, b.kv, resKey(order), func(r *reservation, exists bool) error {
 		if !exists {
 			return fn.NotFound("no reservation for order %s", order)
 		}
-		state, complete = r.State, r.Complete
+		cur = *r
 		if r.State != stateHeld || !r.Complete {
 			return errNoop
 		}
-		r.State = stateCommitted
-		r.UpdatedAt = time.Now().UTC()
+		if attempt != 0 && attempt < r.Attempt {
+			return staleAttempt(order, attempt, r.Attempt)
+		}
+		r.State, r.UpdatedAt = stateCommitted, time.Now().UTC()
+		cur = *r
 		return nil
 	})
 	switch {
-	case err == nil, errors.Is(err, errNoop) && state == stateCommitted:
+	case err == nil, errors.Is(err, errNoop) && cur.State == stateCommitted:
+		if err := finishCommit(ctx, b, order, cur); err != nil {
+			return Output{}, err
+		}
 		return Output{OrderID: order, Status: StatusCommitted}, nil
-	case errors.Is(err, errNoop) && state == stateReleased:
+	case errors.Is(err, errNoop) && cur.State == stateReleased:
 		return Output{}, fn.Errorf(fn.CodeConflict, "the reservation of order %s was released", order)
-	case errors.Is(err, errNoop) && !complete:
+	case errors.Is(err, errNoop) && !cur.Complete:
 		return Output{}, fn.Errorf(fn.CodeConflict, "the reservation of order %s is not complete", order)
 	}
 	return Output{}, err
@@ -391,38 +544,48 @@ func restock(ctx context.Context, kv *fn.KV, items []Item) (Output, error) {
 	return out, nil
 }
 
-// sweep releases the held reservations created before cutoff.
-func sweep(ctx context.Context, kv *fn.KV, cutoff time.Time) (int, error) {
-	keys, err := kv.Keys(ctx)
+// sweep looks at the reservations in the held index: it releases those
+// held since before cutoff, and finishes commits and releases that were
+// interrupted. It returns how many it released.
+func sweep(ctx context.Context, b buckets, cutoff time.Time) (int, error) {
+	orders, err := b.held.Keys(ctx)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
-	for _, k := range keys {
-		order, ok := strings.CutPrefix(k, "res.")
-		if !ok {
+	var errs []error
+	for _, order := range orders {
+		r, _, err := fn.GetJSON[reservation](ctx, b.kv, resKey(order))
+		switch {
+		case errors.Is(err, fn.ErrKeyNotFound):
+			errs = append(errs, b.held.Delete(ctx, order))
+			continue
+		case err != nil:
+			errs = append(errs, err)
 			continue
 		}
-		r, _, err := fn.GetJSON[reservation](ctx, kv, k)
-		if errors.Is(err, fn.ErrKeyNotFound) {
-			continue
-		}
-		if err != nil {
-			return n, err
-		}
-		if r.State != stateHeld || !r.CreatedAt.Before(cutoff) {
-			continue
-		}
-		released, err := release(ctx, kv, order, cutoff)
-		if err != nil {
-			return n, err
-		}
-		if released {
-			fn.Logger(ctx).Warn("released an expired reservation", "order", order, "created_at", r.CreatedAt)
-			n++
+		switch r.State {
+		case stateCommitted:
+			errs = append(errs, finishCommit(ctx, b, order, r))
+		case stateReleased:
+			// Only long after the release: a reserve of the order retried
+			// right now may be taking stock under the same order id.
+			if r.UpdatedAt.Before(cutoff) {
+				errs = append(errs, finishRelease(ctx, b, order, r))
+			}
+		case stateHeld:
+			if !r.CreatedAt.Before(cutoff) {
+				continue
+			}
+			released, err := release(ctx, b, order, 0, cutoff, "")
+			errs = append(errs, err)
+			if released {
+				fn.Logger(ctx).Warn("released an expired reservation", "order", order, "created_at", r.CreatedAt)
+				n++
+			}
 		}
 	}
-	return n, nil
+	return n, errors.Join(errs...)
 }
 
 // ParseTTL reads SHOP_RESERVATION_TTL (empty: the default).

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -165,28 +166,212 @@ func TestConcurrentReservesNeverOversell(t *testing.T) {
 	}
 }
 
+// openBuckets returns a context with the harness's connection and the
+// function's buckets, to call the operations directly.
+func openBuckets(t *testing.T, h *fntest.Harness) (context.Context, buckets) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(fn.WithConn(context.Background(), h.NC), 20*time.Second)
+	t.Cleanup(cancel)
+	kv, err := fn.OpenKV(ctx, Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := fn.OpenKV(ctx, HeldBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx, buckets{kv, held}
+}
+
+func stockOf(t *testing.T, ctx context.Context, b buckets, sku string) stockRecord {
+	t.Helper()
+	s, _, err := fn.GetJSON[stockRecord](ctx, b.kv, stockKey(sku))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func heldKeys(t *testing.T, ctx context.Context, b buckets) []string {
+	t.Helper()
+	keys, err := b.held.Keys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
 func TestSweepReleasesExpired(t *testing.T) {
-	old := ReservationTTL
-	ReservationTTL = 300 * time.Millisecond
-	t.Cleanup(func() { ReservationTTL = old })
 	h := fntest.Start(t, Config, fn.Handle(Inventory))
+	ctx, b := openBuckets(t, h)
 
 	invoke(t, h, Input{Op: "reserve", OrderID: "old", Items: []Item{{SKU: "EQP-0001", Quantity: 5}}})
 	invoke(t, h, Input{Op: "reserve", OrderID: "paid", Items: []Item{{SKU: "EQP-0001", Quantity: 1}}})
 	invoke(t, h, Input{Op: "commit", OrderID: "paid"})
-	if out := invoke(t, h, Input{Op: "sweep"}); out.Released != 0 {
-		t.Fatalf("early sweep: %+v", out)
+	if n, err := sweep(ctx, b, time.Now().Add(-time.Hour)); n != 0 || err != nil {
+		t.Fatalf("early sweep: %d %v", n, err)
 	}
-	time.Sleep(400 * time.Millisecond)
+	cutoff := time.Now()
 	invoke(t, h, Input{Op: "reserve", OrderID: "fresh", Items: []Item{{SKU: "EQP-0001", Quantity: 2}}})
-	if out := invoke(t, h, Input{Op: "sweep"}); out.Released != 1 || out.Status != StatusOK {
-		t.Fatalf("sweep: %+v, want 1 released", out)
+	// Only the reservations still held are in the index: the sweep reads
+	// nothing else.
+	if keys := heldKeys(t, ctx, b); fmt.Sprint(keys) != "[fresh old]" {
+		t.Fatalf("held index %v, want [fresh old]", keys)
+	}
+	if n, err := sweep(ctx, b, cutoff); n != 1 || err != nil {
+		t.Fatalf("sweep: %d %v, want 1 released", n, err)
 	}
 	if a := available(t, h, "EQP-0001"); a != 20-1-2 {
 		t.Fatalf("stock %d, want 17", a)
 	}
-	if out := invoke(t, h, Input{Op: "sweep"}); out.Released != 0 {
-		t.Fatalf("second sweep: %+v", out)
+	if n, err := sweep(ctx, b, cutoff); n != 0 || err != nil {
+		t.Fatalf("second sweep: %d %v", n, err)
+	}
+	if keys := heldKeys(t, ctx, b); fmt.Sprint(keys) != "[fresh]" {
+		t.Fatalf("held index %v, want [fresh]", keys)
+	}
+	if s := stockOf(t, ctx, b, "EQP-0001"); fmt.Sprint(s.Holds) != "map[fresh:2]" {
+		t.Fatalf("holds %v, want only fresh's", s.Holds)
+	}
+	// The scheduled operation sweeps with the TTL: nothing is that old.
+	if out := invoke(t, h, Input{Op: "sweep"}); out.Released != 0 || out.Status != StatusOK {
+		t.Fatalf("sweep op: %+v", out)
+	}
+}
+
+// Holds record what each order took; commit and release delete them, so
+// the stock keys stay small, and the held index empties.
+func TestHoldsAreBounded(t *testing.T) {
+	h := fntest.Start(t, Config, fn.Handle(Inventory))
+	ctx, b := openBuckets(t, h)
+	for i := range 30 {
+		order := fmt.Sprintf("b-%d", i)
+		invoke(t, h, Input{Op: "reserve", OrderID: order, Items: []Item{{SKU: "TEA-0001", Quantity: 1}, {SKU: "COF-0001", Quantity: 1}}})
+		if i%2 == 0 {
+			invoke(t, h, Input{Op: "commit", OrderID: order})
+		} else {
+			invoke(t, h, Input{Op: "release", OrderID: order})
+		}
+	}
+	for _, sku := range []string{"TEA-0001", "COF-0001"} {
+		if s := stockOf(t, ctx, b, sku); len(s.Holds) != 0 {
+			t.Errorf("%s holds %v after every order settled", sku, s.Holds)
+		}
+	}
+	if a, c := available(t, h, "TEA-0001"), available(t, h, "COF-0001"); a != 85 || c != 35 {
+		t.Errorf("stock %d %d, want 85 35", a, c)
+	}
+	if keys := heldKeys(t, ctx, b); len(keys) != 0 {
+		t.Errorf("held index %v, want empty", keys)
+	}
+}
+
+// A reserve interrupted after taking some items (a crash) is finished by
+// repeating it, without taking anything twice; taking again for an order
+// that holds the SKU does nothing.
+func TestReserveRepeatableAfterCrash(t *testing.T) {
+	h := fntest.Start(t, Config, fn.Handle(Inventory))
+	ctx, b := openBuckets(t, h)
+	invoke(t, h, Input{Op: "get"}) // seeds
+	// The crash: the record says held and incomplete, one item is taken.
+	items := []Item{{SKU: "COF-0001", Quantity: 3}, {SKU: "TEA-0001", Quantity: 4}}
+	if _, err := fn.UpdateJSON(ctx, b.kv, resKey("crash"), func(r *reservation, _ bool) error {
+		*r = reservation{Items: items, State: stateHeld, Attempt: 7, CreatedAt: time.Now().UTC()}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := take(ctx, b.kv, "COF-0001", "crash", 3); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := take(ctx, b.kv, "COF-0001", "crash", 3); err != nil {
+		t.Fatal(err)
+	}
+	if a := available(t, h, "COF-0001"); a != 47 {
+		t.Fatalf("taken twice: %d, want 47", a)
+	}
+	// Another attempt of the order cannot tell the outcome while it is
+	// being made, and an older one is refused.
+	if _, err := fntest.Invoke[Output](t, h, Input{Op: "reserve", OrderID: "crash", Attempt: 8, Items: items}); !isCode(err, wire.CodeUnavailable) {
+		t.Fatalf("other attempt: %v, want unavailable", err)
+	}
+	if _, err := fntest.Invoke[Output](t, h, Input{Op: "reserve", OrderID: "crash", Attempt: 6, Items: items}); !isCode(err, wire.CodeConflict) {
+		t.Fatalf("older attempt: %v, want conflict", err)
+	}
+	// The same attempt again finishes it.
+	if out := invoke(t, h, Input{Op: "reserve", OrderID: "crash", Attempt: 7, Items: items}); out.Status != StatusReserved {
+		t.Fatalf("repeat: %+v", out)
+	}
+	if a, c := available(t, h, "COF-0001"), available(t, h, "TEA-0001"); a != 47 || c != 96 {
+		t.Fatalf("stock %d %d, want 47 96", a, c)
+	}
+}
+
+// A slow earlier attempt cannot release or commit a newer attempt's
+// reservation; a newer attempt takes over a finished one.
+func TestAttemptsFence(t *testing.T) {
+	h := fntest.Start(t, Config, fn.Handle(Inventory))
+	items := []Item{{SKU: "EQP-0001", Quantity: 2}}
+	if out := invoke(t, h, Input{Op: "reserve", OrderID: "f", Attempt: 1, Items: items}); out.Status != StatusReserved {
+		t.Fatalf("reserve 1: %+v", out)
+	}
+	if out := invoke(t, h, Input{Op: "reserve", OrderID: "f", Attempt: 2, Items: items}); out.Status != StatusReserved {
+		t.Fatalf("reserve 2 (takes over): %+v", out)
+	}
+	if a := available(t, h, "EQP-0001"); a != 18 {
+		t.Fatalf("stock %d, want 18", a)
+	}
+	for _, op := range []string{"release", "commit", "reserve"} {
+		if _, err := fntest.Invoke[Output](t, h, Input{Op: op, OrderID: "f", Attempt: 1, Items: items}); !isCode(err, wire.CodeConflict) {
+			t.Fatalf("%s by attempt 1: %v, want conflict", op, err)
+		}
+	}
+	if a := available(t, h, "EQP-0001"); a != 18 {
+		t.Fatalf("stock %d after stale calls, want 18", a)
+	}
+	if out := invoke(t, h, Input{Op: "commit", OrderID: "f", Attempt: 2}); out.Status != StatusCommitted {
+		t.Fatalf("commit 2: %+v", out)
+	}
+	if a := available(t, h, "EQP-0001"); a != 18 {
+		t.Fatalf("stock %d after commit, want 18", a)
+	}
+}
+
+// A release gives back every SKU even when one give-back fails, and a
+// repeated release completes it.
+func TestReleaseCompletesAfterPartialFailure(t *testing.T) {
+	h := fntest.Start(t, Config, fn.Handle(Inventory))
+	ctx, b := openBuckets(t, h)
+	invoke(t, h, Input{Op: "reserve", OrderID: "p", Items: []Item{
+		{SKU: "COF-0001", Quantity: 1}, {SKU: "EQP-0001", Quantity: 2}, {SKU: "TEA-0001", Quantity: 3}}})
+	// Break the middle SKU's record so its give-back fails.
+	good, _, err := b.kv.Get(ctx, stockKey("EQP-0001"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.kv.Put(ctx, stockKey("EQP-0001"), []byte("not json")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fntest.Invoke[Output](t, h, Input{Op: "release", OrderID: "p"}); err == nil {
+		t.Fatal("release with a broken stock record: no error")
+	}
+	if a, c := available(t, h, "COF-0001"), available(t, h, "TEA-0001"); a != 50 || c != 100 {
+		t.Fatalf("the other SKUs were not given back: %d %d", a, c)
+	}
+	if keys := heldKeys(t, ctx, b); fmt.Sprint(keys) != "[p]" {
+		t.Fatalf("held index %v, want [p] until the release completes", keys)
+	}
+	if _, err := b.kv.Put(ctx, stockKey("EQP-0001"), good); err != nil {
+		t.Fatal(err)
+	}
+	if out := invoke(t, h, Input{Op: "release", OrderID: "p"}); out.Status != StatusReleased {
+		t.Fatalf("release again: %+v", out)
+	}
+	if a, c, e := available(t, h, "COF-0001"), available(t, h, "TEA-0001"), available(t, h, "EQP-0001"); a != 50 || c != 100 || e != 20 {
+		t.Fatalf("stock %d %d %d, want 50 100 20", a, c, e)
+	}
+	if keys := heldKeys(t, ctx, b); len(keys) != 0 {
+		t.Fatalf("held index %v, want empty", keys)
 	}
 }
 

@@ -1,9 +1,12 @@
 // Command notify tells customers that their order is paid. It consumes the
 // orders.placed events of the stream SHOP_ORDERS (at least once) and
-// records exactly one notification per order in the KV bucket
+// records at most one notification record per order in the KV bucket
 // shop_notifications (notification.<order id>): a redelivered or
-// republished event finds the notification already there and sends
-// nothing. Invoked, it returns the notification of an order.
+// republished event finds the record already there and sends nothing. The
+// record is the notification here; a real sender would record "sent"
+// after sending. An event whose order id is not a valid order id (the
+// pattern orders uses) fails as invalid_argument. Invoked, it returns the
+// notification of an order.
 package main
 
 import (
@@ -22,7 +25,7 @@ const Bucket = "shop_notifications"
 // OrderPlaced is the event orders publishes on orders.placed once an order
 // is paid.
 type OrderPlaced struct {
-	OrderID  string    `json:"order_id" jsonschema:"minLength=1,maxLength=64"`
+	OrderID  string    `json:"order_id" jsonschema:"pattern=^[a-z0-9][a-z0-9-]{0\\,63}$"`
 	Email    string    `json:"email" jsonschema:"format=email"`
 	Total    Money     `json:"total"`
 	Items    []Line    `json:"items" jsonschema:"maxItems=20"`

@@ -81,3 +81,43 @@ func isCode(err error, code wire.Code) bool {
 	we, ok := err.(*wire.Error)
 	return ok && we.Code == code
 }
+
+// An event whose order id is not an order id fails as invalid_argument
+// (and is dead-lettered, not retried): no notification is recorded.
+func TestBadOrderIDIsRefused(t *testing.T) {
+	h := fntest.Start(t, Config, fn.Handle(Get))
+	ctx, cancel := context.WithTimeout(fn.WithConn(context.Background(), h.NC), 20*time.Second)
+	defer cancel()
+	for _, id := range []string{"Bad_ID", "a.b", "-x"} {
+		ev := OrderPlaced{OrderID: id, Email: "ada@example.com", Total: Money{100, "EUR"}, Items: []Line{}, PlacedAt: time.Now().UTC()}
+		if err := fn.Publish(ctx, "orders.placed", ev, fn.WithEventID("bad-"+id)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fntest.Invoke[Notification](t, h, Query{OrderID: id}); !isCode(err, wire.CodeInvalidArgument) {
+			t.Errorf("get %q: %v, want invalid_argument", id, err)
+		}
+	}
+	js, err := jetstream.New(h.NC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.WaitFor(t, 10*time.Second, "the events to be handled", func() bool {
+		st, err := js.Stream(ctx, "SHOP_ORDERS")
+		if err != nil {
+			return false
+		}
+		for ci := range st.ListConsumers(ctx).Info() {
+			if ci.AckFloor.Stream == 3 && ci.NumAckPending == 0 && ci.NumPending == 0 {
+				return true
+			}
+		}
+		return false
+	})
+	kv, err := fn.OpenKV(ctx, Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys, err := kv.Keys(ctx); err != nil || len(keys) != 0 {
+		t.Fatalf("keys %v %v, want none", keys, err)
+	}
+}

@@ -1,24 +1,57 @@
 // Command orders places the example shop's orders. It prices the items
 // with catalog, reserves them with inventory, charges the card with
-// payments, and once paid publishes orders.placed (which notify consumes)
-// and commits the reservation. A declined or failed payment releases the
-// reservation. Orders are kept in the KV bucket shop_orders (order.<id>).
+// payments, and once paid commits the reservation and publishes
+// orders.placed (which notify consumes). A declined or failed payment
+// releases the reservation. Orders are kept in the KV bucket shop_orders
+// (order.<id>).
 //
 // Placing is idempotent per order id: an order that reached a final status
 // (paid, declined, out_of_stock) is returned as it is, and an order left
-// pending or failed is taken up again where it stopped, because every step
-// is idempotent too: the reservation and the charge are recorded per order
-// id, and the event carries the order id as its Nats-Msg-Id. When payments
-// cannot answer, the caller gets unavailable (HTTP 503 with Retry-After)
-// and may simply retry with the same order id.
+// pending or failed is taken up again where it stopped. Placing an id again
+// with another body (items, card, email, currency) answers 409 conflict.
+//
+// Attempts. Each attempt at an order claims it with a revision-checked
+// write that stores an attempt number (one more than the last) and a lease
+// (Lease, a little over the settle timeout). While the lease is live a
+// second attempt at the same id (a client retrying after a timeout) answers
+// 409 conflict "order <id> is being placed; retry later" and touches
+// nothing. The attempt number travels to inventory and payments as a
+// fencing token, so a slow earlier attempt cannot release or commit a newer
+// one's reservation, nor charge after a newer attempt was told there is no
+// charge. Every write of the order's status is conditional: it never
+// overwrites a final status, and only the lease owner writes.
+//
+// Payments. A clear answer (approved, declined, 409 conflict: the id was
+// charged with another amount or card, passed on as 409) is acted on. When
+// payments certainly was not reached (circuit open, no instance) the stock
+// is released and the order fails with 503. Any other error (a timeout,
+// unavailable, internal) may hide a charge, so orders asks payments for the
+// order's charge ({"op":"status"}): approved goes on to paid, declined
+// ends declined, none (which also voids late charges of this attempt)
+// releases and fails with 503; if that cannot be asked either, the order
+// stays pending with its stock held, the caller gets 503, and a retry or
+// the reconcile schedule finishes it. A retry checks the recorded charge
+// before charging; if the stock has run out meanwhile but a charge exists,
+// the charge is refunded and the order ends out_of_stock with reason
+// "refunded".
+//
+// Reconcile. {"op":"reconcile"}, scheduled every minute, finishes the
+// orders left pending with an expired lease (a crash, or payments that
+// could not be asked): charge recorded → commit, publish, paid; no charge →
+// release, failed. Pending orders are indexed in the KV bucket
+// shop_orders_pending (one key per order) so reconcile reads only those.
+// Its answer is {"status":"reconciled","reconciled":<orders finished>,…}.
 package main
 
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	fn "github.com/switchyard-dev/switchyard/runtime"
@@ -27,6 +60,10 @@ import (
 // Bucket holds the orders.
 const Bucket = "shop_orders"
 
+// PendingBucket indexes the orders that may be pending (one key per order
+// id), for reconcile.
+const PendingBucket = "shop_orders_pending"
+
 // Order statuses.
 const (
 	StatusPending    = "pending"
@@ -34,18 +71,27 @@ const (
 	StatusDeclined   = "declined"
 	StatusOutOfStock = "out_of_stock"
 	StatusFailed     = "failed"
+	// StatusReconciled is the answer of {"op":"reconcile"}.
+	StatusReconciled = "reconciled"
 )
+
+// ReasonRefunded is the reason of an order that ended out of stock after
+// its card was charged: the charge was refunded.
+const ReasonRefunded = "refunded"
 
 // SubjectPlaced is the event of a paid order.
 const SubjectPlaced = "orders.placed"
 
-// PlaceOrder is an order to place.
+// PlaceOrder is an order to place. Items, card and email are required to
+// place; {"op":"reconcile"} takes nothing else.
 type PlaceOrder struct {
+	// Op is place (the default) or reconcile.
+	Op string `json:"op,omitempty" jsonschema:"enum=place,enum=reconcile"`
 	// OrderID makes placing idempotent; a new id is generated when absent.
 	OrderID  string   `json:"order_id,omitempty" jsonschema:"pattern=^[a-z0-9][a-z0-9-]{0\\,63}$"`
-	Items    []ItemIn `json:"items" jsonschema:"minItems=1,maxItems=20"`
-	Card     string   `json:"card" jsonschema:"pattern=^[0-9]{12\\,19}$,description=card number (digits only)"`
-	Email    string   `json:"email" jsonschema:"format=email,minLength=3,maxLength=254"`
+	Items    []ItemIn `json:"items,omitempty" jsonschema:"minItems=1,maxItems=20"`
+	Card     string   `json:"card,omitempty" jsonschema:"pattern=^[0-9]{12\\,19}$,description=card number (digits only)"`
+	Email    string   `json:"email,omitempty" jsonschema:"format=email,minLength=3,maxLength=254"`
 	Currency string   `json:"currency,omitempty" jsonschema:"enum=EUR,enum=USD,enum=GBP,default=EUR"`
 }
 
@@ -58,13 +104,15 @@ type ItemIn struct {
 // Order is the order as placed.
 type Order struct {
 	OrderID string `json:"order_id"`
-	Status  string `json:"status" jsonschema:"enum=paid,enum=declined,enum=out_of_stock,enum=failed"`
+	Status  string `json:"status" jsonschema:"enum=paid,enum=declined,enum=out_of_stock,enum=failed,enum=reconciled"`
 	// Reason explains a status other than paid.
 	Reason    string    `json:"reason,omitempty"`
 	Total     Money     `json:"total"`
 	Items     []Line    `json:"items"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// Reconciled counts the orders a reconcile finished.
+	Reconciled int `json:"reconciled,omitempty" jsonschema:"minimum=0"`
 }
 
 // Money is an amount in minor units (cents).
@@ -91,10 +139,18 @@ type OrderPlaced struct {
 	PlacedAt time.Time `json:"placed_at"`
 }
 
-// record is an order as stored: the order and whom to notify.
+// record is an order as stored: the order, whom to notify, and who is
+// placing it.
 type record struct {
 	Order
 	Email string `json:"email"`
+	// BodyHash identifies the request that placed it (items, card, email,
+	// currency): the id with another body is a conflict.
+	BodyHash string `json:"body_hash,omitempty"`
+	// Attempt numbers the attempts at the order; the last one owns it.
+	Attempt int64 `json:"attempt,omitempty"`
+	// LeaseUntil is when the owning attempt is presumed gone.
+	LeaseUntil time.Time `json:"lease_until,omitzero"`
 }
 
 // The contracts of the functions orders calls, as far as it uses them.
@@ -118,15 +174,18 @@ type (
 		Op      string    `json:"op"`
 		OrderID string    `json:"order_id"`
 		Items   []invItem `json:"items,omitempty"`
+		Attempt int64     `json:"attempt,omitempty"`
 	}
 	invResult struct {
 		Status string `json:"status"`
 		SKU    string `json:"sku"`
 	}
 	chargeRequest struct {
+		Op      string `json:"op,omitempty"`
 		OrderID string `json:"order_id"`
-		Card    string `json:"card"`
-		Amount  Money  `json:"amount"`
+		Card    string `json:"card,omitempty"`
+		Amount  *Money `json:"amount,omitempty"`
+		Attempt int64  `json:"attempt,omitempty"`
 	}
 	chargeResult struct {
 		Status   string `json:"status"`
@@ -135,17 +194,67 @@ type (
 	}
 )
 
+// Statuses of payments' answers.
+const (
+	payApproved = "approved"
+	payDeclined = "declined"
+	payRefunded = "refunded"
+	payNone     = "none"
+)
+
 func final(status string) bool {
 	return status == StatusPaid || status == StatusDeclined || status == StatusOutOfStock
 }
 
 func key(id string) string { return "order." + id }
 
-var errFinal = errors.New("order is final")
+var (
+	errFinal     = errors.New("order is final")
+	errBusy      = errors.New("order is being placed")
+	errOtherBody = errors.New("order placed with another body")
+	errNotOwner  = errors.New("not the owner of the order")
+)
 
-// Place places an order.
+func busy(id string) error {
+	return fn.Errorf(fn.CodeConflict, "order %s is being placed; retry later", id)
+}
+
+func otherBody(id string) error {
+	return fn.Errorf(fn.CodeConflict, "order %s was placed with another body (items, card, email or currency)", id)
+}
+
+// bodyHash identifies a placing request.
+func bodyHash(in PlaceOrder, currency string) string {
+	data, _ := json.Marshal(struct {
+		Items    []ItemIn `json:"items"`
+		Card     string   `json:"card"`
+		Email    string   `json:"email"`
+		Currency string   `json:"currency"`
+	}{in.Items, in.Card, in.Email, currency})
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
+
+// Place places an order, or with {"op":"reconcile"} finishes the orders
+// left pending.
 func Place(ctx context.Context, in PlaceOrder) (Order, error) {
+	if in.Op == "reconcile" {
+		n, err := Reconcile(ctx, time.Now())
+		return Order{Status: StatusReconciled, Total: Money{Currency: "EUR"}, Items: []Line{}, Reconciled: n}, err
+	}
+	switch {
+	case len(in.Items) == 0:
+		return Order{}, fn.InvalidArgument("/items", "required to place an order")
+	case in.Card == "":
+		return Order{}, fn.InvalidArgument("/card", "required to place an order")
+	case in.Email == "":
+		return Order{}, fn.InvalidArgument("/email", "required to place an order")
+	}
 	kv, err := fn.OpenKV(ctx, Bucket)
+	if err != nil {
+		return Order{}, err
+	}
+	idx, err := fn.OpenKV(ctx, PendingBucket)
 	if err != nil {
 		return Order{}, err
 	}
@@ -153,132 +262,493 @@ func Place(ctx context.Context, in PlaceOrder) (Order, error) {
 	if id == "" {
 		id = newOrderID()
 	}
-	if prev, _, err := fn.GetJSON[record](ctx, kv, key(id)); err == nil && final(prev.Status) {
-		return prev.Order, nil
-	} else if err != nil && !errors.Is(err, fn.ErrKeyNotFound) {
-		return Order{}, err
-	}
 	cur := in.Currency
 	if cur == "" {
 		cur = "EUR"
 	}
-
-	// Price every item.
-	lines := make([]Line, 0, len(in.Items))
-	total := Money{Currency: cur}
-	for _, it := range in.Items {
-		p, err := fn.Invoke[product](ctx, "catalog", lookup{SKU: it.SKU, Currency: cur, Quantity: it.Quantity})
-		if err != nil {
-			return Order{}, err
+	hash := bodyHash(in, cur)
+	prev, _, err := fn.GetJSON[record](ctx, kv, key(id))
+	exists := err == nil
+	if err != nil && !errors.Is(err, fn.ErrKeyNotFound) {
+		return Order{}, err
+	}
+	if exists {
+		switch {
+		case prev.BodyHash != "" && prev.BodyHash != hash:
+			return Order{}, otherBody(id)
+		case final(prev.Status):
+			return prev.Order, nil
+		case prev.Status == StatusPending && time.Now().Before(prev.LeaseUntil):
+			return Order{}, busy(id)
 		}
-		lines = append(lines, Line{SKU: it.SKU, Name: p.Name, Quantity: it.Quantity, UnitPrice: p.Price, LineTotal: p.LineTotal})
-		total.Amount += p.LineTotal.Amount
 	}
 
-	// Record it as pending, unless a concurrent placement finished it.
+	// Price every item, unless an earlier attempt with this body did.
+	var lines []Line
+	var total Money
+	if exists && prev.BodyHash == hash && len(prev.Items) > 0 {
+		lines, total = prev.Items, prev.Total
+	} else {
+		lines = make([]Line, 0, len(in.Items))
+		total = Money{Currency: cur}
+		for _, it := range in.Items {
+			p, err := fn.Invoke[product](ctx, "catalog", lookup{SKU: it.SKU, Currency: cur, Quantity: it.Quantity})
+			if err != nil {
+				return Order{}, err
+			}
+			lines = append(lines, Line{SKU: it.SKU, Name: p.Name, Quantity: it.Quantity, UnitPrice: p.Price, LineTotal: p.LineTotal})
+			total.Amount += p.LineTotal.Amount
+		}
+	}
+
+	// Index it (so reconcile finds it should this attempt die), then claim
+	// it, unless a concurrent attempt owns or finished it.
+	if err := indexPending(ctx, idx, id); err != nil {
+		return Order{}, err
+	}
 	now := time.Now().UTC()
-	var prev record
-	_, err = fn.UpdateJSON(ctx, kv, key(id), func(r *record, exists bool) error {
-		prev = *r
-		if exists && final(r.Status) {
-			return errFinal
+	var before record
+	var existed bool
+	claimed, err := fn.UpdateJSON(ctx, kv, key(id), func(r *record, exists bool) error {
+		before, existed = *r, exists
+		if exists {
+			switch {
+			case r.BodyHash != "" && r.BodyHash != hash:
+				return errOtherBody
+			case final(r.Status):
+				return errFinal
+			case r.Status == StatusPending && now.Before(r.LeaseUntil):
+				return errBusy
+			}
 		}
 		created := r.CreatedAt
 		if !exists {
 			created = now
 		}
 		*r = record{Order: Order{OrderID: id, Status: StatusPending, Total: total, Items: lines,
-			CreatedAt: created, UpdatedAt: now}, Email: in.Email}
+			CreatedAt: created, UpdatedAt: now}, Email: in.Email, BodyHash: hash,
+			Attempt: r.Attempt + 1, LeaseUntil: now.Add(Lease)}
 		return nil
 	})
-	if errors.Is(err, errFinal) {
-		return prev.Order, nil
-	}
-	if err != nil {
+	switch {
+	case errors.Is(err, errFinal):
+		return before.Order, nil
+	case errors.Is(err, errBusy):
+		return Order{}, busy(id)
+	case errors.Is(err, errOtherBody):
+		return Order{}, otherBody(id)
+	case err != nil:
 		return Order{}, err
 	}
-	// From here on the order is in flight: the steps that settle it (give
-	// back the stock, publish, commit, store the final status) must not
-	// depend on the caller's deadline, which may have just passed.
-	sctx, cancel := settleContext(ctx)
-	defer cancel()
-	finish := func(status, reason string) (Order, error) {
-		r, err := fn.UpdateJSON(sctx, kv, key(id), func(r *record, _ bool) error {
-			r.Status, r.Reason, r.UpdatedAt = status, reason, time.Now().UTC()
-			return nil
-		})
-		return r.Order, err
-	}
-
-	// Reserve the items.
-	items := make([]invItem, len(in.Items))
-	for i, it := range in.Items {
-		items[i] = invItem{SKU: it.SKU, Quantity: it.Quantity}
-	}
-	res, err := fn.Invoke[invResult](ctx, "inventory", invRequest{Op: "reserve", OrderID: id, Items: items})
-	if err != nil {
-		release(sctx, id)
-		if _, serr := finish(StatusFailed, "inventory unavailable: "+message(err)); serr != nil {
-			fn.Logger(ctx).Error("storing failed order", "order", id, "err", serr)
-		}
-		return Order{}, fn.Errorf(fn.CodeUnavailable, "order %s failed: inventory unavailable: %s", id, message(err))
-	}
-	if res.Status == "insufficient_stock" {
-		return finish(StatusOutOfStock, "insufficient stock of "+res.SKU)
-	}
-	if res.Status != "reserved" {
-		return Order{}, fmt.Errorf("inventory answered reserve with status %q", res.Status)
-	}
-
-	// Charge the card.
-	ch, err := fn.Invoke[chargeResult](ctx, "payments", chargeRequest{OrderID: id, Card: in.Card, Amount: total})
-	if err != nil {
-		release(sctx, id)
-		if _, serr := finish(StatusFailed, "payments unavailable: "+message(err)); serr != nil {
-			fn.Logger(ctx).Error("storing failed order", "order", id, "err", serr)
-		}
-		return Order{}, fn.Errorf(fn.CodeUnavailable, "order %s failed: payments unavailable: %s", id, message(err))
-	}
-	if ch.Status != "approved" {
-		release(sctx, id)
-		return finish(StatusDeclined, ch.Reason)
-	}
-
-	// Paid: tell the world, then keep the stock taken. Either failing
-	// leaves the order pending; a retry with the same id finishes it.
-	ev := OrderPlaced{OrderID: id, Email: in.Email, Total: total, Items: lines, PlacedAt: time.Now().UTC()}
-	if err := fn.Publish(sctx, SubjectPlaced, ev, fn.WithEventID(id)); err != nil {
-		return Order{}, fmt.Errorf("order %s is paid but %s was not published: %w", id, SubjectPlaced, err)
-	}
-	if _, err := fn.Invoke[invResult](sctx, "inventory", invRequest{Op: "commit", OrderID: id}); err != nil {
-		var fe *fn.Error
-		if errors.As(err, &fe) && fe.Code == fn.CodeConflict {
-			// The reservation was released (it expired): the stock went
-			// back although the order is paid. Nothing to retry.
-			fn.Logger(ctx).Error("paid order's reservation was released before commit", "order", id, "err", err)
-		} else {
-			return Order{}, fn.Errorf(fn.CodeUnavailable, "order %s is paid but its reservation was not committed (retry): %s", id, message(err))
-		}
-	}
-	return finish(StatusPaid, "")
+	a := newAttempt(ctx, kv, idx, claimed)
+	defer a.cancel()
+	return a.place(in.Card, existed)
 }
+
+func indexPending(ctx context.Context, idx *fn.KV, id string) error {
+	_, err := idx.Put(ctx, id, []byte(fmt.Sprintf(`{"at":%q}`, time.Now().UTC().Format(time.RFC3339Nano))))
+	return err
+}
+
+// Lease is how long an attempt owns an order: the settle timeout and a
+// margin. Another attempt (or reconcile) may take it over after that.
+var Lease = SettleTimeout + 2*time.Second
 
 // SettleTimeout bounds the steps that settle an order once it is in
 // flight, whatever the caller's deadline.
 var SettleTimeout = 10 * time.Second
 
-// settleContext keeps the values of ctx (connection, request id, trace)
-// but not its deadline.
-func settleContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), SettleTimeout)
+// attempt is one claimed attempt at an order.
+type attempt struct {
+	ctx    context.Context // the caller's
+	sctx   context.Context // settling: the caller's values, not its deadline
+	cancel context.CancelFunc
+	kv     *fn.KV
+	idx    *fn.KV
+	rec    record
+	id     string
+	gen    int64
 }
 
-// release gives the reservation back, best effort: should it fail,
-// inventory's sweep releases it once it expires.
-func release(ctx context.Context, id string) {
-	if _, err := fn.Invoke[invResult](ctx, "inventory", invRequest{Op: "release", OrderID: id}); err != nil {
-		fn.Logger(ctx).Warn("release failed; the sweep will release it", "order", id, "err", err)
+func newAttempt(ctx context.Context, kv, idx *fn.KV, rec record) *attempt {
+	// From here on the order is in flight: the steps that settle it (give
+	// back the stock, publish, commit, store the final status) must not
+	// depend on the caller's deadline, which may have just passed.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), SettleTimeout)
+	return &attempt{ctx: ctx, sctx: sctx, cancel: cancel, kv: kv, idx: idx, rec: rec, id: rec.OrderID, gen: rec.Attempt}
+}
+
+// place runs a claimed attempt. retry: the order existed (failed, or
+// pending with an expired lease), so a charge may exist.
+func (a *attempt) place(card string, retry bool) (Order, error) {
+	res, err := a.reserve()
+	if err != nil {
+		return Order{}, err
 	}
+	if res.Status == "insufficient_stock" {
+		if retry {
+			return a.outOfStockAfterRetry(res.SKU)
+		}
+		return a.finish(StatusOutOfStock, "insufficient stock of "+res.SKU)
+	}
+
+	charged := false
+	if retry {
+		// Only a look: this attempt may still charge.
+		st, err := a.lookupCharge()
+		if err != nil {
+			return Order{}, a.leavePending(fn.Errorf(fn.CodeUnavailable,
+				"order %s is pending: its earlier charge could not be checked (%s); retry later", a.id, message(err)))
+		}
+		switch st.Status {
+		case payApproved:
+			charged = true
+		case payDeclined:
+			a.release()
+			return a.finish(StatusDeclined, st.Reason)
+		case payRefunded:
+			a.release()
+			return a.finish(StatusOutOfStock, ReasonRefunded)
+		}
+	}
+	if !charged {
+		amount := a.rec.Total
+		ch, err := fn.Invoke[chargeResult](a.ctx, "payments", chargeRequest{OrderID: a.id, Card: card, Amount: &amount, Attempt: a.gen})
+		switch {
+		case err == nil && ch.Status == payApproved:
+		case err == nil:
+			a.release()
+			return a.finish(StatusDeclined, ch.Reason)
+		case hasCode(err, fn.CodeConflict):
+			// The id was charged with another amount or card (or this
+			// attempt was voided by a newer one: then inventory refuses the
+			// release and the status write is not ours).
+			a.release()
+			return a.fail("payments refused the charge: "+message(err),
+				fn.Errorf(fn.CodeConflict, "order %s failed: payments refused the charge: %s", a.id, message(err)))
+		case notReached(err):
+			a.release()
+			return a.fail("payments unavailable: "+message(err),
+				fn.Errorf(fn.CodeUnavailable, "order %s failed: payments unavailable: %s", a.id, message(err)))
+		default:
+			// The charge may have been made: ask.
+			st, serr := a.chargeStatus()
+			if serr != nil {
+				return Order{}, a.leavePending(fn.Errorf(fn.CodeUnavailable,
+					"order %s is pending: payments did not answer (%s) and the charge could not be checked (%s); retry later",
+					a.id, message(err), message(serr)))
+			}
+			switch st.Status {
+			case payApproved:
+			case payDeclined:
+				a.release()
+				return a.finish(StatusDeclined, st.Reason)
+			case payRefunded:
+				a.release()
+				return a.finish(StatusOutOfStock, ReasonRefunded)
+			default: // none, and no charge of this attempt can land any more
+				a.release()
+				return a.fail("payments unavailable: "+message(err),
+					fn.Errorf(fn.CodeUnavailable, "order %s failed: payments unavailable: %s", a.id, message(err)))
+			}
+		}
+	}
+	return a.paid()
+}
+
+// reserve reserves the order's items. An error it returns has been dealt
+// with: the order is failed, or left pending, or owned by another attempt.
+func (a *attempt) reserve() (invResult, error) {
+	items := make([]invItem, len(a.rec.Items))
+	for i, l := range a.rec.Items {
+		items[i] = invItem{SKU: l.SKU, Quantity: l.Quantity}
+	}
+	res, err := fn.Invoke[invResult](a.ctx, "inventory", invRequest{Op: "reserve", OrderID: a.id, Items: items, Attempt: a.gen})
+	switch {
+	case err == nil && (res.Status == "reserved" || res.Status == "insufficient_stock"):
+		return res, nil
+	case err == nil && res.Status == "released":
+		// Released while it was being made (the sweep, or a release by
+		// hand): nothing is held.
+		_, err := a.fail("the reservation was released while it was made",
+			fn.Errorf(fn.CodeUnavailable, "order %s failed: its reservation was released while it was made; retry", a.id))
+		return res, err
+	case err == nil:
+		return res, fmt.Errorf("inventory answered reserve with status %q", res.Status)
+	case hasCode(err, fn.CodeConflict):
+		// A newer attempt holds the reservation: it is not ours to touch.
+		return res, busy(a.id)
+	case stillBeingMade(err):
+		// Another attempt's reservation is being made: leave it alone.
+		return res, a.leavePending(busy(a.id))
+	case notReached(err):
+		_, err := a.fail("inventory unavailable: "+message(err),
+			fn.Errorf(fn.CodeUnavailable, "order %s failed: inventory unavailable: %s", a.id, message(err)))
+		return res, err
+	default:
+		// Whatever this attempt took is given back (the attempt fences off
+		// anybody else's reservation).
+		a.release()
+		_, err := a.fail("inventory unavailable: "+message(err),
+			fn.Errorf(fn.CodeUnavailable, "order %s failed: inventory unavailable: %s", a.id, message(err)))
+		return res, err
+	}
+}
+
+// outOfStockAfterRetry ends an order whose stock ran out on a retry: a
+// charge an earlier attempt made is refunded.
+func (a *attempt) outOfStockAfterRetry(sku string) (Order, error) {
+	st, err := a.chargeStatus()
+	if err != nil {
+		return Order{}, a.leavePending(fn.Errorf(fn.CodeUnavailable,
+			"order %s is pending: out of stock, but its earlier charge could not be checked (%s); retry later", a.id, message(err)))
+	}
+	switch st.Status {
+	case payApproved:
+		if _, err := fn.Invoke[chargeResult](a.sctx, "payments", chargeRequest{Op: "refund", OrderID: a.id}); err != nil {
+			return Order{}, a.leavePending(fn.Errorf(fn.CodeUnavailable,
+				"order %s is pending: out of stock, and the refund failed (%s); retry later", a.id, message(err)))
+		}
+		return a.finish(StatusOutOfStock, ReasonRefunded)
+	case payRefunded:
+		return a.finish(StatusOutOfStock, ReasonRefunded)
+	}
+	return a.finish(StatusOutOfStock, "insufficient stock of "+sku)
+}
+
+// paid keeps the stock taken, tells the world and stores the order paid.
+// A failing step leaves the order pending; a retry or reconcile finishes
+// it.
+func (a *attempt) paid() (Order, error) {
+	_, err := fn.Invoke[invResult](a.sctx, "inventory", invRequest{Op: "commit", OrderID: a.id, Attempt: a.gen})
+	switch {
+	case err == nil:
+	case hasCode(err, fn.CodeConflict) && strings.Contains(message(err), "was released"):
+		// The reservation was released (it expired) although the order is
+		// paid: take the stock again, or refund.
+		fn.Logger(a.ctx).Warn("paid order's reservation was released before commit; reserving again", "order", a.id)
+		res, err := a.reserve()
+		if err != nil {
+			return Order{}, err
+		}
+		if res.Status == "insufficient_stock" {
+			return a.outOfStockAfterRetry(res.SKU)
+		}
+		if _, err := fn.Invoke[invResult](a.sctx, "inventory", invRequest{Op: "commit", OrderID: a.id, Attempt: a.gen}); err != nil {
+			return Order{}, a.leavePending(fn.Errorf(fn.CodeUnavailable,
+				"order %s is paid but its reservation was not committed (retry): %s", a.id, message(err)))
+		}
+	case hasCode(err, fn.CodeConflict):
+		return Order{}, busy(a.id)
+	default:
+		return Order{}, a.leavePending(fn.Errorf(fn.CodeUnavailable,
+			"order %s is paid but its reservation was not committed (retry): %s", a.id, message(err)))
+	}
+	ev := OrderPlaced{OrderID: a.id, Email: a.rec.Email, Total: a.rec.Total, Items: a.rec.Items, PlacedAt: time.Now().UTC()}
+	if err := fn.Publish(a.sctx, SubjectPlaced, ev, fn.WithEventID(a.id)); err != nil {
+		return Order{}, a.leavePending(fmt.Errorf("order %s is paid but %s was not published: %w", a.id, SubjectPlaced, err))
+	}
+	return a.finish(StatusPaid, "")
+}
+
+// finish stores the outcome, only as the owner of the order and never
+// over a final status. Should another attempt have finished it, its
+// outcome is returned.
+func (a *attempt) finish(status, reason string) (Order, error) {
+	var cur record
+	r, err := fn.UpdateJSON(a.sctx, a.kv, key(a.id), func(r *record, exists bool) error {
+		cur = *r
+		if !exists || final(r.Status) || r.Attempt != a.gen {
+			return errNotOwner
+		}
+		r.Status, r.Reason, r.UpdatedAt, r.LeaseUntil = status, reason, time.Now().UTC(), time.Time{}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errNotOwner) && final(cur.Status):
+		return cur.Order, nil
+	case errors.Is(err, errNotOwner):
+		return Order{}, busy(a.id)
+	case err != nil:
+		return Order{}, err
+	}
+	if err := a.idx.Delete(a.sctx, a.id); err != nil {
+		fn.Logger(a.ctx).Warn("order settled but still indexed as pending", "order", a.id, "err", err)
+	}
+	return r.Order, nil
+}
+
+// fail stores the order failed and returns failure (or the outcome another
+// attempt reached).
+func (a *attempt) fail(reason string, failure error) (Order, error) {
+	o, err := a.finish(StatusFailed, reason)
+	if err != nil {
+		fn.Logger(a.ctx).Error("storing failed order", "order", a.id, "err", err)
+		return Order{}, failure
+	}
+	if o.Status != StatusFailed {
+		return o, nil
+	}
+	return Order{}, failure
+}
+
+// leavePending gives up the lease and leaves the order pending, for a
+// retry or reconcile to finish; it returns failure.
+func (a *attempt) leavePending(failure error) error {
+	_, err := fn.UpdateJSON(a.sctx, a.kv, key(a.id), func(r *record, exists bool) error {
+		if !exists || r.Status != StatusPending || r.Attempt != a.gen {
+			return errNotOwner
+		}
+		r.LeaseUntil, r.UpdatedAt = time.Now().UTC(), time.Now().UTC()
+		return nil
+	})
+	if err != nil && !errors.Is(err, errNotOwner) {
+		fn.Logger(a.ctx).Warn("could not give up the lease of a pending order", "order", a.id, "err", err)
+	}
+	return failure
+}
+
+// release gives this attempt's reservation back, best effort: should it
+// fail, inventory's sweep releases it once it expires. Inventory refuses
+// it if a newer attempt holds the reservation.
+func (a *attempt) release() {
+	if _, err := fn.Invoke[invResult](a.sctx, "inventory", invRequest{Op: "release", OrderID: a.id, Attempt: a.gen}); err != nil {
+		fn.Logger(a.ctx).Warn("release failed; the sweep will release it", "order", a.id, "err", err)
+	}
+}
+
+// lookupCharge reads the order's recorded charge without voiding
+// anything.
+func (a *attempt) lookupCharge() (chargeResult, error) {
+	return fn.Invoke[chargeResult](a.sctx, "payments", chargeRequest{Op: "status", OrderID: a.id})
+}
+
+// chargeStatus asks payments for the order's recorded charge. "none" is
+// binding: payments refuses any later charge of this or an earlier
+// attempt.
+func (a *attempt) chargeStatus() (chargeResult, error) {
+	return fn.Invoke[chargeResult](a.sctx, "payments", chargeRequest{Op: "status", OrderID: a.id, Attempt: a.gen})
+}
+
+// Reconcile finishes the orders left pending whose lease expired before
+// now, and returns how many it finished.
+func Reconcile(ctx context.Context, now time.Time) (int, error) {
+	kv, err := fn.OpenKV(ctx, Bucket)
+	if err != nil {
+		return 0, err
+	}
+	idx, err := fn.OpenKV(ctx, PendingBucket)
+	if err != nil {
+		return 0, err
+	}
+	ids, err := idx.Keys(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var errs []error
+	for _, id := range ids {
+		if ctx.Err() != nil {
+			break // the next tick goes on
+		}
+		done, err := reconcileOne(ctx, kv, idx, id, now)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("order %s: %w", id, err))
+		}
+		if done {
+			n++
+		}
+	}
+	return n, errors.Join(errs...)
+}
+
+func reconcileOne(ctx context.Context, kv, idx *fn.KV, id string, now time.Time) (bool, error) {
+	rec, _, err := fn.GetJSON[record](ctx, kv, key(id))
+	switch {
+	case errors.Is(err, fn.ErrKeyNotFound):
+		// Indexed by an attempt about to claim it, or one that never did.
+		var at struct {
+			At time.Time `json:"at"`
+		}
+		if data, _, err := idx.Get(ctx, id); err == nil && json.Unmarshal(data, &at) == nil && now.Sub(at.At) > Lease {
+			return false, idx.Delete(ctx, id)
+		}
+		return false, nil
+	case err != nil:
+		return false, err
+	case rec.Status != StatusPending:
+		return false, idx.Delete(ctx, id)
+	case now.Before(rec.LeaseUntil):
+		return false, nil
+	}
+	claimed, err := fn.UpdateJSON(ctx, kv, key(id), func(r *record, exists bool) error {
+		if !exists || r.Status != StatusPending || now.Before(r.LeaseUntil) {
+			return errBusy
+		}
+		r.Attempt++
+		r.LeaseUntil, r.UpdatedAt = now.Add(Lease), time.Now().UTC()
+		return nil
+	})
+	if errors.Is(err, errBusy) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	a := newAttempt(ctx, kv, idx, claimed)
+	defer a.cancel()
+	o, err := a.reconcile()
+	if err != nil {
+		return false, err
+	}
+	fn.Logger(ctx).Warn("reconciled a pending order", "order", id, "status", o.Status, "reason", o.Reason)
+	return true, nil
+}
+
+// reconcile finishes a pending order it claimed: it never charges.
+func (a *attempt) reconcile() (Order, error) {
+	st, err := a.chargeStatus()
+	if err != nil {
+		return Order{}, a.leavePending(fmt.Errorf("charge not checked: %w", err))
+	}
+	switch st.Status {
+	case payApproved:
+	case payDeclined:
+		a.release()
+		return a.finish(StatusDeclined, st.Reason)
+	case payRefunded:
+		a.release()
+		return a.finish(StatusOutOfStock, ReasonRefunded)
+	default:
+		a.release()
+		return a.finish(StatusFailed, "abandoned before it was charged")
+	}
+	// Charged: make sure the stock is held (reserving is idempotent), then
+	// finish as paid.
+	res, err := a.reserve()
+	if err != nil {
+		return Order{}, err
+	}
+	if res.Status == "insufficient_stock" {
+		return a.outOfStockAfterRetry(res.SKU)
+	}
+	return a.paid()
+}
+
+// notReached reports an error of a call that certainly did not reach the
+// function: its circuit is open, or no instance runs.
+func notReached(err error) bool { return fn.NotDelivered(err) }
+
+// stillBeingMade reports inventory's answer to a reserve that meets
+// another attempt's reservation in the making.
+func stillBeingMade(err error) bool {
+	var fe *fn.Error
+	return errors.As(err, &fe) && fe.Code == fn.CodeUnavailable && strings.Contains(fe.Message, "still being made")
+}
+
+func hasCode(err error, code fn.Code) bool {
+	var fe *fn.Error
+	return errors.As(err, &fe) && fe.Code == code
 }
 
 // message is what the caller may see of a called function's error.
@@ -296,11 +766,13 @@ func newOrderID() string {
 	return "ord-" + hex.EncodeToString(b)
 }
 
-// Config is orders' identity; it creates the stream of order events.
+// Config is orders' identity; it creates the stream of order events and
+// reconciles pending orders every minute.
 var Config = fn.Config{
 	Name:        "orders",
 	Description: "Places orders of the example shop",
 	Streams:     []fn.Stream{{Name: "SHOP_ORDERS", Subjects: []string{"orders.>"}}},
+	Schedules:   []fn.Schedule{{Cron: "@every 1m", Input: map[string]any{"op": "reconcile"}}},
 }
 
 func main() { fn.Main(Config, fn.Handle(Place, fn.WithTimeout(10*time.Second))) }

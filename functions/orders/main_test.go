@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchyard-dev/switchyard/internal/natstest"
 	fn "github.com/switchyard-dev/switchyard/runtime"
 	"github.com/switchyard-dev/switchyard/runtime/fntest"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
@@ -46,18 +49,40 @@ type fakeInvIn struct {
 	Op      string    `json:"op" jsonschema:"enum=reserve,enum=release,enum=commit"`
 	OrderID string    `json:"order_id"`
 	Items   []invItem `json:"items,omitempty"`
+	Attempt int64     `json:"attempt,omitempty"`
 }
 
+// fakeInventory behaves as inventory does: a reservation is made one item
+// at a time (a concurrent reserve of the same order meanwhile answers
+// unavailable "still being made"), holds are per order and SKU, and calls
+// of an attempt older than the reservation's are refused with conflict.
 type fakeInventory struct {
-	mu    sync.Mutex
-	stock map[string]int
-	res   map[string]*fakeRes
+	mu       sync.Mutex
+	stock    map[string]int
+	res      map[string]*fakeRes
+	releases map[string]int
+	// gate, when set, holds a reserve after its first item until closed;
+	// entered is signalled (non-blocking) when a reserve reaches it.
+	gate    chan struct{}
+	entered chan string
 }
 
 type fakeRes struct {
-	items []invItem
-	state string
-	short string
+	items    []invItem
+	state    string
+	short    string
+	attempt  int64
+	complete bool
+	holds    map[string]int
+}
+
+func newFakeInventory() *fakeInventory {
+	return &fakeInventory{stock: map[string]int{"TEA-0001": 100, "TEA-0002": 0, "COF-0001": 50, "EQP-0001": 20},
+		res: map[string]*fakeRes{}, releases: map[string]int{}}
+}
+
+func stale(order string) error {
+	return fn.Errorf(fn.CodeConflict, "the reservation of order %s belongs to a newer attempt", order)
 }
 
 func (f *fakeInventory) handle(_ context.Context, in fakeInvIn) (invResult, error) {
@@ -66,42 +91,86 @@ func (f *fakeInventory) handle(_ context.Context, in fakeInvIn) (invResult, erro
 	r := f.res[in.OrderID]
 	switch in.Op {
 	case "reserve":
-		if r != nil && (r.state != "released" || r.short != "") {
-			if r.short != "" {
+		if r != nil {
+			if in.Attempt != 0 && in.Attempt < r.attempt {
+				return invResult{}, stale(in.OrderID)
+			}
+			switch {
+			case r.state == "held" && r.complete:
+				r.attempt = max(r.attempt, in.Attempt)
+				return invResult{Status: "reserved"}, nil
+			case r.state == "held":
+				return invResult{}, fn.Errorf(fn.CodeUnavailable, "the reservation of order %s is still being made; try again", in.OrderID)
+			case r.state == "committed":
+				return invResult{Status: "reserved"}, nil
+			case r.short != "":
 				return invResult{Status: "insufficient_stock", SKU: r.short}, nil
 			}
-			return invResult{Status: "reserved"}, nil
 		}
-		r = &fakeRes{items: in.Items, state: "held"}
+		r = &fakeRes{items: in.Items, state: "held", attempt: in.Attempt, holds: map[string]int{}}
 		f.res[in.OrderID] = r
-		for _, it := range in.Items {
+		for k, it := range in.Items {
+			if k == 1 && f.gate != nil {
+				// In the middle of it, as a slow reserve is.
+				gate := f.gate
+				f.mu.Unlock()
+				select {
+				case f.entered <- in.OrderID:
+				default:
+				}
+				<-gate
+				f.mu.Lock()
+			}
+			if r.state != "held" {
+				return invResult{Status: "released"}, nil
+			}
+			if _, ok := r.holds[it.SKU]; ok {
+				continue
+			}
 			if f.stock[it.SKU] < it.Quantity {
+				f.giveBack(r)
 				r.state, r.short = "released", it.SKU
 				return invResult{Status: "insufficient_stock", SKU: it.SKU}, nil
 			}
-		}
-		for _, it := range in.Items {
 			f.stock[it.SKU] -= it.Quantity
+			r.holds[it.SKU] = it.Quantity
 		}
+		r.complete = true
 		return invResult{Status: "reserved"}, nil
 	case "release":
+		f.releases[in.OrderID]++
 		if r != nil && r.state == "held" {
-			r.state = "released"
-			for _, it := range r.items {
-				f.stock[it.SKU] += it.Quantity
+			if in.Attempt != 0 && in.Attempt < r.attempt {
+				return invResult{}, stale(in.OrderID)
 			}
+			r.state = "released"
+		}
+		if r != nil && r.state == "released" {
+			f.giveBack(r)
 		}
 		return invResult{Status: "released"}, nil
 	default: // commit
 		if r == nil {
 			return invResult{}, fn.NotFound("no reservation")
 		}
-		if r.state == "released" {
-			return invResult{}, fn.Errorf(fn.CodeConflict, "released")
+		switch {
+		case r.state == "released":
+			return invResult{}, fn.Errorf(fn.CodeConflict, "the reservation of order %s was released", in.OrderID)
+		case r.state == "held" && !r.complete:
+			return invResult{}, fn.Errorf(fn.CodeConflict, "the reservation of order %s is not complete", in.OrderID)
+		case r.state == "held" && in.Attempt != 0 && in.Attempt < r.attempt:
+			return invResult{}, stale(in.OrderID)
 		}
-		r.state = "committed"
+		r.state, r.holds = "committed", map[string]int{}
 		return invResult{Status: "committed"}, nil
 	}
+}
+
+func (f *fakeInventory) giveBack(r *fakeRes) {
+	for sku, q := range r.holds {
+		f.stock[sku] += q
+	}
+	r.holds = map[string]int{}
 }
 
 func (f *fakeInventory) state(order string) (string, map[string]int) {
@@ -118,35 +187,125 @@ func (f *fakeInventory) state(order string) (string, map[string]int) {
 	return s, stock
 }
 
+func (f *fakeInventory) released(order string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.releases[order]
+}
+
 type fakeChargeIn struct {
+	Op      string `json:"op,omitempty" jsonschema:"enum=charge,enum=status,enum=refund"`
 	OrderID string `json:"order_id"`
-	Card    string `json:"card"`
-	Amount  Money  `json:"amount"`
+	Card    string `json:"card,omitempty"`
+	Amount  *Money `json:"amount,omitempty"`
+	Attempt int64  `json:"attempt,omitempty"`
 }
 
+// fakePayments behaves as payments does: one charge per order, a conflict
+// for the same order with another amount or card, status (voiding the
+// order up to the asking attempt when nothing is recorded) and refund. It
+// can be made down (charges fail), blind (status fails too), broken
+// (charges fail with internal) or late (a charge is recorded only after
+// its caller's deadline passed, and answered to nobody).
 type fakePayments struct {
-	down    atomic.Bool
-	mu      sync.Mutex
-	charges map[string]chargeResult
-	calls   atomic.Int32
+	down, blind, broken, late atomic.Bool
+	mu                        sync.Mutex
+	charges                   map[string]*fakeCharge
+	calls                     atomic.Int32
+	lateDone                  atomic.Int32
 }
 
-func (f *fakePayments) handle(_ context.Context, in fakeChargeIn) (chargeResult, error) {
+type fakeCharge struct {
+	res     chargeResult
+	amount  Money
+	card    string
+	voided  int64
+	charged bool
+}
+
+func (f *fakePayments) handle(ctx context.Context, in fakeChargeIn) (chargeResult, error) {
+	switch in.Op {
+	case "status":
+		if f.blind.Load() {
+			return chargeResult{}, fn.Errorf(fn.CodeUnavailable, "payments records unreachable")
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		c := f.charges[in.OrderID]
+		if c != nil && c.charged {
+			return c.res, nil
+		}
+		if in.Attempt > 0 {
+			if c == nil {
+				c = &fakeCharge{}
+				f.charges[in.OrderID] = c
+			}
+			c.voided = max(c.voided, in.Attempt)
+		}
+		return chargeResult{Status: "none"}, nil
+	case "refund":
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		c := f.charges[in.OrderID]
+		if c == nil || !c.charged {
+			return chargeResult{Status: "none"}, nil
+		}
+		if c.res.Status == "approved" {
+			c.res.Status = "refunded"
+		}
+		return c.res, nil
+	}
 	f.calls.Add(1)
 	if f.down.Load() {
 		return chargeResult{}, fn.Errorf(fn.CodeUnavailable, "payment processor is down")
 	}
+	if f.broken.Load() {
+		return chargeResult{}, errors.New("processor exploded")
+	}
+	if f.late.Load() {
+		<-ctx.Done()
+		defer f.lateDone.Add(1)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if r, ok := f.charges[in.OrderID]; ok {
-		return r, nil
+	c := f.charges[in.OrderID]
+	if c != nil && c.charged {
+		if c.amount != *in.Amount || c.card != in.Card {
+			return chargeResult{}, fn.Errorf(fn.CodeConflict, "order %s was already charged with another amount or card", in.OrderID)
+		}
+		return c.res, nil
+	}
+	if c != nil && in.Attempt <= c.voided {
+		return chargeResult{}, fn.Errorf(fn.CodeConflict, "the charge of order %s was voided", in.OrderID)
 	}
 	r := chargeResult{Status: "approved", ChargeID: "ch_" + in.OrderID}
 	if in.Card == "4000000000000002" {
 		r = chargeResult{Status: "declined", Reason: "card_declined"}
 	}
-	f.charges[in.OrderID] = r
+	f.charges[in.OrderID] = &fakeCharge{res: r, amount: *in.Amount, card: in.Card, charged: true}
 	return r, nil
+}
+
+// charged reports the status of the order's recorded charge ("" if none).
+func (f *fakePayments) charged(order string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c := f.charges[order]; c != nil && c.charged {
+		return c.res.Status
+	}
+	return ""
+}
+
+func (f *fakePayments) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, c := range f.charges {
+		if c.charged {
+			n++
+		}
+	}
+	return n
 }
 
 type shop struct {
@@ -156,12 +315,13 @@ type shop struct {
 	js  jetstream.JetStream
 }
 
-func startShop(t *testing.T) *shop {
+func startShop(t *testing.T, opts ...fn.Option) *shop {
 	t.Helper()
+	opts = append([]fn.Option{fn.WithTimeout(10 * time.Second)}, opts...)
 	s := &shop{
-		h:   fntest.Start(t, Config, fn.Handle(Place, fn.WithTimeout(10*time.Second))),
-		inv: &fakeInventory{stock: map[string]int{"TEA-0001": 100, "TEA-0002": 0, "COF-0001": 50, "EQP-0001": 20}, res: map[string]*fakeRes{}},
-		pay: &fakePayments{charges: map[string]chargeResult{}},
+		h:   fntest.Start(t, Config, fn.Handle(Place, opts...)),
+		inv: newFakeInventory(),
+		pay: &fakePayments{charges: map[string]*fakeCharge{}},
 	}
 	serve(t, s.h, fn.Config{Name: "catalog", CoreOnly: true}, fn.Handle(fakeCatalog))
 	serve(t, s.h, fn.Config{Name: "inventory", CoreOnly: true}, fn.Handle(s.inv.handle))
@@ -338,8 +498,9 @@ func TestPublishFailureKeepsPendingUntilRetry(t *testing.T) {
 	if _, err := fntest.Invoke[Order](t, s.h, in); !isCode(err, wire.CodeInternal) {
 		t.Fatalf("got %v, want internal", err)
 	}
-	if st, _ := s.inv.state("p-1"); st != "held" {
-		t.Fatalf("reservation %s, want still held", st)
+	// Paid, so the stock is committed first; the event waits for a retry.
+	if st, _ := s.inv.state("p-1"); st != "committed" {
+		t.Fatalf("reservation %s, want committed", st)
 	}
 	if rec := s.stored(t, "p-1"); rec.Status != StatusPending {
 		t.Fatalf("stored %+v, want pending", rec)
@@ -357,7 +518,7 @@ func TestPublishFailureKeepsPendingUntilRetry(t *testing.T) {
 	if msgs := s.placedEvents(t); len(msgs) != 1 {
 		t.Fatalf("%d events", len(msgs))
 	}
-	if n := len(s.pay.charges); n != 1 {
+	if n := s.pay.count(); n != 1 {
 		t.Fatalf("%d charges", n)
 	}
 }
@@ -412,4 +573,325 @@ func (s *shop) stored(t *testing.T, id string) record {
 func isCode(err error, code wire.Code) bool {
 	we, ok := err.(*wire.Error)
 	return ok && we.Code == code
+}
+
+// placeAll places the same order from n goroutines at once and returns
+// the answers.
+func placeAll(t *testing.T, s *shop, in PlaceOrder, n int) ([]Order, []error) {
+	t.Helper()
+	orders, errs := make([]Order, n), make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			orders[i], errs[i] = fntest.Invoke[Order](t, s.h, in)
+		}()
+	}
+	wg.Wait()
+	return orders, errs
+}
+
+// checkBooks checks the invariants of one order across the fakes: at most
+// one charge; paid ⇔ charged and stock taken; no failed or out-of-stock
+// order with a live charge.
+func (s *shop) checkBooks(t *testing.T, id string, initial map[string]int, qty map[string]int) record {
+	t.Helper()
+	rec := s.stored(t, id)
+	charge := s.pay.charged(id)
+	_, stock := s.inv.state(id)
+	if n := s.pay.count(); n > 1 {
+		t.Errorf("%d charges", n)
+	}
+	switch rec.Status {
+	case StatusPaid:
+		if charge != "approved" {
+			t.Errorf("paid without a charge (%q)", charge)
+		}
+		for sku, q := range qty {
+			if stock[sku] != initial[sku]-q {
+				t.Errorf("%s: %d in stock, want %d", sku, stock[sku], initial[sku]-q)
+			}
+		}
+	default:
+		if charge == "approved" && rec.Status != StatusPending {
+			t.Errorf("order %s but its card is charged", rec.Status)
+		}
+		if rec.Status != StatusPending {
+			for sku := range qty {
+				if stock[sku] != initial[sku] {
+					t.Errorf("%s: %d in stock, want %d (nothing sold)", sku, stock[sku], initial[sku])
+				}
+			}
+		}
+	}
+	return rec
+}
+
+var initialStock = map[string]int{"TEA-0001": 100, "TEA-0002": 0, "COF-0001": 50, "EQP-0001": 20}
+
+func TestConcurrentAttemptsAtOneOrder(t *testing.T) {
+	s := startShop(t)
+	in := PlaceOrder{OrderID: "same", Items: []ItemIn{{"TEA-0001", 2}, {"EQP-0001", 1}}, Card: goodCard, Email: "ada@example.com"}
+	orders, errs := placeAll(t, s, in, 20)
+	paid := 0
+	for i := range orders {
+		switch {
+		case errs[i] == nil && orders[i].Status == StatusPaid:
+			paid++
+		case isCode(errs[i], wire.CodeConflict) && strings.Contains(errs[i].Error(), "is being placed"):
+		default:
+			t.Errorf("attempt %d: %+v %v", i, orders[i], errs[i])
+		}
+	}
+	if paid == 0 {
+		t.Fatal("no attempt answered paid")
+	}
+	if rec := s.checkBooks(t, "same", initialStock, map[string]int{"TEA-0001": 2, "EQP-0001": 1}); rec.Status != StatusPaid {
+		t.Fatalf("stored %+v", rec)
+	}
+	if n := s.inv.released("same"); n != 0 {
+		t.Errorf("released %d times", n)
+	}
+	if msgs := s.placedEvents(t); len(msgs) != 1 {
+		t.Errorf("%d events", len(msgs))
+	}
+	// Afterwards every attempt gets the same outcome.
+	if o, err := fntest.Invoke[Order](t, s.h, in); err != nil || o.Status != StatusPaid {
+		t.Fatalf("after: %+v %v", o, err)
+	}
+}
+
+// The review's case: a client retries while the first attempt is still
+// reserving. The second attempt must not release the first one's stock.
+func TestRetryWhileFirstAttemptRuns(t *testing.T) {
+	s := startShop(t)
+	s.inv.gate, s.inv.entered = make(chan struct{}), make(chan string, 1)
+	in := PlaceOrder{OrderID: "slow", Items: []ItemIn{{"TEA-0001", 1}, {"COF-0001", 1}}, Card: goodCard, Email: "ada@example.com"}
+	first := make(chan error, 1)
+	go func() {
+		o, err := fntest.Invoke[Order](t, s.h, in)
+		if err == nil && o.Status != StatusPaid {
+			err = fmt.Errorf("first: %+v", o)
+		}
+		first <- err
+	}()
+	<-s.inv.entered // the first attempt is half-way through its reserve
+	_, errs := placeAll(t, s, in, 5)
+	for _, err := range errs {
+		if !isCode(err, wire.CodeConflict) || !strings.Contains(err.Error(), "order slow is being placed; retry later") {
+			t.Errorf("second attempt: %v, want 409 being placed", err)
+		}
+	}
+	if n := s.inv.released("slow"); n != 0 {
+		t.Fatalf("the second attempt released %d times", n)
+	}
+	close(s.inv.gate)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	s.checkBooks(t, "slow", initialStock, map[string]int{"TEA-0001": 1, "COF-0001": 1})
+}
+
+func TestSameIDOtherBodyConflicts(t *testing.T) {
+	s := startShop(t)
+	in := PlaceOrder{OrderID: "body", Items: []ItemIn{{"TEA-0001", 1}}, Card: goodCard, Email: "ada@example.com"}
+	if o, err := fntest.Invoke[Order](t, s.h, in); err != nil || o.Status != StatusPaid {
+		t.Fatalf("place: %+v %v", o, err)
+	}
+	for _, other := range []PlaceOrder{
+		{OrderID: "body", Items: []ItemIn{{"TEA-0001", 2}}, Card: goodCard, Email: "ada@example.com"},
+		{OrderID: "body", Items: []ItemIn{{"TEA-0001", 1}}, Card: "4111111111111111", Email: "ada@example.com"},
+		{OrderID: "body", Items: []ItemIn{{"TEA-0001", 1}}, Card: goodCard, Email: "bob@example.com"},
+		{OrderID: "body", Items: []ItemIn{{"TEA-0001", 1}}, Card: goodCard, Email: "ada@example.com", Currency: "GBP"},
+	} {
+		if _, err := fntest.Invoke[Order](t, s.h, other); !isCode(err, wire.CodeConflict) {
+			t.Errorf("%+v: %v, want conflict", other, err)
+		}
+	}
+	// EUR is the default: naming it is the same body.
+	in.Currency = "EUR"
+	if o, err := fntest.Invoke[Order](t, s.h, in); err != nil || o.Status != StatusPaid {
+		t.Fatalf("same body: %+v %v", o, err)
+	}
+}
+
+// Payments' 409 (the id charged with another amount) reaches the caller
+// as 409, and only this attempt's own reservation is given back.
+func TestPaymentsConflictIs409(t *testing.T) {
+	s := startShop(t)
+	s.pay.charges["dup"] = &fakeCharge{res: chargeResult{Status: "approved", ChargeID: "ch_other"},
+		amount: Money{1, "EUR"}, card: goodCard, charged: true}
+	_, err := fntest.Invoke[Order](t, s.h, PlaceOrder{OrderID: "dup", Items: []ItemIn{{"EQP-0001", 1}}, Card: goodCard, Email: "a@b.co"})
+	if !isCode(err, wire.CodeConflict) {
+		t.Fatalf("got %v, want conflict", err)
+	}
+	if st, stock := s.inv.state("dup"); st != "released" || stock["EQP-0001"] != 20 {
+		t.Fatalf("inventory %s %v", st, stock)
+	}
+	if rec := s.stored(t, "dup"); rec.Status != StatusFailed {
+		t.Fatalf("stored %+v", rec)
+	}
+}
+
+// Payments records the charge after orders stopped waiting: the order may
+// end paid or failed, but never failed with a charge, and a retry charges
+// at most once.
+func TestLateChargeNeverLeavesFailedWithCharge(t *testing.T) {
+	s := startShop(t, fn.WithTimeout(300*time.Millisecond))
+	s.pay.late.Store(true)
+	in := PlaceOrder{OrderID: "late", Items: []ItemIn{{"COF-0001", 2}}, Card: goodCard, Email: "a@b.co"}
+	o, err := fntest.Invoke[Order](t, s.h, in)
+	if err != nil && !isCode(err, wire.CodeUnavailable) {
+		t.Fatalf("got %+v %v", o, err)
+	}
+	natstest.WaitFor(t, 10*time.Second, "the late charge to be handled", func() bool { return s.pay.lateDone.Load() == 1 })
+	rec := s.checkBooks(t, "late", initialStock, map[string]int{"COF-0001": 2})
+	t.Logf("first attempt: %s (%s), charge %q", rec.Status, rec.Reason, s.pay.charged("late"))
+	s.pay.late.Store(false)
+	o, err = fntest.Invoke[Order](t, s.h, in)
+	if err != nil || o.Status != StatusPaid {
+		t.Fatalf("retry: %+v %v", o, err)
+	}
+	s.checkBooks(t, "late", initialStock, map[string]int{"COF-0001": 2})
+}
+
+// When payments fails unclearly and the charge cannot be checked, the order
+// stays pending with its stock held; reconcile finishes it later.
+func TestUncheckableChargeStaysPendingThenReconciles(t *testing.T) {
+	s := startShop(t)
+	s.pay.broken.Store(true)
+	s.pay.blind.Store(true)
+	in := PlaceOrder{OrderID: "blind", Items: []ItemIn{{"EQP-0001", 3}}, Card: goodCard, Email: "a@b.co"}
+	if _, err := fntest.Invoke[Order](t, s.h, in); !isCode(err, wire.CodeUnavailable) {
+		t.Fatalf("got %v, want unavailable", err)
+	}
+	if rec := s.stored(t, "blind"); rec.Status != StatusPending {
+		t.Fatalf("stored %+v, want pending", rec)
+	}
+	if st, stock := s.inv.state("blind"); st != "held" || stock["EQP-0001"] != 17 || s.inv.released("blind") != 0 {
+		t.Fatalf("inventory %s %v", st, stock)
+	}
+	// Reconcile cannot tell either: it leaves it.
+	ctx := fn.WithConn(context.Background(), s.h.NC)
+	if n, err := Reconcile(ctx, time.Now().Add(time.Hour)); n != 0 || err == nil {
+		t.Fatalf("blind reconcile: %d %v", n, err)
+	}
+	s.pay.blind.Store(false)
+	if n, err := Reconcile(ctx, time.Now().Add(time.Hour)); n != 1 || err != nil {
+		t.Fatalf("reconcile: %d %v", n, err)
+	}
+	rec := s.checkBooks(t, "blind", initialStock, map[string]int{"EQP-0001": 3})
+	if rec.Status != StatusFailed {
+		t.Fatalf("stored %+v, want failed (never charged)", rec)
+	}
+	// The charge is voided for the attempts so far: a late one cannot land.
+	if _, err := s.pay.handle(ctx, fakeChargeIn{OrderID: "blind", Card: goodCard, Amount: &Money{3 * 7900, "EUR"}, Attempt: 1}); err == nil {
+		t.Fatal("a late charge of attempt 1 went through")
+	}
+}
+
+// seedPending stores an order as an attempt that died left it: pending,
+// lease expired, indexed.
+func (s *shop) seedPending(t *testing.T, in PlaceOrder, attempt int64) {
+	t.Helper()
+	ctx := fn.WithConn(context.Background(), s.h.NC)
+	kv, err := fn.OpenKV(ctx, Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := fn.OpenKV(ctx, PendingBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := Money{Currency: "EUR"}
+	var lines []Line
+	for _, it := range in.Items {
+		p := prices[it.SKU]
+		lines = append(lines, Line{SKU: it.SKU, Name: "name of " + it.SKU, Quantity: it.Quantity, UnitPrice: Money{p, "EUR"}, LineTotal: Money{p * int64(it.Quantity), "EUR"}})
+		total.Amount += p * int64(it.Quantity)
+	}
+	now := time.Now().UTC()
+	rec := record{Order: Order{OrderID: in.OrderID, Status: StatusPending, Total: total, Items: lines, CreatedAt: now, UpdatedAt: now},
+		Email: in.Email, BodyHash: bodyHash(in, "EUR"), Attempt: attempt, LeaseUntil: now.Add(-time.Second)}
+	data, _ := json.Marshal(rec)
+	if _, err := kv.Put(ctx, key(in.OrderID), data); err != nil {
+		t.Fatal(err)
+	}
+	if err := indexPending(ctx, idx, in.OrderID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A retry whose stock ran out although an earlier attempt charged the card
+// refunds it and ends out of stock.
+func TestRetryOutOfStockRefunds(t *testing.T) {
+	s := startShop(t)
+	in := PlaceOrder{OrderID: "refund-me", Items: []ItemIn{{"TEA-0002", 1}}, Card: goodCard, Email: "a@b.co"}
+	s.seedPending(t, in, 1)
+	s.pay.charges["refund-me"] = &fakeCharge{res: chargeResult{Status: "approved", ChargeID: "ch_x"},
+		amount: Money{1490, "EUR"}, card: goodCard, charged: true}
+	o, err := fntest.Invoke[Order](t, s.h, in)
+	if err != nil || o.Status != StatusOutOfStock || o.Reason != ReasonRefunded {
+		t.Fatalf("retry: %+v %v", o, err)
+	}
+	if c := s.pay.charged("refund-me"); c != "refunded" {
+		t.Fatalf("charge %q, want refunded", c)
+	}
+	if s.pay.calls.Load() != 0 {
+		t.Fatal("charged again")
+	}
+}
+
+func TestReconcileFinishesAbandonedOrders(t *testing.T) {
+	s := startShop(t)
+	charged := PlaceOrder{OrderID: "abandoned-paid", Items: []ItemIn{{"TEA-0001", 4}}, Card: goodCard, Email: "a@b.co"}
+	unpaid := PlaceOrder{OrderID: "abandoned-unpaid", Items: []ItemIn{{"COF-0001", 5}}, Card: goodCard, Email: "a@b.co"}
+	ctx := fn.WithConn(context.Background(), s.h.NC)
+	for _, in := range []PlaceOrder{charged, unpaid} {
+		s.seedPending(t, in, 1)
+		if _, err := s.inv.handle(ctx, fakeInvIn{Op: "reserve", OrderID: in.OrderID, Items: []invItem{{in.Items[0].SKU, in.Items[0].Quantity}}, Attempt: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.pay.charges["abandoned-paid"] = &fakeCharge{res: chargeResult{Status: "approved", ChargeID: "ch_y"},
+		amount: Money{4 * 1250, "EUR"}, card: goodCard, charged: true}
+	// A live order is left alone.
+	live := PlaceOrder{OrderID: "live", Items: []ItemIn{{"EQP-0001", 1}}, Card: goodCard, Email: "a@b.co"}
+	s.seedPending(t, live, 1)
+	kv, _ := fn.OpenKV(ctx, Bucket)
+	if _, err := fn.UpdateJSON(ctx, kv, key("live"), func(r *record, _ bool) error {
+		r.LeaseUntil = time.Now().Add(time.Hour)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The scheduled input is valid, and the schedule's run finishes both.
+	out, err := fntest.Invoke[Order](t, s.h, PlaceOrder{Op: "reconcile"})
+	if err != nil || out.Status != StatusReconciled || out.Reconciled != 2 {
+		t.Fatalf("reconcile: %+v %v", out, err)
+	}
+	if rec := s.checkBooks(t, "abandoned-paid", initialStock, map[string]int{"TEA-0001": 4}); rec.Status != StatusPaid {
+		t.Fatalf("charged order: %+v", rec)
+	}
+	if st, _ := s.inv.state("abandoned-paid"); st != "committed" {
+		t.Fatalf("charged order's reservation %s", st)
+	}
+	if rec := s.checkBooks(t, "abandoned-unpaid", initialStock, map[string]int{"COF-0001": 5}); rec.Status != StatusFailed {
+		t.Fatalf("unpaid order: %+v", rec)
+	}
+	if rec := s.stored(t, "live"); rec.Status != StatusPending {
+		t.Fatalf("live order: %+v", rec)
+	}
+	if msgs := s.placedEvents(t); len(msgs) != 1 {
+		t.Fatalf("%d events", len(msgs))
+	}
+	idx, _ := fn.OpenKV(ctx, PendingBucket)
+	if keys, _ := idx.Keys(ctx); fmt.Sprint(keys) != "[live]" {
+		t.Fatalf("pending index %v, want [live]", keys)
+	}
+	if n, err := Reconcile(ctx, time.Now()); n != 0 || err != nil {
+		t.Fatalf("second reconcile: %d %v", n, err)
+	}
 }

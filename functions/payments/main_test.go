@@ -19,7 +19,7 @@ func withFaults(t *testing.T, f Faults) {
 }
 
 func charge(order, card string, cents int64) Charge {
-	return Charge{OrderID: order, Card: card, Amount: Money{Amount: cents, Currency: "EUR"}}
+	return Charge{OrderID: order, Card: card, Amount: &Money{Amount: cents, Currency: "EUR"}}
 }
 
 func TestOutcomes(t *testing.T) {
@@ -180,4 +180,93 @@ func TestParseFaults(t *testing.T) {
 func isCode(err error, code wire.Code) bool {
 	we, ok := err.(*wire.Error)
 	return ok && we.Code == code
+}
+
+func TestStatusVoidAndRefund(t *testing.T) {
+	withFaults(t, Faults{})
+	h := fntest.Start(t, Config, fn.Handle(Pay))
+	status := func(order string, attempt int64) Result {
+		t.Helper()
+		r, err := fntest.Invoke[Result](t, h, Charge{Op: "status", OrderID: order, Attempt: attempt})
+		if err != nil {
+			t.Fatalf("status %s: %v", order, err)
+		}
+		return r
+	}
+	// Nothing recorded: a plain look changes nothing.
+	if r := status("s-1", 0); r.Status != StatusNone {
+		t.Fatalf("status: %+v", r)
+	}
+	// Asked by attempt 2: charges of attempts up to 2 are refused, a later
+	// attempt may charge.
+	if r := status("s-1", 2); r.Status != StatusNone {
+		t.Fatalf("status 2: %+v", r)
+	}
+	c := charge("s-1", "4242424242424242", 500)
+	c.Attempt = 2
+	if _, err := fntest.Invoke[Result](t, h, c); !isCode(err, wire.CodeConflict) {
+		t.Fatalf("late charge of attempt 2: %v, want conflict", err)
+	}
+	if r := status("s-1", 1); r.Status != StatusNone {
+		t.Fatalf("status 1 after 2: %+v", r)
+	}
+	c.Attempt = 3
+	r, err := fntest.Invoke[Result](t, h, c)
+	if err != nil || r.Status != StatusApproved {
+		t.Fatalf("charge of attempt 3: %+v %v", r, err)
+	}
+	if got := status("s-1", 4); got.Status != StatusApproved || got.ChargeID != r.ChargeID {
+		t.Fatalf("status after charge: %+v", got)
+	}
+	// Refund, twice: once refunded it stays refunded, and charging again
+	// does not charge anew.
+	for range 2 {
+		got, err := fntest.Invoke[Result](t, h, Charge{Op: "refund", OrderID: "s-1"})
+		if err != nil || got.Status != StatusRefunded || got.ChargeID != r.ChargeID {
+			t.Fatalf("refund: %+v %v", got, err)
+		}
+	}
+	if got, err := fntest.Invoke[Result](t, h, c); err != nil || got.Status != StatusRefunded {
+		t.Fatalf("charge after refund: %+v %v", got, err)
+	}
+	if got, err := fntest.Invoke[Result](t, h, Charge{Op: "refund", OrderID: "nothing"}); err != nil || got.Status != StatusNone {
+		t.Fatalf("refund of nothing: %+v %v", got, err)
+	}
+	// A charge needs a card and an amount.
+	if _, err := fntest.Invoke[Result](t, h, Charge{OrderID: "x", Card: "4242424242424242"}); !isCode(err, wire.CodeInvalidArgument) {
+		t.Fatalf("no amount: %v", err)
+	}
+	if _, err := fntest.Invoke[Result](t, h, Charge{Op: "charge", OrderID: "x", Amount: &Money{1, "EUR"}}); !isCode(err, wire.CodeInvalidArgument) {
+		t.Fatalf("no card: %v", err)
+	}
+}
+
+// Concurrent late charges and voids of one order: either the charge is
+// recorded and status says approved, or status said none and no charge of
+// that attempt is ever recorded.
+func TestVoidRacesCharge(t *testing.T) {
+	withFaults(t, Faults{})
+	h := fntest.Start(t, Config, fn.Handle(Pay))
+	for i := range 20 {
+		order := fmt.Sprintf("race-%d", i)
+		c := charge(order, "4242424242424242", 100)
+		c.Attempt = 1
+		var wg sync.WaitGroup
+		var st Result
+		var chErr error
+		wg.Add(2)
+		go func() { defer wg.Done(); _, chErr = fntest.Invoke[Result](t, h, c) }()
+		go func() {
+			defer wg.Done()
+			st, _ = fntest.Invoke[Result](t, h, Charge{Op: "status", OrderID: order, Attempt: 1})
+		}()
+		wg.Wait()
+		final, _ := fntest.Invoke[Result](t, h, Charge{Op: "status", OrderID: order})
+		if st.Status == StatusNone && (chErr == nil || final.Status != StatusNone) {
+			t.Fatalf("%s: told none, but the charge went through (%v, %+v)", order, chErr, final)
+		}
+		if st.Status == StatusApproved && (chErr != nil || final.Status != StatusApproved) {
+			t.Fatalf("%s: approved but %v %+v", order, chErr, final)
+		}
+	}
 }
