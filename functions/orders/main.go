@@ -51,6 +51,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -301,9 +302,14 @@ func Place(ctx context.Context, in PlaceOrder) (Order, error) {
 		}
 	}
 
-	// Index it (so reconcile finds it should this attempt die), then claim
-	// it, unless a concurrent attempt owns or finished it.
-	if err := indexPending(ctx, idx, id); err != nil {
+	// Index it under the attempt it expects to be (so reconcile finds it
+	// should this attempt die), then claim it, unless a concurrent attempt
+	// owns or finished it.
+	expect := int64(1)
+	if exists {
+		expect = prev.Attempt + 1
+	}
+	if err := indexPending(ctx, idx, id, expect); err != nil {
 		return Order{}, err
 	}
 	now := time.Now().UTC()
@@ -340,13 +346,33 @@ func Place(ctx context.Context, in PlaceOrder) (Order, error) {
 	case err != nil:
 		return Order{}, err
 	}
+	if claimed.Attempt != expect {
+		if err := indexPending(ctx, idx, id, claimed.Attempt); err != nil {
+			return Order{}, err
+		}
+	}
 	a := newAttempt(ctx, kv, idx, claimed)
 	defer a.cancel()
 	return a.place(in.Card, existed)
 }
 
-func indexPending(ctx context.Context, idx *fn.KV, id string) error {
-	_, err := idx.Put(ctx, id, []byte(fmt.Sprintf(`{"at":%q}`, time.Now().UTC().Format(time.RFC3339Nano))))
+// The pending index has one key per attempt, <order id>.<attempt>, so an
+// attempt that settles removes its own entry and never that of a newer
+// attempt of the same order.
+func indexKey(id string, attempt int64) string { return id + "." + strconv.FormatInt(attempt, 10) }
+
+// parseIndexKey splits an index key; ok is false for anything else.
+func parseIndexKey(k string) (id string, attempt int64, ok bool) {
+	i := strings.LastIndexByte(k, '.')
+	if i < 1 {
+		return "", 0, false
+	}
+	n, err := strconv.ParseInt(k[i+1:], 10, 64)
+	return k[:i], n, err == nil
+}
+
+func indexPending(ctx context.Context, idx *fn.KV, id string, attempt int64) error {
+	_, err := idx.Put(ctx, indexKey(id, attempt), []byte(fmt.Sprintf(`{"at":%q}`, time.Now().UTC().Format(time.RFC3339Nano))))
 	return err
 }
 
@@ -572,7 +598,7 @@ func (a *attempt) finish(status, reason string) (Order, error) {
 	case err != nil:
 		return Order{}, err
 	}
-	if err := a.idx.Delete(a.sctx, a.id); err != nil {
+	if err := a.idx.Delete(a.sctx, indexKey(a.id, a.gen)); err != nil {
 		fn.Logger(a.ctx).Warn("order settled but still indexed as pending", "order", a.id, "err", err)
 	}
 	return r.Order, nil
@@ -641,17 +667,22 @@ func Reconcile(ctx context.Context, now time.Time) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	ids, err := idx.Keys(ctx)
+	keys, err := idx.Keys(ctx)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	var errs []error
-	for _, id := range ids {
+	for _, k := range keys {
 		if ctx.Err() != nil {
 			break // the next tick goes on
 		}
-		done, err := reconcileOne(ctx, kv, idx, id, now)
+		id, attempt, ok := parseIndexKey(k)
+		if !ok {
+			_ = idx.Delete(ctx, k)
+			continue
+		}
+		done, err := reconcileOne(ctx, kv, idx, id, attempt, now)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("order %s: %w", id, err))
 		}
@@ -662,22 +693,23 @@ func Reconcile(ctx context.Context, now time.Time) (int, error) {
 	return n, errors.Join(errs...)
 }
 
-func reconcileOne(ctx context.Context, kv, idx *fn.KV, id string, now time.Time) (bool, error) {
+func reconcileOne(ctx context.Context, kv, idx *fn.KV, id string, attempt int64, now time.Time) (bool, error) {
+	ik := indexKey(id, attempt)
 	rec, _, err := fn.GetJSON[record](ctx, kv, key(id))
 	switch {
-	case errors.Is(err, fn.ErrKeyNotFound):
+	case errors.Is(err, fn.ErrKeyNotFound), err == nil && rec.Attempt < attempt:
 		// Indexed by an attempt about to claim it, or one that never did.
 		var at struct {
 			At time.Time `json:"at"`
 		}
-		if data, _, err := idx.Get(ctx, id); err == nil && json.Unmarshal(data, &at) == nil && now.Sub(at.At) > Lease {
-			return false, idx.Delete(ctx, id)
+		if data, _, err := idx.Get(ctx, ik); err == nil && json.Unmarshal(data, &at) == nil && now.Sub(at.At) > Lease {
+			return false, idx.Delete(ctx, ik)
 		}
 		return false, nil
 	case err != nil:
 		return false, err
 	case rec.Status != StatusPending:
-		return false, idx.Delete(ctx, id)
+		return false, idx.Delete(ctx, ik)
 	case now.Before(rec.LeaseUntil):
 		return false, nil
 	}
@@ -694,6 +726,14 @@ func reconcileOne(ctx context.Context, kv, idx *fn.KV, id string, now time.Time)
 	}
 	if err != nil {
 		return false, err
+	}
+	// The order is this reconcile's attempt now: index it as such, and
+	// drop the entry of the attempt that gave up.
+	if err := indexPending(ctx, idx, id, claimed.Attempt); err != nil {
+		return false, err
+	}
+	if attempt != claimed.Attempt {
+		_ = idx.Delete(ctx, ik)
 	}
 	a := newAttempt(ctx, kv, idx, claimed)
 	defer a.cancel()

@@ -818,7 +818,7 @@ func (s *shop) seedPending(t *testing.T, in PlaceOrder, attempt int64) {
 	if _, err := kv.Put(ctx, key(in.OrderID), data); err != nil {
 		t.Fatal(err)
 	}
-	if err := indexPending(ctx, idx, in.OrderID); err != nil {
+	if err := indexPending(ctx, idx, in.OrderID, attempt); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -888,8 +888,8 @@ func TestReconcileFinishesAbandonedOrders(t *testing.T) {
 		t.Fatalf("%d events", len(msgs))
 	}
 	idx, _ := fn.OpenKV(ctx, PendingBucket)
-	if keys, _ := idx.Keys(ctx); fmt.Sprint(keys) != "[live]" {
-		t.Fatalf("pending index %v, want [live]", keys)
+	if keys, _ := idx.Keys(ctx); fmt.Sprint(keys) != "[live.1]" {
+		t.Fatalf("pending index %v, want [live.1]", keys)
 	}
 	if n, err := Reconcile(ctx, time.Now()); n != 0 || err != nil {
 		t.Fatalf("second reconcile: %d %v", n, err)
