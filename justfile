@@ -20,6 +20,10 @@ bench:
     go test ./runtime/agent -run '^$' -bench ColdStart -benchtime 1x
     go test ./schemas -run '^$' -bench . -benchmem
 
+# The shop end to end: yard up, 1,000 orders, failures, an outage, the books.
+shop:
+    go test ./functions -run TestShop -count=1 -v
+
 # The async crash test (10,000 invocations, SIGKILLs, NATS restarts).
 crash:
     YARD_CRASH_TEST=1 go test ./internal/crashtest -run TestCrash -count=1 -v
