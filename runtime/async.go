@@ -114,10 +114,10 @@ func (i *Instance) runAsync(msg jetstream.Msg) {
 		rec.RequestID = rec.ID
 	}
 	ctx := context.Background()
-	if rec.Attempts == 1 && staleTick(hdr, now) {
-		// The function was down or busy for a whole period: run the next
-		// tick, not a backlog of missed ones.
-		i.log.Info("skipping a schedule tick: the next one is already due", "invocation_id", rec.ID,
+	if rec.Attempts == 1 && hdr.Get(invocation.HeaderScheduler) != "" && i.store.NewerTick(ctx, hdr) {
+		// The function was down or busy while a later tick of the same
+		// schedule fired: run that one, not a backlog of missed ones.
+		i.log.Info("skipping a missed schedule tick: a later one has fired", "invocation_id", rec.ID,
 			"scheduler", hdr.Get(invocation.HeaderScheduler))
 		_ = msg.Ack()
 		return
@@ -300,15 +300,6 @@ func (i *Instance) heartbeat(msg jetstream.Msg) (stop func()) {
 		mu.Unlock()
 		t.Stop()
 	}
-}
-
-// staleTick reports a schedule tick whose next tick is due already.
-func staleTick(h nats.Header, now time.Time) bool {
-	if h.Get(invocation.HeaderScheduler) == "" {
-		return false
-	}
-	next, err := time.Parse(time.RFC3339Nano, h.Get(invocation.HeaderScheduleNext))
-	return err == nil && !next.After(now)
 }
 
 // invocationID is the id the submitter gave; a plain JetStream publish

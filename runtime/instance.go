@@ -89,6 +89,10 @@ type Instance struct {
 	eventConsumers []jetstream.ConsumeContext
 	callbackWG     sync.WaitGroup
 	ackWait        time.Duration
+	// reg is the registry; schedulesSet says this instance put the
+	// function's schedules in place (see dropSchedules).
+	reg          *registry.Registry
+	schedulesSet bool
 }
 
 // Start serves h on nc until Stop. It returns once the instance is
@@ -175,8 +179,11 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, h *Handler) (*Instanc
 		if err == nil && live {
 			// Schedules matter less than serving: a failure is logged, and
 			// the next instance to start (or the next deploy) tries again.
+			i.reg = reg
 			if serr := i.syncSchedules(ctx, reg); serr != nil {
 				i.log.Error("could not set the function's schedules", logKeyErr, serr)
+			} else {
+				i.schedulesSet = len(i.spec.Schedules) > 0
 			}
 		}
 		if err == nil {
@@ -512,6 +519,7 @@ func (i *Instance) drain(ctx context.Context) error {
 			cc.Stop()
 		}
 	}
+	i.dropSchedules(ctx)
 	if err := i.svc.Stop(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		i.log.Warn("stop micro service", logKeyErr, err)
 	}

@@ -6,15 +6,19 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
+	"github.com/switchyard-dev/switchyard/internal/fleet"
 	"github.com/switchyard-dev/switchyard/runtime/registry"
 )
 
 // Schedule runs the function on a timer, once per tick across all of its
 // instances and agents. The ticks come from nats-server's own message
-// scheduler: a schedule message in YARD_ASYNC fires the function's async
-// subject, so a tick is an async invocation with the same retries, results
-// and dead letters.
+// scheduler: a schedule message in YARD_SCHEDULES fires ticks that
+// YARD_ASYNC takes in on the function's async subject, so a tick is an
+// async invocation with the same retries, results and dead letters. A
+// tick that a later one of the same schedule overtook (the function was
+// down or busy) is skipped.
 type Schedule struct {
 	// Cron is when to run, in UTC: "@every 1m" (at least 1s), a descriptor
 	// (@hourly, @daily, @weekly, @monthly, @yearly), or a cron line of five
@@ -89,4 +93,34 @@ func (i *Instance) syncSchedules(ctx context.Context, reg *registry.Registry) er
 
 func sameSchedules(a, b []registry.Schedule) bool {
 	return slices.EqualFunc(a, b, func(x, y registry.Schedule) bool { return x.ID() == y.ID() })
+}
+
+// dropSchedules removes the schedules an undeployed instance (go run, a
+// test) put in place when it is the last instance of its function to stop:
+// nothing else would ever run their ticks, which would pile up in the
+// shared work queue. A deploy owns the schedules of a deployed function,
+// so deployed instances leave them alone. An undeployed instance that
+// crashes leaves them until its next start or `yard rm <name>`.
+func (i *Instance) dropSchedules(ctx context.Context) {
+	if !i.schedulesSet || i.cfg.DeployedVersion > 0 || !i.nc.IsConnected() {
+		return
+	}
+	if cur, err := i.reg.Get(ctx, i.cfg.Name); err != nil || cur.Version > 0 {
+		return // deployed since, or the registry cannot tell: leave them
+	}
+	pings, err := fleet.Ping(i.nc, i.cfg.Name, 200*time.Millisecond)
+	if err != nil {
+		return
+	}
+	self := i.svc.Info().ID
+	for _, p := range pings {
+		if p.ID != self {
+			return // another instance still serves them
+		}
+	}
+	if err := i.store.SyncSchedules(ctx, i.cfg.Name, nil); err != nil {
+		i.log.Warn("could not remove the schedules of the last undeployed instance", logKeyErr, err)
+		return
+	}
+	i.log.Info("schedules removed: the last undeployed instance stopped")
 }

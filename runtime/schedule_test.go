@@ -147,3 +147,105 @@ func TestMissedTicksDoNotPileUp(t *testing.T) {
 		t.Fatalf("%d runs for a backlog of missed ticks", runs)
 	}
 }
+
+// TestLateLatestTickRuns: the latest tick of a schedule runs however late
+// it is delivered; only ticks a later one overtook are skipped.
+func TestLateLatestTickRuns(t *testing.T) {
+	nc := natstest.Connect(t, natstest.Run(t))
+	ctx := context.Background()
+	js, _ := jetstream.New(nc)
+	store, err := invocation.Open(ctx, js, invocation.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const subject = "yard.async.slowpoke"
+	if err := store.SyncSchedules(ctx, "slowpoke", []registry.Schedule{{Cron: "@every 1s", Input: []byte(`{"job":"sweep"}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	async, _ := js.Stream(ctx, "YARD_ASYNC")
+	queued := func() uint64 {
+		info, err := async.Info(ctx, jetstream.WithSubjectFilter(subject))
+		if err != nil {
+			return 0
+		}
+		return info.State.Subjects[subject]
+	}
+	natstest.WaitFor(t, 10*time.Second, "two ticks to queue up", func() bool { return queued() >= 2 })
+	// The schedule stops; its last tick waits until its successor would
+	// have been due.
+	if err := store.SyncSchedules(ctx, "slowpoke", nil); err != nil {
+		t.Fatal(err)
+	}
+	last, err := async.GetLastMsgForSubject(ctx, subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := time.Parse(time.RFC3339Nano, last.Header.Get(invocation.HeaderScheduleNext))
+	if err != nil {
+		t.Fatalf("tick headers %v", last.Header)
+	}
+	natstest.WaitFor(t, 10*time.Second, "the last tick to be late", func() bool { return time.Now().After(next) })
+	var mu sync.Mutex
+	runs := 0
+	inst, err := fn.Start(ctx, nc, fn.Config{Name: "slowpoke"}, fn.Handle(func(ctx context.Context, in tick) (tick, error) {
+		mu.Lock()
+		runs++
+		mu.Unlock()
+		return in, nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inst.Stop(ctx)
+	natstest.WaitFor(t, 10*time.Second, "the backlog to be taken", func() bool { return queued() == 0 })
+	natstest.WaitFor(t, 10*time.Second, "the latest tick to run", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return runs >= 1
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if runs != 1 {
+		t.Fatalf("%d runs, want the latest tick only", runs)
+	}
+}
+
+// TestLastUndeployedInstanceRemovesSchedules: the schedules of a function
+// run by undeployed instances go when the last of them stops, not before.
+func TestLastUndeployedInstanceRemovesSchedules(t *testing.T) {
+	nc := natstest.Connect(t, natstest.Run(t))
+	ctx := context.Background()
+	cfg := fn.Config{Name: "dev-sweeper", Schedules: []fn.Schedule{{Cron: "@hourly", Input: tick{Job: "sweep"}}}}
+	h := fn.Handle(func(ctx context.Context, in tick) (tick, error) { return in, nil })
+	a, err := fn.Start(ctx, nc, cfg, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := fn.Start(ctx, nc, cfg, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, _ := jetstream.New(nc)
+	count := func() int {
+		active, err := invocation.ListSchedules(ctx, js, "dev-sweeper")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(active)
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("%d schedules while two instances run", n)
+	}
+	if err := a.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("%d schedules while one instance still runs", n)
+	}
+	if err := b.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 0 {
+		t.Fatalf("%d schedules after the last instance stopped", n)
+	}
+}

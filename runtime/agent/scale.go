@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard-dev/switchyard/internal/fleet"
+	"github.com/switchyard-dev/switchyard/runtime/registry"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
@@ -43,11 +45,16 @@ func (a *Agent) activate(ctx context.Context, m *nats.Msg) {
 	if f == nil {
 		// The registry watch may not have brought a fresh deploy yet.
 		spec, err := a.reg.Get(ctx, name)
-		if err == nil && spec.Version == 0 {
+		switch {
+		case errors.Is(err, registry.ErrNotFound):
+		case err != nil:
+			// Not an answer about the function: callers keep trying.
+			reply(wire.Errorf(wire.CodeUnavailable, "agent could not read the registry: %v", err))
+			return
+		case spec.Version == 0:
 			reply(undeployed)
 			return
-		}
-		if err == nil {
+		default:
 			a.want(ctx, name, spec)
 			a.mu.Lock()
 			f = a.fns[name]

@@ -57,12 +57,13 @@ func ensureSchedules(ctx context.Context, js jetstream.JetStream) (jetstream.Str
 	return st, nil
 }
 
-// ticksSource makes YARD_ASYNC take the ticks in as async invocations.
+// ticksSource makes YARD_ASYNC take the ticks (yard.ticks.<name>.<id>)
+// in as async invocations (yard.async.<name>).
 func ticksSource() *jetstream.StreamSource {
 	return &jetstream.StreamSource{
 		Name: wire.StreamSchedules,
 		SubjectTransforms: []jetstream.SubjectTransformConfig{{
-			Source: wire.TicksPrefix + "*", Destination: wire.AsyncPrefix + "{{wildcard(1)}}",
+			Source: wire.TicksPrefix + "*.*", Destination: wire.AsyncPrefix + "{{wildcard(1)}}",
 		}},
 	}
 }
@@ -71,12 +72,21 @@ func ticksSource() *jetstream.StreamSource {
 // release, keeping whatever else an operator tuned.
 func sourceTicks(ctx context.Context, js jetstream.JetStream, s jetstream.Stream) (jetstream.Stream, error) {
 	cfg := s.CachedInfo().Config
+	want := ticksSource()
+	var sources []*jetstream.StreamSource
 	for _, src := range cfg.Sources {
-		if src != nil && src.Name == wire.StreamSchedules {
-			return s, nil
+		if src == nil {
+			continue
 		}
+		if src.Name == wire.StreamSchedules {
+			if slices.Equal(src.SubjectTransforms, want.SubjectTransforms) {
+				return s, nil
+			}
+			continue // an older transform: replaced below
+		}
+		sources = append(sources, src)
 	}
-	cfg.Sources = append(cfg.Sources, ticksSource())
+	cfg.Sources = append(sources, want)
 	s, err := js.UpdateStream(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("invocation: let %s take in schedule ticks: %w", cfg.Name, err)
@@ -155,8 +165,7 @@ func listSchedules(ctx context.Context, st jetstream.Stream, name string) ([]Act
 // instances. Concurrent callers with the same want agree: a schedule is
 // created only if its subject is still empty.
 func (s *Store) SyncSchedules(ctx context.Context, name string, want []registry.Schedule) error {
-	target, err := wire.TicksSubject(name)
-	if err != nil {
+	if err := wire.ValidateName(name); err != nil {
 		return err
 	}
 	have, err := scheduleSubjects(ctx, s.schedules, name)
@@ -170,6 +179,10 @@ func (s *Store) SyncSchedules(ctx context.Context, name string, want []registry.
 			return err
 		}
 		subj, err := wire.SchedulesSubject(name, sc.ID())
+		if err != nil {
+			return err
+		}
+		target, err := wire.TicksSubject(name, sc.ID())
 		if err != nil {
 			return err
 		}
@@ -217,6 +230,27 @@ func scheduleSubjects(ctx context.Context, st jetstream.Stream, name string) ([]
 	}
 	slices.Sort(subjects)
 	return subjects, nil
+}
+
+// NewerTick reports whether a later tick of the same schedule than the
+// one with headers h has fired already: then h's tick was missed (the
+// function was down or busy) and can be skipped in favour of the later
+// one. The latest tick is never skipped, however late it is delivered.
+func (s *Store) NewerTick(ctx context.Context, h nats.Header) bool {
+	scheduler := h.Get(HeaderScheduler)
+	if !strings.HasPrefix(scheduler, wire.SchedulesPrefix) {
+		return false
+	}
+	next, err := time.Parse(time.RFC3339Nano, h.Get(HeaderScheduleNext))
+	if err != nil {
+		return false
+	}
+	last, err := s.schedules.GetLastMsgForSubject(ctx, wire.TicksPrefix+strings.TrimPrefix(scheduler, wire.SchedulesPrefix))
+	if err != nil {
+		return false // run it: better a tick too many than none
+	}
+	lastNext, err := time.Parse(time.RFC3339Nano, last.Header.Get(HeaderScheduleNext))
+	return err == nil && lastNext.After(next)
 }
 
 // wrongLastSequence: another caller created the schedule first.

@@ -56,7 +56,7 @@ func AsyncSubject(name string) (string, error) {
 }
 
 // SchedulesSubject holds one schedule of a function:
-// yard.schedules.<name>.<id>; its ticks go to TicksSubject(name).
+// yard.schedules.<name>.<id>; its ticks go to TicksSubject(name, id).
 func SchedulesSubject(name, id string) (string, error) {
 	if err := ValidateName(name); err != nil {
 		return "", err
@@ -67,13 +67,16 @@ func SchedulesSubject(name, id string) (string, error) {
 	return SchedulesPrefix + name + "." + id, nil
 }
 
-// TicksSubject receives the ticks of a function's schedules; YARD_ASYNC
-// sources them as AsyncSubject(name).
-func TicksSubject(name string) (string, error) {
+// TicksSubject receives the ticks of one schedule of a function:
+// yard.ticks.<name>.<id>; YARD_ASYNC sources them as AsyncSubject(name).
+func TicksSubject(name, id string) (string, error) {
 	if err := ValidateName(name); err != nil {
 		return "", err
 	}
-	return TicksPrefix + name, nil
+	if err := ValidateToken(id); err != nil {
+		return "", err
+	}
+	return TicksPrefix + name + "." + id, nil
 }
 
 // ResultsSubject carries the completion event of one async invocation.
