@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -206,8 +207,8 @@ type orderOut struct {
 }
 
 // TestShop places 1,000 orders at once through the gateway while payments
-// fails some charges, declines some cards, and goes away for a while; then
-// checks the shop's books.
+// fails some charges, declines some cards, and goes away for a while, and
+// inventory goes away for a moment; then checks the shop's books.
 func TestShop(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs yard up with the whole shop")
@@ -217,8 +218,12 @@ func TestShop(t *testing.T) {
 	// rolling update to v2 with the fault switched on.
 	s.run("deploy", "functions/payments", "--env", "PAYMENTS_FAIL_PERCENT=10")
 	s.waitServing("payments", "2.0.0")
+	// Reservations left held (a release that failed while inventory was
+	// gone) are swept after 3s instead of 5m, so the books can close.
+	s.run("deploy", "functions/inventory", "--env", "SHOP_RESERVATION_TTL=3s")
+	s.waitServing("inventory", "2.0.0")
 	// Tea and coffee never run out; the kettle (in every tenth order) does.
-	initial := map[string]int{"TEA-0001": 2000, "COF-0001": 2000, "EQP-0001": 25}
+	initial := map[string]int{"TEA-0001": 2000, "COF-0001": 2000, "EQP-0001": 10}
 	var restocked stockOut
 	if err := s.request("inventory", map[string]any{"op": "restock", "items": []line{
 		{"TEA-0001", initial["TEA-0001"]}, {"COF-0001", initial["COF-0001"]}, {"EQP-0001", initial["EQP-0001"]}}}, &restocked); err != nil {
@@ -300,10 +305,28 @@ func TestShop(t *testing.T) {
 		t.Logf("%5.1fs: payments deployed", time.Since(began).Seconds())
 		outageDone <- outageResult{opened, err}
 	}()
+	// A second, short outage: at order 850 inventory goes away for a
+	// moment, catching orders between reserve, charge and commit.
+	blipDone := make(chan error, 1)
+	blip := make(chan struct{})
+	go func() {
+		<-blip
+		t.Logf("%5.1fs: yard rm inventory", time.Since(began).Seconds())
+		if _, err := s.yardCmd("rm", "inventory"); err != nil {
+			blipDone <- err
+			return
+		}
+		_, err := s.yardCmd("deploy", "functions/inventory", "--env", "SHOP_RESERVATION_TTL=3s")
+		t.Logf("%5.1fs: inventory deployed", time.Since(began).Seconds())
+		blipDone <- err
+	}()
 	pace := time.NewTicker(10 * time.Millisecond)
 	for k := range orders {
-		if k == 300 {
+		switch k {
+		case 300:
 			close(outage)
+		case 850:
+			close(blip)
 		}
 		<-pace.C
 		next <- k
@@ -342,6 +365,10 @@ func TestShop(t *testing.T) {
 	if res.err != nil {
 		t.Fatal(res.err)
 	}
+	if err := <-blipDone; err != nil {
+		t.Fatal(err)
+	}
+	s.waitServing("inventory", "")
 	if !res.opened {
 		t.Fatal("the breaker never opened while payments was gone")
 	}
@@ -451,6 +478,16 @@ func TestShop(t *testing.T) {
 	if count["paid"] == 0 || count["declined"] == 0 || count["failed"] == 0 || count["out_of_stock"] == 0 {
 		t.Errorf("the run should have paid, declined, failed and out-of-stock orders: %v", count)
 	}
+	// Reservations whose release failed while inventory was gone are
+	// swept once they are older than the TTL (as the schedule would, every
+	// minute): ask for sweeps until none is held.
+	held := kv("shop_inventory_held")
+	natstest.WaitFor(t, 30*time.Second, "every reservation to be committed or released", func() bool {
+		var out json.RawMessage
+		_ = s.request("inventory", map[string]any{"op": "sweep"}, &out)
+		keys, err := held.Keys(context.Background())
+		return errors.Is(err, jetstream.ErrNoKeysFound) || err == nil && len(keys) == 0
+	})
 	// Stock never went below zero, and only paid orders hold any: every
 	// declined, failed or out-of-stock order gave back what it reserved.
 	final := s.stock()
@@ -459,8 +496,9 @@ func TestShop(t *testing.T) {
 			t.Errorf("%s: %d in stock, want %d - %d paid = %d", sku, final[sku], initial[sku], paidQty[sku], initial[sku]-paidQty[sku])
 		}
 	}
-	// Money: every paid order has exactly one approved charge, and no
-	// other order has one that was not refunded.
+	// Money: every paid order has an approved charge (payments keeps one
+	// per order id), and no order that is not paid holds one: a charge is
+	// refunded or its order is paid.
 	charges := kv("shop_payments")
 	chargeKeys, _ := charges.Keys(context.Background())
 	approved := map[string]bool{}

@@ -2,12 +2,24 @@
 // orders hold on it, in the KV bucket shop_inventory. Every stock change is
 // one revision-checked, repeatable write on the stock key itself:
 // stock.<SKU> holds the available quantity and the holds of the orders that
-// reserved it ({"available": 98, "holds": {"o-1": 2}}). Taking stock for an
+// reserved it ({"available": 98, "holds": {"o-1#1": 2}}). Taking stock for an
 // order that already holds the SKU does nothing, giving back only happens
 // while the hold exists (and deletes it), and committing deletes the hold
 // (the units stay sold). So concurrent orders, on any number of instances,
 // can never take stock below zero, and any step may be retried after a
 // crash without taking or giving back twice.
+//
+// Generations. A released reservation may be held again (the order is
+// retried), so one order may hold a SKU more than once over time. Every
+// time a reservation goes (back) to held its generation (Gen in res.<order>)
+// grows, and holds are keyed by order and generation, <order>#<gen>: take,
+// give back and commit name their generation and touch only its hold, so a
+// late give-back of a released generation can never take back the stock of
+// the newer one. A generation exists only once the one before was
+// released, so any of these writes also gives back the holds the order has
+// of older generations that are still there (a give-back that never ran).
+// A hold keyed by the order alone (written before generations existed) is
+// generation 0, the generation of a reservation record without one.
 //
 // An order first reserves its items, then commits the reservation once paid
 // or releases it (giving the items back). The reservation record
@@ -35,6 +47,7 @@ import (
 	"log"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -117,8 +130,46 @@ const MaxReserveQuantity = 1000
 // a live reservation holds. Holds are deleted by commit and release, so
 // the map only ever holds the reservations in flight.
 type stockRecord struct {
-	Available int            `json:"available"`
-	Holds     map[string]int `json:"holds,omitempty"`
+	Available int `json:"available"`
+	// Holds are keyed by holdKey: <order>#<gen>, or <order> for gen 0.
+	Holds map[string]int `json:"holds,omitempty"`
+}
+
+// holdKey is the key of a generation's hold in stockRecord.Holds. Order ids
+// have no #, so the key of generation 0 is the order id itself: the format
+// of holds written before generations existed.
+func holdKey(order string, gen int64) string {
+	if gen == 0 {
+		return order
+	}
+	return order + "#" + strconv.FormatInt(gen, 10)
+}
+
+// parseHoldKey splits a hold key into order and generation.
+func parseHoldKey(k string) (order string, gen int64) {
+	i := strings.LastIndexByte(k, '#')
+	if i < 0 {
+		return k, 0
+	}
+	g, err := strconv.ParseInt(k[i+1:], 10, 64)
+	if err != nil {
+		return k, 0
+	}
+	return k[:i], g
+}
+
+// reclaimOlder gives back the order's holds of generations older than gen:
+// those generations were released, and their give-back has not run yet.
+func (s *stockRecord) reclaimOlder(order string, gen int64) bool {
+	changed := false
+	for k, q := range s.Holds {
+		if o, g := parseHoldKey(k); o == order && g < gen {
+			s.Available += q
+			delete(s.Holds, k)
+			changed = true
+		}
+	}
+	return changed
 }
 
 type reservation struct {
@@ -126,6 +177,9 @@ type reservation struct {
 	State string `json:"state"`
 	// Attempt is the fencing token of the attempt holding it.
 	Attempt int64 `json:"attempt,omitempty"`
+	// Gen grows every time the reservation goes (back) to held; the holds
+	// of the stock records carry it. 0: written before generations existed.
+	Gen int64 `json:"gen,omitempty"`
 	// Complete is set once every item is taken; until then a concurrent
 	// reserve of the same order cannot tell its outcome yet.
 	Complete  bool      `json:"complete"`
@@ -245,22 +299,39 @@ func changeStock(ctx context.Context, kv *fn.KV, sku string, change func(s *stoc
 	})
 }
 
-var errShort = errors.New("insufficient stock")
+var (
+	errShort      = errors.New("insufficient stock")
+	errSuperseded = errors.New("a newer generation of the reservation holds the SKU")
+)
 
-// take takes qty of sku for order, unless the order holds the SKU already.
-func take(ctx context.Context, kv *fn.KV, sku, order string, qty int) (int, error) {
+// take takes qty of sku for generation gen of the order's reservation,
+// unless that generation holds the SKU already. Holds of older generations
+// are given back in the same write; a newer generation's hold refuses it
+// (errSuperseded).
+func take(ctx context.Context, kv *fn.KV, sku, order string, gen int64, qty int) (int, error) {
 	s, err := changeStock(ctx, kv, sku, func(s *stockRecord) error {
-		if _, ok := s.Holds[order]; ok {
+		for k := range s.Holds {
+			if o, g := parseHoldKey(k); o == order && g > gen {
+				return errSuperseded
+			}
+		}
+		reclaimed := s.reclaimOlder(order, gen)
+		if _, ok := s.Holds[holdKey(order, gen)]; ok {
+			if reclaimed {
+				return nil
+			}
 			return errNoop
 		}
 		if s.Available < qty {
+			// Short even with the older holds given back: nothing is
+			// written (they stay for their own give-back).
 			return errShort
 		}
 		s.Available -= qty
 		if s.Holds == nil {
 			s.Holds = map[string]int{}
 		}
-		s.Holds[order] = qty
+		s.Holds[holdKey(order, gen)] = qty
 		return nil
 	})
 	if errors.Is(err, errNoop) {
@@ -269,16 +340,14 @@ func take(ctx context.Context, kv *fn.KV, sku, order string, qty int) (int, erro
 	return s.Available, err
 }
 
-// giveBack returns the order's hold of sku to the available stock, if it
-// still has one.
-func giveBack(ctx context.Context, kv *fn.KV, sku, order string) error {
+// giveBack returns generation gen's hold of sku (and any of an older
+// generation) to the available stock, if it still has one. Newer
+// generations' holds are not touched.
+func giveBack(ctx context.Context, kv *fn.KV, sku, order string, gen int64) error {
 	_, err := changeStock(ctx, kv, sku, func(s *stockRecord) error {
-		q, ok := s.Holds[order]
-		if !ok {
+		if !s.reclaimOlder(order, gen+1) {
 			return errNoop
 		}
-		s.Available += q
-		delete(s.Holds, order)
 		return nil
 	})
 	if errors.Is(err, errNoop) {
@@ -287,13 +356,18 @@ func giveBack(ctx context.Context, kv *fn.KV, sku, order string) error {
 	return err
 }
 
-// settleHold deletes the order's hold of sku: the units stay sold.
-func settleHold(ctx context.Context, kv *fn.KV, sku, order string) error {
+// settleHold deletes generation gen's hold of sku: the units stay sold.
+// Holds of older generations are given back.
+func settleHold(ctx context.Context, kv *fn.KV, sku, order string, gen int64) error {
 	_, err := changeStock(ctx, kv, sku, func(s *stockRecord) error {
-		if _, ok := s.Holds[order]; !ok {
+		reclaimed := s.reclaimOlder(order, gen)
+		if _, ok := s.Holds[holdKey(order, gen)]; !ok {
+			if reclaimed {
+				return nil
+			}
 			return errNoop
 		}
-		delete(s.Holds, order)
+		delete(s.Holds, holdKey(order, gen))
 		return nil
 	})
 	if errors.Is(err, errNoop) {
@@ -329,9 +403,10 @@ func reserve(ctx context.Context, b buckets, order string, attempt int64, items 
 				return errNoop
 			}
 			// A reservation released by release or the sweep may be held
-			// again: the order is being retried.
+			// again: the order is being retried. It is a new generation,
+			// whose holds are its own.
 		}
-		*r = reservation{Items: items, State: stateHeld, Attempt: attempt, CreatedAt: now, UpdatedAt: now}
+		*r = reservation{Items: items, State: stateHeld, Attempt: attempt, Gen: r.Gen + 1, CreatedAt: now, UpdatedAt: now}
 		return nil
 	})
 	if errors.Is(err, errNoop) {
@@ -348,11 +423,31 @@ func reserve(ctx context.Context, b buckets, order string, attempt int64, items 
 		return Output{}, err
 	}
 
+	// gone ends this call when its generation was released meanwhile (a
+	// concurrent release or sweep), and maybe held again since: what this
+	// generation took after the release gave back is given back too, and
+	// a newer generation is left alone.
+	gone := func() (Output, error) {
+		cur, err := abandon(ctx, b, order, r, "")
+		switch {
+		case err != nil:
+			return Output{}, err
+		case cur.State == stateHeld && cur.Attempt > attempt:
+			return Output{}, staleAttempt(order, attempt, cur.Attempt)
+		case cur.Gen == r.Gen && cur.State != stateReleased:
+			// Finished by a concurrent call of the same attempt.
+			return Output{OrderID: order, Status: StatusReserved}, nil
+		}
+		return Output{OrderID: order, Status: StatusReleased}, nil
+	}
 	out := Output{OrderID: order, Status: StatusReserved, Stock: []Stock{}}
 	for _, it := range r.Items {
-		avail, err := take(ctx, b.kv, it.SKU, order, it.Quantity)
+		avail, err := take(ctx, b.kv, it.SKU, order, r.Gen, it.Quantity)
+		if errors.Is(err, errSuperseded) {
+			return gone()
+		}
 		if errors.Is(err, errShort) {
-			if _, err := release(ctx, b, order, attempt, time.Time{}, it.SKU); err != nil {
+			if _, err := abandon(ctx, b, order, r, it.SKU); err != nil {
 				return Output{}, err
 			}
 			return Output{OrderID: order, Status: StatusInsufficientStock, SKU: it.SKU}, nil
@@ -364,27 +459,52 @@ func reserve(ctx context.Context, b buckets, order string, attempt int64, items 
 		}
 		out.Stock = append(out.Stock, Stock{SKU: it.SKU, Available: avail})
 	}
-	var after reservation
+	gen := r.Gen
 	_, err = fn.UpdateJSON(ctx, b.kv, resKey(order), func(r *reservation, exists bool) error {
-		after = *r
-		if !exists || r.State != stateHeld || r.Attempt != attempt {
+		if !exists || r.State != stateHeld || r.Gen != gen || r.Attempt != attempt {
 			return errNoop
 		}
 		r.Complete, r.UpdatedAt = true, time.Now().UTC()
 		return nil
 	})
 	if errors.Is(err, errNoop) {
-		if after.State == stateHeld && after.Attempt > attempt {
-			return Output{}, staleAttempt(order, attempt, after.Attempt)
-		}
-		// Released meanwhile (a concurrent release): what this call took
-		// after it is given back too.
-		if _, err := release(ctx, b, order, 0, time.Time{}, ""); err != nil {
-			return Output{}, err
-		}
-		return Output{OrderID: order, Status: StatusReleased}, nil
+		return gone()
 	}
 	return out, err
+}
+
+// abandon ends generation mine.Gen of the order's reservation when reserve
+// cannot finish it: still held and incomplete, it is released (short names
+// the SKU that was short); then its holds are given back. A newer
+// generation, a complete one (finished, or taken over by a newer attempt)
+// or a commit is left alone. It returns the reservation as it found it.
+func abandon(ctx context.Context, b buckets, order string, mine reservation, short string) (reservation, error) {
+	var cur reservation
+	_, err := fn.UpdateJSON(ctx, b.kv, resKey(order), func(r *reservation, exists bool) error {
+		cur = *r
+		if !exists || r.Gen != mine.Gen || r.State != stateHeld || r.Complete {
+			return errNoop
+		}
+		r.State, r.Short, r.UpdatedAt = stateReleased, short, time.Now().UTC()
+		cur = *r
+		return nil
+	})
+	if err != nil && !errors.Is(err, errNoop) {
+		return cur, err
+	}
+	switch {
+	case cur.Gen == mine.Gen && cur.State == stateReleased:
+		return cur, finishRelease(ctx, b, order, cur)
+	case cur.Gen != mine.Gen:
+		// A newer generation holds it now: give back this one's holds
+		// only; the held index is the newer one's.
+		var errs []error
+		for _, it := range mine.Items {
+			errs = append(errs, giveBack(ctx, b.kv, it.SKU, order, mine.Gen))
+		}
+		return cur, errors.Join(errs...)
+	}
+	return cur, nil
 }
 
 func markHeld(ctx context.Context, held *fn.KV, order string, created time.Time) error {
@@ -408,15 +528,30 @@ func existingOutcome(order string, r reservation) (Output, error) {
 
 // release gives back the stock of a reservation. The state change
 // held→released is revision-checked; then every SKU the reservation names
-// is given back where the order still holds it, each a repeatable write. A
-// give-back that fails does not stop the others, and the reservation stays
-// in the held index, so a repeated release (or the sweep) completes it.
-// With a non-zero olderThan only reservations created before it are
-// released (the sweep). It reports whether this call moved it to released.
+// is given back where its generation still holds it, each a repeatable
+// write. A give-back that fails does not stop the others, and the
+// reservation stays in the held index, so a repeated release (or the sweep)
+// completes it. With a non-zero olderThan only reservations created before
+// it are released (the sweep). It reports whether this call moved it to
+// released.
 func release(ctx context.Context, b buckets, order string, attempt int64, olderThan time.Time, short string) (bool, error) {
-	var cur reservation
-	var found bool
-	_, err := fn.UpdateJSON(ctx, b.kv, resKey(order), func(r *reservation, exists bool) error {
+	cur, found, changed, err := markReleased(ctx, b, order, attempt, olderThan, short)
+	if err != nil {
+		return false, err
+	}
+	if !found {
+		return false, unindex(ctx, b, order, 0)
+	}
+	if cur.State != stateReleased {
+		return false, nil // held (too young for the sweep) or committed
+	}
+	return changed, finishRelease(ctx, b, order, cur)
+}
+
+// markReleased is release's first step: it moves a held reservation to
+// released, and returns it as it is then.
+func markReleased(ctx context.Context, b buckets, order string, attempt int64, olderThan time.Time, short string) (cur reservation, found, changed bool, err error) {
+	_, err = fn.UpdateJSON(ctx, b.kv, resKey(order), func(r *reservation, exists bool) error {
 		cur, found = *r, exists
 		if !exists || r.State != stateHeld {
 			return errNoop
@@ -431,25 +566,19 @@ func release(ctx context.Context, b buckets, order string, attempt int64, olderT
 		cur = *r
 		return nil
 	})
-	changed := err == nil
-	if err != nil && !errors.Is(err, errNoop) {
-		return false, err
+	if errors.Is(err, errNoop) {
+		return cur, found, false, nil
 	}
-	if !found {
-		return false, b.held.Delete(ctx, order)
-	}
-	if cur.State != stateReleased {
-		return false, nil // held (too young for the sweep) or committed
-	}
-	return changed, finishRelease(ctx, b, order, cur)
+	return cur, found, err == nil, err
 }
 
-// finishRelease gives back every hold of a released reservation and takes
-// it out of the held index.
+// finishRelease gives back every hold of a released reservation (of its
+// generation r.Gen, and none of a newer one) and takes it out of the held
+// index.
 func finishRelease(ctx context.Context, b buckets, order string, r reservation) error {
 	var errs []error
 	for _, it := range r.Items {
-		if err := giveBack(ctx, b.kv, it.SKU, order); err != nil {
+		if err := giveBack(ctx, b.kv, it.SKU, order, r.Gen); err != nil {
 			fn.Logger(ctx).Error("stock of a released reservation not given back yet", "order", order, "sku", it.SKU, "err", err)
 			errs = append(errs, err)
 		}
@@ -457,22 +586,43 @@ func finishRelease(ctx context.Context, b buckets, order string, r reservation) 
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	return b.held.Delete(ctx, order)
+	return unindex(ctx, b, order, r.Gen)
 }
 
-// finishCommit deletes the holds of a committed reservation and takes it
-// out of the held index.
+// finishCommit deletes the holds of a committed reservation (of its
+// generation r.Gen) and takes it out of the held index.
 func finishCommit(ctx context.Context, b buckets, order string, r reservation) error {
 	var errs []error
 	for _, it := range r.Items {
-		if err := settleHold(ctx, b.kv, it.SKU, order); err != nil {
+		if err := settleHold(ctx, b.kv, it.SKU, order, r.Gen); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	return b.held.Delete(ctx, order)
+	return unindex(ctx, b, order, r.Gen)
+}
+
+// unindex takes the order out of the held index once generation gen of its
+// reservation is settled. Should a newer generation have been made
+// meanwhile (its reserve indexes it before taking anything), the entry is
+// put back: the reservation is read after the delete, so a newer
+// generation whose entry the delete removed is always seen.
+func unindex(ctx context.Context, b buckets, order string, gen int64) error {
+	if err := b.held.Delete(ctx, order); err != nil {
+		return err
+	}
+	r, _, err := fn.GetJSON[reservation](ctx, b.kv, resKey(order))
+	switch {
+	case errors.Is(err, fn.ErrKeyNotFound):
+		return nil
+	case err != nil:
+		return err
+	case r.Gen != gen:
+		return markHeld(ctx, b.held, order, r.CreatedAt)
+	}
+	return nil
 }
 
 func commit(ctx context.Context, b buckets, order string, attempt int64) (Output, error) {
@@ -558,7 +708,7 @@ func sweep(ctx context.Context, b buckets, cutoff time.Time) (int, error) {
 		r, _, err := fn.GetJSON[reservation](ctx, b.kv, resKey(order))
 		switch {
 		case errors.Is(err, fn.ErrKeyNotFound):
-			errs = append(errs, b.held.Delete(ctx, order))
+			errs = append(errs, unindex(ctx, b, order, 0))
 			continue
 		case err != nil:
 			errs = append(errs, err)

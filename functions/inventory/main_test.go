@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -230,7 +231,7 @@ func TestSweepReleasesExpired(t *testing.T) {
 	if keys := heldKeys(t, ctx, b); fmt.Sprint(keys) != "[fresh]" {
 		t.Fatalf("held index %v, want [fresh]", keys)
 	}
-	if s := stockOf(t, ctx, b, "EQP-0001"); fmt.Sprint(s.Holds) != "map[fresh:2]" {
+	if s := stockOf(t, ctx, b, "EQP-0001"); fmt.Sprint(s.Holds) != "map[fresh#1:2]" {
 		t.Fatalf("holds %v, want only fresh's", s.Holds)
 	}
 	// The scheduled operation sweeps with the TTL: nothing is that old.
@@ -281,10 +282,10 @@ func TestReserveRepeatableAfterCrash(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := take(ctx, b.kv, "COF-0001", "crash", 3); err != nil {
+	if _, err := take(ctx, b.kv, "COF-0001", "crash", 0, 3); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := take(ctx, b.kv, "COF-0001", "crash", 3); err != nil {
+	if _, err := take(ctx, b.kv, "COF-0001", "crash", 0, 3); err != nil {
 		t.Fatal(err)
 	}
 	if a := available(t, h, "COF-0001"); a != 47 {
@@ -417,4 +418,123 @@ func TestParseTTL(t *testing.T) {
 func isCode(err error, code wire.Code) bool {
 	we, ok := err.(*wire.Error)
 	return ok && we.Code == code
+}
+
+// The review's case: the sweep marks an order's reservation released, but
+// before its give-back runs a retry of the order reserves again (held
+// again). The late give-back must give back only the released generation's
+// hold, never the new one's: the stock is exactly initial − held −
+// committed throughout.
+func TestLateGiveBackSparesNewerGeneration(t *testing.T) {
+	h := fntest.Start(t, Config, fn.Handle(Inventory))
+	ctx, b := openBuckets(t, h)
+	invoke(t, h, Input{Op: "reserve", OrderID: "r", Attempt: 1, Items: []Item{{SKU: "EQP-0001", Quantity: 5}, {SKU: "TEA-0001", Quantity: 1}}})
+	invoke(t, h, Input{Op: "reserve", OrderID: "other", Items: []Item{{SKU: "EQP-0001", Quantity: 2}}})
+	invoke(t, h, Input{Op: "reserve", OrderID: "sold", Items: []Item{{SKU: "EQP-0001", Quantity: 3}}})
+	invoke(t, h, Input{Op: "commit", OrderID: "sold"})
+	want := func(step string, eqp, tea int, holds string) {
+		t.Helper()
+		e, te := stockOf(t, ctx, b, "EQP-0001"), stockOf(t, ctx, b, "TEA-0001")
+		if e.Available != eqp || te.Available != tea {
+			t.Fatalf("%s: available EQP-0001 %d, TEA-0001 %d; want %d, %d", step, e.Available, te.Available, eqp, tea)
+		}
+		if got := fmt.Sprint(e.Holds, te.Holds); got != holds {
+			t.Fatalf("%s: holds %s, want %s", step, got, holds)
+		}
+	}
+	want("reserved", 20-5-2-3, 100-1, "map[other#1:2 r#1:5] map[r#1:1]")
+
+	// The sweep's first step: generation 1 is released; its give-back has
+	// not run yet.
+	swept, found, changed, err := markReleased(ctx, b, "r", 0, time.Now().Add(time.Hour), "")
+	if err != nil || !found || !changed || swept.State != stateReleased || swept.Gen != 1 {
+		t.Fatalf("mark released: %+v %v %v %v", swept, found, changed, err)
+	}
+	// The retry holds it again: generation 2, which takes its own units
+	// (the units generation 1 still holds go back first).
+	out, err := reserve(ctx, b, "r", 2, merge([]Item{{SKU: "EQP-0001", Quantity: 5}, {SKU: "TEA-0001", Quantity: 1}}))
+	if err != nil || out.Status != StatusReserved {
+		t.Fatalf("reserve again: %+v %v", out, err)
+	}
+	if r, _, _ := fn.GetJSON[reservation](ctx, b.kv, resKey("r")); r.Gen != 2 || r.State != stateHeld || !r.Complete {
+		t.Fatalf("reservation %+v, want generation 2 held", r)
+	}
+	want("held again", 20-5-2-3, 100-1, "map[other#1:2 r#2:5] map[r#2:1]")
+	// A slow take of generation 1 arriving now is refused.
+	if _, err := take(ctx, b.kv, "EQP-0001", "r", 1, 5); !errors.Is(err, errSuperseded) {
+		t.Fatalf("late take of generation 1: %v, want superseded", err)
+	}
+
+	// The sweep's give-back of generation 1 runs late: nothing of
+	// generation 2 is given back, and the order stays in the held index.
+	if err := finishRelease(ctx, b, "r", swept); err != nil {
+		t.Fatal(err)
+	}
+	want("late give-back", 20-5-2-3, 100-1, "map[other#1:2 r#2:5] map[r#2:1]")
+	if keys := heldKeys(t, ctx, b); fmt.Sprint(keys) != "[other r]" {
+		t.Fatalf("held index %v, want [other r]", keys)
+	}
+	// Generation 2 commits what it holds: the units stay sold.
+	if out := invoke(t, h, Input{Op: "commit", OrderID: "r", Attempt: 2}); out.Status != StatusCommitted {
+		t.Fatalf("commit: %+v", out)
+	}
+	want("committed", 20-5-2-3, 100-1, "map[other#1:2] map[]")
+	// And a repeated late give-back, or sweep, changes nothing.
+	if err := finishRelease(ctx, b, "r", swept); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sweep(ctx, b, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	want("swept", 20-3-5, 100-1, "map[] map[]")
+}
+
+// A hold give-back that never ran is given back by the next generation's
+// take, and a hold in the format from before generations (keyed by the
+// order alone, in a reservation without a generation) is generation 0.
+func TestOldHoldsAreGenerationZero(t *testing.T) {
+	h := fntest.Start(t, Config, fn.Handle(Inventory))
+	ctx, b := openBuckets(t, h)
+	invoke(t, h, Input{Op: "get"}) // seeds
+	legacy := func(order string, qty int) {
+		t.Helper()
+		if _, err := changeStock(ctx, b.kv, "COF-0001", func(s *stockRecord) error {
+			s.Available -= qty
+			if s.Holds == nil {
+				s.Holds = map[string]int{}
+			}
+			s.Holds[order] = qty
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		data := fmt.Sprintf(`{"items":[{"sku":"COF-0001","quantity":%d}],"state":"held","attempt":1,"complete":true,"created_at":%q,"updated_at":%q}`,
+			qty, time.Now().UTC().Format(time.RFC3339Nano), time.Now().UTC().Format(time.RFC3339Nano))
+		if _, err := b.kv.Put(ctx, resKey(order), []byte(data)); err != nil {
+			t.Fatal(err)
+		}
+		if err := markHeld(ctx, b.held, order, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	legacy("old-commit", 4)
+	legacy("old-release", 3)
+	legacy("old-retry", 2)
+	if a := available(t, h, "COF-0001"); a != 50-4-3-2 {
+		t.Fatalf("stock %d", a)
+	}
+	invoke(t, h, Input{Op: "commit", OrderID: "old-commit", Attempt: 1})
+	invoke(t, h, Input{Op: "release", OrderID: "old-release", Attempt: 1})
+	// old-retry is released, but its give-back is lost (a crash); the retry
+	// takes back the old hold and holds its own.
+	if _, _, _, err := markReleased(ctx, b, "old-retry", 1, time.Time{}, ""); err != nil {
+		t.Fatal(err)
+	}
+	invoke(t, h, Input{Op: "reserve", OrderID: "old-retry", Attempt: 2, Items: []Item{{SKU: "COF-0001", Quantity: 2}}})
+	if s := stockOf(t, ctx, b, "COF-0001"); s.Available != 50-4-2 || fmt.Sprint(s.Holds) != "map[old-retry#1:2]" {
+		t.Fatalf("stock %+v, want %d available and only old-retry#1 held", s, 50-4-2)
+	}
+	if keys := heldKeys(t, ctx, b); fmt.Sprint(keys) != "[old-retry]" {
+		t.Fatalf("held index %v", keys)
+	}
 }

@@ -35,6 +35,15 @@
 // the charge is refunded and the order ends out_of_stock with reason
 // "refunded".
 //
+// Reserving fails. A first attempt at an order (nothing can be charged yet)
+// fails it with 503 when inventory cannot reserve. An attempt that may find
+// a charge (a retry, reconcile, or an attempt that charged and must reserve
+// again) fails the order only when payments says no charge exists (the
+// binding status); a charge, or a status that cannot be asked, leaves the
+// order pending with 503 "retry later", and a retry or reconcile finishes it
+// (paid, or out_of_stock with the charge refunded). So an order never ends
+// failed while its card is charged.
+//
 // Reconcile. {"op":"reconcile"}, scheduled every minute, finishes the
 // orders left pending with an expired lease (a crash, or payments that
 // could not be asked): charge recorded → commit, publish, paid; no charge →
@@ -353,6 +362,7 @@ func Place(ctx context.Context, in PlaceOrder) (Order, error) {
 	}
 	a := newAttempt(ctx, kv, idx, claimed)
 	defer a.cancel()
+	a.mayBeCharged = existed
 	return a.place(in.Card, existed)
 }
 
@@ -394,6 +404,10 @@ type attempt struct {
 	rec    record
 	id     string
 	gen    int64
+	// mayBeCharged: an earlier attempt (this one is a retry or reconcile)
+	// or this one may have charged the card, so a failure to reserve must
+	// not fail the order unless payments says there is no charge.
+	mayBeCharged bool
 }
 
 func newAttempt(ctx context.Context, kv, idx *fn.KV, rec record) *attempt {
@@ -407,9 +421,9 @@ func newAttempt(ctx context.Context, kv, idx *fn.KV, rec record) *attempt {
 // place runs a claimed attempt. retry: the order existed (failed, or
 // pending with an expired lease), so a charge may exist.
 func (a *attempt) place(card string, retry bool) (Order, error) {
-	res, err := a.reserve()
-	if err != nil {
-		return Order{}, err
+	res, o, ok, err := a.reserve()
+	if !ok {
+		return o, err
 	}
 	if res.Status == "insufficient_stock" {
 		if retry {
@@ -482,43 +496,87 @@ func (a *attempt) place(card string, retry bool) (Order, error) {
 	return a.paid()
 }
 
-// reserve reserves the order's items. An error it returns has been dealt
-// with: the order is failed, or left pending, or owned by another attempt.
-func (a *attempt) reserve() (invResult, error) {
+// reserve reserves the order's items. ok is false when the attempt is
+// over: (o, err) is its answer, and the failure has been dealt with (the
+// order is failed or finished, left pending, or owned by another attempt).
+func (a *attempt) reserve() (res invResult, o Order, ok bool, err error) {
 	items := make([]invItem, len(a.rec.Items))
 	for i, l := range a.rec.Items {
 		items[i] = invItem{SKU: l.SKU, Quantity: l.Quantity}
 	}
-	res, err := fn.Invoke[invResult](a.ctx, "inventory", invRequest{Op: "reserve", OrderID: a.id, Items: items, Attempt: a.gen})
+	res, err = fn.Invoke[invResult](a.ctx, "inventory", invRequest{Op: "reserve", OrderID: a.id, Items: items, Attempt: a.gen})
 	switch {
 	case err == nil && (res.Status == "reserved" || res.Status == "insufficient_stock"):
-		return res, nil
+		return res, Order{}, true, nil
 	case err == nil && res.Status == "released":
 		// Released while it was being made (the sweep, or a release by
 		// hand): nothing is held.
-		_, err := a.fail("the reservation was released while it was made",
+		o, err := a.reserveFailed(false, "the reservation was released while it was made",
 			fn.Errorf(fn.CodeUnavailable, "order %s failed: its reservation was released while it was made; retry", a.id))
-		return res, err
+		return res, o, false, err
 	case err == nil:
-		return res, fmt.Errorf("inventory answered reserve with status %q", res.Status)
+		return res, Order{}, false, fmt.Errorf("inventory answered reserve with status %q", res.Status)
 	case hasCode(err, fn.CodeConflict):
 		// A newer attempt holds the reservation: it is not ours to touch.
-		return res, busy(a.id)
+		return res, Order{}, false, busy(a.id)
 	case stillBeingMade(err):
 		// Another attempt's reservation is being made: leave it alone.
-		return res, a.leavePending(busy(a.id))
+		return res, Order{}, false, a.leavePending(busy(a.id))
 	case notReached(err):
-		_, err := a.fail("inventory unavailable: "+message(err),
+		// Inventory never saw this call: this attempt took nothing.
+		o, err := a.reserveFailed(false, "inventory unavailable: "+message(err),
 			fn.Errorf(fn.CodeUnavailable, "order %s failed: inventory unavailable: %s", a.id, message(err)))
-		return res, err
+		return res, o, false, err
 	default:
 		// Whatever this attempt took is given back (the attempt fences off
 		// anybody else's reservation).
-		a.release()
-		_, err := a.fail("inventory unavailable: "+message(err),
+		o, err := a.reserveFailed(true, "inventory unavailable: "+message(err),
 			fn.Errorf(fn.CodeUnavailable, "order %s failed: inventory unavailable: %s", a.id, message(err)))
-		return res, err
+		return res, o, false, err
 	}
+}
+
+// reserveFailed ends an attempt whose reserve failed; release: this
+// attempt may have taken stock. A first attempt that has not charged
+// fails the order. An attempt that may have a charge (a retry, reconcile,
+// or one that charged) fails it only when payments says no charge exists
+// (binding: no later charge of this or an earlier attempt can land); a
+// charge, or a status that cannot be had, leaves the order pending for a
+// retry or reconcile to finish, and the caller gets 503 "retry later".
+func (a *attempt) reserveFailed(release bool, reason string, failure error) (Order, error) {
+	if !a.mayBeCharged {
+		if release {
+			a.release()
+		}
+		return a.fail(reason, failure)
+	}
+	st, err := a.chargeStatus()
+	if err != nil {
+		return Order{}, a.leavePending(fn.Errorf(fn.CodeUnavailable,
+			"order %s is pending: %s, and its charge could not be checked (%s); retry later", a.id, reason, message(err)))
+	}
+	switch st.Status {
+	case payNone:
+		if release {
+			a.release()
+		}
+		return a.fail(reason, failure)
+	case payDeclined:
+		if release {
+			a.release()
+		}
+		return a.finish(StatusDeclined, st.Reason)
+	case payRefunded:
+		if release {
+			a.release()
+		}
+		return a.finish(StatusOutOfStock, ReasonRefunded)
+	case payApproved:
+		return Order{}, a.leavePending(fn.Errorf(fn.CodeUnavailable,
+			"order %s is pending: its card is charged, but %s; retry later", a.id, reason))
+	}
+	return Order{}, a.leavePending(fn.Errorf(fn.CodeUnavailable,
+		"order %s is pending: %s, and payments answered status %q for its charge; retry later", a.id, reason, st.Status))
 }
 
 // outOfStockAfterRetry ends an order whose stock ran out on a retry: a
@@ -553,9 +611,10 @@ func (a *attempt) paid() (Order, error) {
 		// The reservation was released (it expired) although the order is
 		// paid: take the stock again, or refund.
 		fn.Logger(a.ctx).Warn("paid order's reservation was released before commit; reserving again", "order", a.id)
-		res, err := a.reserve()
-		if err != nil {
-			return Order{}, err
+		a.mayBeCharged = true
+		res, o, ok, err := a.reserve()
+		if !ok {
+			return o, err
 		}
 		if res.Status == "insufficient_stock" {
 			return a.outOfStockAfterRetry(res.SKU)
@@ -737,6 +796,7 @@ func reconcileOne(ctx context.Context, kv, idx *fn.KV, id string, attempt int64,
 	}
 	a := newAttempt(ctx, kv, idx, claimed)
 	defer a.cancel()
+	a.mayBeCharged = true
 	o, err := a.reconcile()
 	if err != nil {
 		return false, err
@@ -765,9 +825,9 @@ func (a *attempt) reconcile() (Order, error) {
 	}
 	// Charged: make sure the stock is held (reserving is idempotent), then
 	// finish as paid.
-	res, err := a.reserve()
-	if err != nil {
-		return Order{}, err
+	res, o, ok, err := a.reserve()
+	if !ok {
+		return o, err
 	}
 	if res.Status == "insufficient_stock" {
 		return a.outOfStockAfterRetry(res.SKU)

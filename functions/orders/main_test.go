@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard-dev/switchyard/internal/natstest"
@@ -65,6 +66,11 @@ type fakeInventory struct {
 	// entered is signalled (non-blocking) when a reserve reaches it.
 	gate    chan struct{}
 	entered chan string
+	// down fails every call with unavailable (inventory reached, its
+	// storage not); failCommit fails commits only; releaseOnCommit makes
+	// the next commit find the reservation released (the sweep got there
+	// first) and then sets down.
+	down, failCommit, releaseOnCommit atomic.Bool
 }
 
 type fakeRes struct {
@@ -86,9 +92,17 @@ func stale(order string) error {
 }
 
 func (f *fakeInventory) handle(_ context.Context, in fakeInvIn) (invResult, error) {
+	if f.down.Load() || in.Op == "commit" && f.failCommit.Load() {
+		return invResult{}, fn.Errorf(fn.CodeUnavailable, "inventory storage is down")
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	r := f.res[in.OrderID]
+	if in.Op == "commit" && r != nil && r.state == "held" && f.releaseOnCommit.CompareAndSwap(true, false) {
+		f.giveBack(r)
+		r.state = "released"
+		f.down.Store(true)
+	}
 	switch in.Op {
 	case "reserve":
 		if r != nil {
@@ -309,10 +323,11 @@ func (f *fakePayments) count() int {
 }
 
 type shop struct {
-	h   *fntest.Harness
-	inv *fakeInventory
-	pay *fakePayments
-	js  jetstream.JetStream
+	h       *fntest.Harness
+	inv     *fakeInventory
+	invInst *fn.Instance
+	pay     *fakePayments
+	js      jetstream.JetStream
 }
 
 func startShop(t *testing.T, opts ...fn.Option) *shop {
@@ -324,7 +339,7 @@ func startShop(t *testing.T, opts ...fn.Option) *shop {
 		pay: &fakePayments{charges: map[string]*fakeCharge{}},
 	}
 	serve(t, s.h, fn.Config{Name: "catalog", CoreOnly: true}, fn.Handle(fakeCatalog))
-	serve(t, s.h, fn.Config{Name: "inventory", CoreOnly: true}, fn.Handle(s.inv.handle))
+	s.invInst = serve(t, s.h, fn.Config{Name: "inventory", CoreOnly: true}, fn.Handle(s.inv.handle))
 	serve(t, s.h, fn.Config{Name: "payments", CoreOnly: true}, fn.Handle(s.pay.handle))
 	var err error
 	if s.js, err = jetstream.New(s.h.NC); err != nil {
@@ -333,7 +348,7 @@ func startShop(t *testing.T, opts ...fn.Option) *shop {
 	return s
 }
 
-func serve(t *testing.T, h *fntest.Harness, cfg fn.Config, handler *fn.Handler) {
+func serve(t *testing.T, h *fntest.Harness, cfg fn.Config, handler *fn.Handler) *fn.Instance {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -342,6 +357,37 @@ func serve(t *testing.T, h *fntest.Harness, cfg fn.Config, handler *fn.Handler) 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = inst.Stop(context.Background()) })
+	return inst
+}
+
+// stopInventory makes inventory unreachable: its instance stops, and an
+// agent answers that it is not deployed, so calls fail fast with
+// fn.NotDelivered. The returned func starts it again.
+func (s *shop) stopInventory(t *testing.T) (restart func()) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.invInst.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	notDeployed := &wire.Error{Code: wire.CodeNotFound, Message: "inventory is not deployed"}
+	body, _ := json.Marshal(notDeployed)
+	sub, err := s.h.NC.Subscribe(wire.ActivatePrefix+"inventory", func(m *nats.Msg) {
+		_ = m.RespondMsg(&nats.Msg{Header: nats.Header(notDeployed.Headers()), Data: body})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.h.NC.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		t.Helper()
+		if err := sub.Unsubscribe(); err != nil {
+			t.Fatal(err)
+		}
+		s.invInst = serve(t, s.h, fn.Config{Name: "inventory", CoreOnly: true}, fn.Handle(s.inv.handle))
+	}
 }
 
 // placedEvents reads the orders.placed events of the stream.
@@ -893,5 +939,173 @@ func TestReconcileFinishesAbandonedOrders(t *testing.T) {
 	}
 	if n, err := Reconcile(ctx, time.Now()); n != 0 || err != nil {
 		t.Fatalf("second reconcile: %d %v", n, err)
+	}
+}
+
+// The review's case: attempt 1 charges the card, then its commit fails
+// (inventory unreachable), so the order stays pending. A retry, and
+// reconcile, run while inventory still fails: reserving fails, and the
+// order must stay pending (503 "retry later"), never failed with the card
+// charged. Once inventory is back, a retry or reconcile finishes it paid,
+// or out of stock with the charge refunded.
+func TestChargedOrderNeverFailsWhileInventoryFails(t *testing.T) {
+	for _, mode := range []string{"unavailable", "unreachable"} {
+		for _, end := range []string{"retry", "reconcile", "out-of-stock"} {
+			t.Run(mode+"/"+end, func(t *testing.T) {
+				s := startShop(t)
+				ctx := fn.WithConn(context.Background(), s.h.NC)
+				in := PlaceOrder{OrderID: "stuck", Items: []ItemIn{{"EQP-0001", 2}}, Card: goodCard, Email: "a@b.co"}
+				qty := map[string]int{"EQP-0001": 2}
+
+				s.inv.failCommit.Store(true)
+				if _, err := fntest.Invoke[Order](t, s.h, in); !isCode(err, wire.CodeUnavailable) {
+					t.Fatalf("first attempt: %v, want unavailable", err)
+				}
+				if rec := s.checkBooks(t, "stuck", initialStock, qty); rec.Status != StatusPending || s.pay.charged("stuck") != "approved" {
+					t.Fatalf("after attempt 1: %s (%s), charge %q", rec.Status, rec.Reason, s.pay.charged("stuck"))
+				}
+
+				// Inventory fails now for reserve too.
+				restart := func() { s.inv.down.Store(false) }
+				if mode == "unreachable" {
+					restart = s.stopInventory(t)
+				} else {
+					s.inv.down.Store(true)
+				}
+				s.inv.failCommit.Store(false)
+				retry := func(i int) {
+					t.Helper()
+					_, err := fntest.Invoke[Order](t, s.h, in)
+					if !isCode(err, wire.CodeUnavailable) || !strings.Contains(err.Error(), "retry later") {
+						t.Errorf("retry %d: %v, want unavailable, retry later", i, err)
+					}
+					if rec := s.checkBooks(t, "stuck", initialStock, qty); rec.Status != StatusPending {
+						t.Fatalf("retry %d left it %s (%s) with the card %s", i, rec.Status, rec.Reason, s.pay.charged("stuck"))
+					}
+				}
+				reconcile := func() {
+					t.Helper()
+					if n, err := Reconcile(ctx, time.Now()); n != 0 || err == nil {
+						t.Errorf("reconcile while inventory fails: %d %v", n, err)
+					}
+					if rec := s.checkBooks(t, "stuck", initialStock, qty); rec.Status != StatusPending {
+						t.Fatalf("reconcile left it %s (%s) with the card %s", rec.Status, rec.Reason, s.pay.charged("stuck"))
+					}
+				}
+				if end == "reconcile" {
+					reconcile()
+					retry(0)
+				} else {
+					retry(0)
+					retry(1)
+					reconcile()
+				}
+				if s.pay.charged("stuck") != "approved" || s.pay.calls.Load() != 1 {
+					t.Fatalf("charge %q after %d charge calls", s.pay.charged("stuck"), s.pay.calls.Load())
+				}
+
+				if end == "out-of-stock" {
+					// Meanwhile the reservation was swept and the stock sold.
+					s.inv.mu.Lock()
+					s.inv.giveBack(s.inv.res["stuck"])
+					s.inv.res["stuck"].state = "released"
+					s.inv.stock["EQP-0001"] = 1
+					s.inv.mu.Unlock()
+				}
+				restart()
+
+				var o Order
+				var err error
+				if end == "reconcile" {
+					var n int
+					if n, err = Reconcile(ctx, time.Now()); n != 1 || err != nil {
+						t.Fatalf("reconcile: %d %v", n, err)
+					}
+					o = s.stored(t, "stuck").Order
+				} else {
+					o, err = fntest.Invoke[Order](t, s.h, in)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if end == "out-of-stock" {
+					if o.Status != StatusOutOfStock || o.Reason != ReasonRefunded || s.pay.charged("stuck") != "refunded" {
+						t.Fatalf("got %+v, charge %q; want out_of_stock, refunded", o, s.pay.charged("stuck"))
+					}
+					if _, stock := s.inv.state("stuck"); stock["EQP-0001"] != 1 {
+						t.Fatalf("stock %v", stock)
+					}
+				} else {
+					if o.Status != StatusPaid {
+						t.Fatalf("got %+v, want paid", o)
+					}
+					s.checkBooks(t, "stuck", initialStock, qty)
+					if st, _ := s.inv.state("stuck"); st != "committed" {
+						t.Fatalf("reservation %s, want committed", st)
+					}
+					if msgs := s.placedEvents(t); len(msgs) != 1 {
+						t.Fatalf("%d events", len(msgs))
+					}
+				}
+				if s.pay.calls.Load() != 1 {
+					t.Fatalf("%d charge calls, want 1", s.pay.calls.Load())
+				}
+				// The entries of the attempts that gave up are dropped by the
+				// next reconcile, which finds nothing to do.
+				if n, err := Reconcile(ctx, time.Now()); n != 0 || err != nil {
+					t.Fatalf("reconcile after: %d %v", n, err)
+				}
+				idx, _ := fn.OpenKV(ctx, PendingBucket)
+				if keys, _ := idx.Keys(ctx); len(keys) != 0 {
+					t.Fatalf("pending index %v, want empty", keys)
+				}
+			})
+		}
+	}
+}
+
+// The paid() path: the commit finds the reservation released (swept), and
+// reserving again fails: the charged order stays pending, and a retry
+// finishes it paid once inventory is back.
+func TestPaidOrderWhoseReservationWasSweptStaysPending(t *testing.T) {
+	s := startShop(t)
+	in := PlaceOrder{OrderID: "swept", Items: []ItemIn{{"COF-0001", 3}}, Card: goodCard, Email: "a@b.co"}
+	qty := map[string]int{"COF-0001": 3}
+	s.inv.releaseOnCommit.Store(true)
+	_, err := fntest.Invoke[Order](t, s.h, in)
+	if !isCode(err, wire.CodeUnavailable) || !strings.Contains(err.Error(), "retry later") {
+		t.Fatalf("got %v, want unavailable, retry later", err)
+	}
+	if rec := s.checkBooks(t, "swept", initialStock, qty); rec.Status != StatusPending || s.pay.charged("swept") != "approved" {
+		t.Fatalf("stored %s (%s), charge %q", rec.Status, rec.Reason, s.pay.charged("swept"))
+	}
+	s.inv.down.Store(false)
+	o, err := fntest.Invoke[Order](t, s.h, in)
+	if err != nil || o.Status != StatusPaid {
+		t.Fatalf("retry: %+v %v", o, err)
+	}
+	s.checkBooks(t, "swept", initialStock, qty)
+	if s.pay.calls.Load() != 1 {
+		t.Fatalf("%d charge calls", s.pay.calls.Load())
+	}
+}
+
+// A retry whose reserve fails when no charge exists (binding) still fails
+// the order, and gives back what it took.
+func TestRetryWithoutChargeFailsOnInventoryError(t *testing.T) {
+	s := startShop(t)
+	in := PlaceOrder{OrderID: "nocharge", Items: []ItemIn{{"TEA-0001", 1}}, Card: goodCard, Email: "a@b.co"}
+	s.seedPending(t, in, 1)
+	s.inv.down.Store(true)
+	if _, err := fntest.Invoke[Order](t, s.h, in); !isCode(err, wire.CodeUnavailable) {
+		t.Fatalf("got %v, want unavailable", err)
+	}
+	if rec := s.checkBooks(t, "nocharge", initialStock, map[string]int{"TEA-0001": 1}); rec.Status != StatusFailed {
+		t.Fatalf("stored %+v, want failed", rec)
+	}
+	// The status was binding: attempt 1 cannot charge late.
+	ctx := fn.WithConn(context.Background(), s.h.NC)
+	if _, err := s.pay.handle(ctx, fakeChargeIn{OrderID: "nocharge", Card: goodCard, Amount: &Money{1250, "EUR"}, Attempt: 1}); err == nil {
+		t.Fatal("a late charge of attempt 1 went through")
 	}
 }
