@@ -118,33 +118,13 @@ func TestMissedTicksDoNotPileUp(t *testing.T) {
 	if err := store.SyncSchedules(ctx, cfg.Name, []registry.Schedule{{Cron: "@every 1s", Input: []byte(`{"job":"sweep"}`)}}); err != nil {
 		t.Fatal(err)
 	}
-	async, _ := js.Stream(ctx, "YARD_ASYNC")
-	queued := func() uint64 {
-		info, err := async.Info(ctx, jetstream.WithSubjectFilter("yard.async.late-sweeper"))
-		if err != nil {
-			return 0
-		}
-		return info.State.Subjects["yard.async.late-sweeper"]
-	}
+	queued := queuedIn(ctx, js, cfg.Name)
 	natstest.WaitFor(t, 10*time.Second, "three ticks to queue up", func() bool { return queued() >= 3 })
-	var mu sync.Mutex
-	runs := 0
-	inst, err := fn.Start(ctx, nc, cfg, fn.Handle(func(ctx context.Context, in tick) (tick, error) {
-		mu.Lock()
-		runs++
-		mu.Unlock()
-		return in, nil
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer inst.Stop(ctx)
+	runs := countingTicker(t, nc, cfg)
 	natstest.WaitFor(t, 10*time.Second, "the backlog to be taken", func() bool { return queued() == 0 })
-	mu.Lock()
-	defer mu.Unlock()
 	// The latest queued tick may run, and one more may have fired meanwhile.
-	if runs > 2 {
-		t.Fatalf("%d runs for a backlog of missed ticks", runs)
+	if n := runs(); n > 2 {
+		t.Fatalf("%d runs for a backlog of missed ticks", n)
 	}
 }
 
@@ -163,13 +143,7 @@ func TestLateLatestTickRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	async, _ := js.Stream(ctx, "YARD_ASYNC")
-	queued := func() uint64 {
-		info, err := async.Info(ctx, jetstream.WithSubjectFilter(subject))
-		if err != nil {
-			return 0
-		}
-		return info.State.Subjects[subject]
-	}
+	queued := queuedIn(ctx, js, "slowpoke")
 	natstest.WaitFor(t, 10*time.Second, "two ticks to queue up", func() bool { return queued() >= 2 })
 	// The schedule stops; its last tick waits until its successor would
 	// have been due.
@@ -185,28 +159,11 @@ func TestLateLatestTickRuns(t *testing.T) {
 		t.Fatalf("tick headers %v", last.Header)
 	}
 	natstest.WaitFor(t, 10*time.Second, "the last tick to be late", func() bool { return time.Now().After(next) })
-	var mu sync.Mutex
-	runs := 0
-	inst, err := fn.Start(ctx, nc, fn.Config{Name: "slowpoke"}, fn.Handle(func(ctx context.Context, in tick) (tick, error) {
-		mu.Lock()
-		runs++
-		mu.Unlock()
-		return in, nil
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer inst.Stop(ctx)
+	runs := countingTicker(t, nc, fn.Config{Name: "slowpoke"})
 	natstest.WaitFor(t, 10*time.Second, "the backlog to be taken", func() bool { return queued() == 0 })
-	natstest.WaitFor(t, 10*time.Second, "the latest tick to run", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return runs >= 1
-	})
-	mu.Lock()
-	defer mu.Unlock()
-	if runs != 1 {
-		t.Fatalf("%d runs, want the latest tick only", runs)
+	natstest.WaitFor(t, 10*time.Second, "the latest tick to run", func() bool { return runs() >= 1 })
+	if n := runs(); n != 1 {
+		t.Fatalf("%d runs, want the latest tick only", n)
 	}
 }
 
@@ -247,5 +204,43 @@ func TestLastUndeployedInstanceRemovesSchedules(t *testing.T) {
 	}
 	if n := count(); n != 0 {
 		t.Fatalf("%d schedules after the last instance stopped", n)
+	}
+}
+
+// queuedIn counts the async invocations of a function waiting in YARD_ASYNC.
+func queuedIn(ctx context.Context, js jetstream.JetStream, name string) func() uint64 {
+	subject := "yard.async." + name
+	return func() uint64 {
+		async, err := js.Stream(ctx, "YARD_ASYNC")
+		if err != nil {
+			return 0
+		}
+		info, err := async.Info(ctx, jetstream.WithSubjectFilter(subject))
+		if err != nil {
+			return 0
+		}
+		return info.State.Subjects[subject]
+	}
+}
+
+// countingTicker starts an instance of a ticked function that counts its runs.
+func countingTicker(t *testing.T, nc *nats.Conn, cfg fn.Config) (runs func() int) {
+	t.Helper()
+	var mu sync.Mutex
+	n := 0
+	inst, err := fn.Start(context.Background(), nc, cfg, fn.Handle(func(ctx context.Context, in tick) (tick, error) {
+		mu.Lock()
+		n++
+		mu.Unlock()
+		return in, nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = inst.Stop(context.Background()) })
+	return func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return n
 	}
 }
