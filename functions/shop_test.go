@@ -518,15 +518,7 @@ func TestShop(t *testing.T) {
 			approved[strings.TrimPrefix(key, "charge.")] = true
 		}
 	}
-	for _, id := range paid {
-		if !approved[id] {
-			t.Errorf("paid order %s has no approved charge", id)
-		}
-		delete(approved, id)
-	}
-	if len(approved) > 0 {
-		t.Errorf("charged but not paid: %v", approved)
-	}
+	exactlyPaid(t, paid, approved, "an approved charge")
 	// Every paid order has exactly one notification; no other order has one.
 	notes := kv("shop_notifications")
 	natstest.WaitFor(t, time.Minute, "a notification for every paid order", func() bool {
@@ -538,15 +530,7 @@ func TestShop(t *testing.T) {
 	for _, k := range keys {
 		have[strings.TrimPrefix(k, "notification.")] = true
 	}
-	for _, id := range paid {
-		if !have[id] {
-			t.Errorf("paid order %s has no notification", id)
-		}
-		delete(have, id)
-	}
-	if len(have) > 0 {
-		t.Errorf("notifications for orders that were not paid: %v", have)
-	}
+	exactlyPaid(t, paid, have, "a notification")
 	// And orders.placed carried each paid order once.
 	js, _ := jetstream.New(s.nc)
 	st, err := js.Stream(context.Background(), "SHOP_ORDERS")
@@ -559,5 +543,20 @@ func TestShop(t *testing.T) {
 	}
 	if os.Getenv("SHOP_E2E_VERBOSE") != "" {
 		t.Logf("final stock %v, paid quantities %v", final, paidQty)
+	}
+}
+
+// exactlyPaid checks that the orders having something (a charge, a
+// notification) are exactly the paid ones.
+func exactlyPaid(t *testing.T, paid []string, having map[string]bool, what string) {
+	t.Helper()
+	for _, id := range paid {
+		if !having[id] {
+			t.Errorf("paid order %s has no %s", id, strings.TrimPrefix(strings.TrimPrefix(what, "an "), "a "))
+		}
+		delete(having, id)
+	}
+	if len(having) > 0 {
+		t.Errorf("orders that are not paid have %s: %v", what, having)
 	}
 }
