@@ -519,10 +519,11 @@ func (i *Instance) drain(ctx context.Context) error {
 			cc.Stop()
 		}
 	}
-	i.dropSchedules(ctx)
+	self := i.svc.Info().ID
 	if err := i.svc.Stop(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		i.log.Warn("stop micro service", logKeyErr, err)
 	}
+	i.dropSchedules(ctx, self)
 	for _, cc := range consumers {
 		select {
 		case <-cc.Closed():

@@ -101,7 +101,10 @@ func sameSchedules(a, b []registry.Schedule) bool {
 // shared work queue. A deploy owns the schedules of a deployed function,
 // so deployed instances leave them alone. An undeployed instance that
 // crashes leaves them until its next start or `yard rm <name>`.
-func (i *Instance) dropSchedules(ctx context.Context) {
+//
+// It runs once this instance no longer answers pings, so of two last
+// instances stopping together at least one sees the other gone.
+func (i *Instance) dropSchedules(ctx context.Context, self string) {
 	if !i.schedulesSet || i.cfg.DeployedVersion > 0 || !i.nc.IsConnected() {
 		return
 	}
@@ -112,7 +115,6 @@ func (i *Instance) dropSchedules(ctx context.Context) {
 	if err != nil {
 		return
 	}
-	self := i.svc.Info().ID
 	for _, p := range pings {
 		if p.ID != self {
 			return // another instance still serves them
@@ -120,6 +122,13 @@ func (i *Instance) dropSchedules(ctx context.Context) {
 	}
 	if err := i.store.SyncSchedules(ctx, i.cfg.Name, nil); err != nil {
 		i.log.Warn("could not remove the schedules of the last undeployed instance", logKeyErr, err)
+		return
+	}
+	// A deploy may have come meanwhile: its schedules win.
+	if cur, err := i.reg.Get(ctx, i.cfg.Name); err == nil && cur.Version > 0 && len(cur.Schedules) > 0 {
+		if err := i.store.SyncSchedules(ctx, i.cfg.Name, cur.Schedules); err != nil {
+			i.log.Warn("could not restore the schedules of the deployed version", logKeyErr, err)
+		}
 		return
 	}
 	i.log.Info("schedules removed: the last undeployed instance stopped")

@@ -205,6 +205,24 @@ func TestLastUndeployedInstanceRemovesSchedules(t *testing.T) {
 	if n := count(); n != 0 {
 		t.Fatalf("%d schedules after the last instance stopped", n)
 	}
+	// Two last instances stopping at once: one of them sees the other gone.
+	var insts []*fn.Instance
+	for range 2 {
+		inst, err := fn.Start(ctx, nc, cfg, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		insts = append(insts, inst)
+	}
+	var wg sync.WaitGroup
+	for _, inst := range insts {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = inst.Stop(ctx) }()
+	}
+	wg.Wait()
+	if n := count(); n != 0 {
+		t.Fatalf("%d schedules after the last two instances stopped together", n)
+	}
 }
 
 // queuedIn counts the async invocations of a function waiting in YARD_ASYNC.

@@ -42,8 +42,15 @@ func (a *Agent) activate(ctx context.Context, m *nats.Msg) {
 	// retrying. A function registered by an undeployed instance (go run)
 	// is unavailable instead: its instance may be back any moment.
 	undeployed := wire.Errorf(wire.CodeUnavailable, "function %q is not deployed (an undeployed instance registered it); agents cannot start it", name)
-	if f == nil {
-		// The registry watch may not have brought a fresh deploy yet.
+	known := false
+	if f != nil {
+		f.mu.Lock()
+		known = f.spec != nil && f.spec.Version > 0
+		f.mu.Unlock()
+	}
+	if !known {
+		// Our view may lag the registry (a fresh deploy, a removal just
+		// undone): ask it before answering.
 		spec, err := a.reg.Get(ctx, name)
 		switch {
 		case errors.Is(err, registry.ErrNotFound):

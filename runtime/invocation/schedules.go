@@ -188,7 +188,14 @@ func (s *Store) SyncSchedules(ctx context.Context, name string, want []registry.
 		}
 		keep[subj] = true
 		if slices.Contains(have, subj) {
-			continue
+			m, err := s.schedules.GetLastMsgForSubject(ctx, subj)
+			if err == nil && m.Header.Get(HeaderScheduleTarget) == target && m.Header.Get(HeaderSchedule) == pattern {
+				continue // in place: leave it (and its timing) alone
+			}
+			// Written by an earlier release with another target: replace it.
+			if err := s.schedules.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
+				return fmt.Errorf("invocation: replace schedule %s: %w", subj, err)
+			}
 		}
 		input := sc.Input
 		if len(input) == 0 {

@@ -198,3 +198,34 @@ func TestNoRollupIntoTheWorkQueue(t *testing.T) {
 		t.Fatalf("%d messages queued, want 3", info.State.Msgs)
 	}
 }
+
+// TestSyncReplacesAScheduleWithAnotherTarget: a schedule message written
+// with another target (an earlier layout) is rewritten, not kept.
+func TestSyncReplacesAScheduleWithAnotherTarget(t *testing.T) {
+	nc := natstest.Connect(t, natstest.Run(t))
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	s, err := invocation.Open(ctx, js, invocation.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := registry.Schedule{Cron: "@hourly", Input: json.RawMessage(`{}`)}
+	subj, _ := wire.SchedulesSubject("old", sc.ID())
+	if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: subj, Data: []byte(`{}`), Header: nats.Header{
+		invocation.HeaderSchedule: {"@hourly"}, invocation.HeaderScheduleTarget: {"yard.ticks.old"},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SyncSchedules(ctx, "old", []registry.Schedule{sc}); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := js.Stream(ctx, wire.StreamSchedules)
+	m, err := st.GetLastMsgForSubject(ctx, subj)
+	want, _ := wire.TicksSubject("old", sc.ID())
+	if err != nil || m.Header.Get(invocation.HeaderScheduleTarget) != want {
+		t.Fatalf("schedule after sync: %v, %v", m, err)
+	}
+	if active, _ := s.Schedules(ctx, "old"); len(active) != 1 {
+		t.Fatalf("%d schedules, want 1", len(active))
+	}
+}
