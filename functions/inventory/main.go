@@ -422,6 +422,11 @@ func reserve(ctx context.Context, b buckets, order string, attempt int64, items 
 	if err := markHeld(ctx, b.held, order, r.CreatedAt); err != nil {
 		return Output{}, err
 	}
+	// From here on the steps must finish together (a take that lands after
+	// a sweep must be given back by this call), whatever the caller's
+	// deadline: only a crash stops them half way.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+	defer cancel()
 
 	// gone ends this call when its generation was released meanwhile (a
 	// concurrent release or sweep), and maybe held again since: what this
@@ -472,6 +477,9 @@ func reserve(ctx context.Context, b buckets, order string, attempt int64, items 
 	}
 	return out, err
 }
+
+// settleTimeout bounds the steps of a reserve once it has started taking.
+const settleTimeout = 10 * time.Second
 
 // abandon ends generation mine.Gen of the order's reservation when reserve
 // cannot finish it: still held and incomplete, it is released (short names

@@ -222,6 +222,7 @@ var (
 	errFinal     = errors.New("order is final")
 	errBusy      = errors.New("order is being placed")
 	errOtherBody = errors.New("order placed with another body")
+	errMoved     = errors.New("another attempt took the attempt number")
 	errNotOwner  = errors.New("not the owner of the order")
 )
 
@@ -314,51 +315,64 @@ func Place(ctx context.Context, in PlaceOrder) (Order, error) {
 	// Index it under the attempt it expects to be (so reconcile finds it
 	// should this attempt die), then claim it, unless a concurrent attempt
 	// owns or finished it.
+	// The claim only takes the attempt number it indexed; when another
+	// attempt took that number first, index the next one and try again, so
+	// a claimed attempt always has its index entry.
 	expect := int64(1)
 	if exists {
 		expect = prev.Attempt + 1
 	}
-	if err := indexPending(ctx, idx, id, expect); err != nil {
-		return Order{}, err
-	}
-	now := time.Now().UTC()
-	var before record
-	var existed bool
-	claimed, err := fn.UpdateJSON(ctx, kv, key(id), func(r *record, exists bool) error {
-		before, existed = *r, exists
-		if exists {
-			switch {
-			case r.BodyHash != "" && r.BodyHash != hash:
-				return errOtherBody
-			case final(r.Status):
-				return errFinal
-			case r.Status == StatusPending && now.Before(r.LeaseUntil):
-				return errBusy
+	var (
+		claimed record
+		before  record
+		existed bool
+	)
+	for try := 0; ; try++ {
+		if err := indexPending(ctx, idx, id, expect); err != nil {
+			return Order{}, err
+		}
+		now := time.Now().UTC()
+		var seen int64
+		claimed, err = fn.UpdateJSON(ctx, kv, key(id), func(r *record, exists bool) error {
+			before, existed = *r, exists
+			if exists {
+				switch {
+				case r.BodyHash != "" && r.BodyHash != hash:
+					return errOtherBody
+				case final(r.Status):
+					return errFinal
+				case r.Status == StatusPending && now.Before(r.LeaseUntil):
+					return errBusy
+				}
 			}
+			if r.Attempt+1 != expect {
+				seen = r.Attempt
+				return errMoved
+			}
+			created := r.CreatedAt
+			if !exists {
+				created = now
+			}
+			*r = record{Order: Order{OrderID: id, Status: StatusPending, Total: total, Items: lines,
+				CreatedAt: created, UpdatedAt: now}, Email: in.Email, BodyHash: hash,
+				Attempt: expect, LeaseUntil: now.Add(Lease)}
+			return nil
+		})
+		if errors.Is(err, errMoved) && try < 5 {
+			expect = seen + 1
+			continue
 		}
-		created := r.CreatedAt
-		if !exists {
-			created = now
-		}
-		*r = record{Order: Order{OrderID: id, Status: StatusPending, Total: total, Items: lines,
-			CreatedAt: created, UpdatedAt: now}, Email: in.Email, BodyHash: hash,
-			Attempt: r.Attempt + 1, LeaseUntil: now.Add(Lease)}
-		return nil
-	})
+		break
+	}
 	switch {
 	case errors.Is(err, errFinal):
 		return before.Order, nil
-	case errors.Is(err, errBusy):
+	case errors.Is(err, errBusy), errors.Is(err, errMoved):
 		return Order{}, busy(id)
 	case errors.Is(err, errOtherBody):
 		return Order{}, otherBody(id)
 	case err != nil:
 		return Order{}, err
-	}
-	if claimed.Attempt != expect {
-		if err := indexPending(ctx, idx, id, claimed.Attempt); err != nil {
-			return Order{}, err
-		}
 	}
 	a := newAttempt(ctx, kv, idx, claimed)
 	defer a.cancel()
@@ -777,7 +791,14 @@ func reconcileOne(ctx context.Context, kv, idx *fn.KV, id string, attempt int64,
 			return errBusy
 		}
 		r.Attempt++
-		r.LeaseUntil, r.UpdatedAt = now.Add(Lease), time.Now().UTC()
+		// The lease runs from the claim, not from the start of this
+		// reconcile run (which may have been going for a while).
+		claimedAt := time.Now().UTC()
+		from := claimedAt
+		if now.After(from) {
+			from = now
+		}
+		r.LeaseUntil, r.UpdatedAt = from.Add(Lease), claimedAt
 		return nil
 	})
 	if errors.Is(err, errBusy) {
