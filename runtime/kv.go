@@ -155,6 +155,18 @@ func (k *KV) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
+// DeleteRevision removes key only if its latest revision is revision
+// (as Get returned it); ErrRevisionConflict when it changed meanwhile.
+func (k *KV) DeleteRevision(ctx context.Context, key string, revision uint64) error {
+	if err := k.kv.Delete(ctx, key, jetstream.LastRevision(revision)); err != nil {
+		if isWrongLastSequence(err) {
+			return fmt.Errorf("%w: %s in %s", ErrRevisionConflict, key, k.bucket)
+		}
+		return k.wrap("delete", key, err)
+	}
+	return nil
+}
+
 // Keys lists the bucket's keys in order; an empty bucket gives an empty
 // slice.
 func (k *KV) Keys(ctx context.Context) ([]string, error) {

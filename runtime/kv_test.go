@@ -86,8 +86,26 @@ func TestKVBasics(t *testing.T) {
 		t.Fatalf("keys after delete: %v, want [b]", keys)
 	}
 	// A deleted key can be created again.
-	if _, err := kv.Create(ctx, "a", []byte("reborn")); err != nil {
+	reborn, err := kv.Create(ctx, "a", []byte("reborn"))
+	if err != nil {
 		t.Fatalf("create after delete: %v", err)
+	}
+	// A delete that names a stale revision changes nothing.
+	if _, err := kv.Put(ctx, "a", []byte("newer")); err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.DeleteRevision(ctx, "a", reborn); !errors.Is(err, fn.ErrRevisionConflict) {
+		t.Fatalf("stale delete: %v, want ErrRevisionConflict", err)
+	}
+	v, cur, err := kv.Get(ctx, "a")
+	if err != nil || string(v) != "newer" {
+		t.Fatalf("after stale delete: %q %v", v, err)
+	}
+	if err := kv.DeleteRevision(ctx, "a", cur); err != nil {
+		t.Fatalf("delete at the current revision: %v", err)
+	}
+	if _, _, err := kv.Get(ctx, "a"); !errors.Is(err, fn.ErrKeyNotFound) {
+		t.Fatalf("after delete: %v", err)
 	}
 }
 

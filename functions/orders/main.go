@@ -775,8 +775,12 @@ func reconcileOne(ctx context.Context, kv, idx *fn.KV, id string, attempt int64,
 		var at struct {
 			At time.Time `json:"at"`
 		}
-		if data, _, err := idx.Get(ctx, ik); err == nil && json.Unmarshal(data, &at) == nil && now.Sub(at.At) > Lease {
-			return false, idx.Delete(ctx, ik)
+		// Only the entry as read: an attempt that wrote it again since
+		// (and is about to claim) keeps it.
+		if data, rev, err := idx.Get(ctx, ik); err == nil && json.Unmarshal(data, &at) == nil && now.Sub(at.At) > Lease {
+			if err := idx.DeleteRevision(ctx, ik, rev); err != nil && !errors.Is(err, fn.ErrRevisionConflict) {
+				return false, err
+			}
 		}
 		return false, nil
 	case err != nil:
