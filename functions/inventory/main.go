@@ -743,7 +743,50 @@ func sweep(ctx context.Context, b buckets, cutoff time.Time) (int, error) {
 			}
 		}
 	}
+	errs = append(errs, settleOrphanHolds(ctx, b, cutoff))
 	return n, errors.Join(errs...)
+}
+
+// settleOrphanHolds walks the holds of every stock record and settles
+// those no held reservation accounts for: a process that crashed between
+// a take and its bookkeeping (after a sweep had already unindexed the
+// reservation) leaves one behind. A hold of a generation that was
+// released before cutoff, or that a newer generation replaced, is given
+// back; one of a committed generation is settled (the units stay sold).
+// Holds of generations still held are left to reserve, release and
+// commit.
+func settleOrphanHolds(ctx context.Context, b buckets, cutoff time.Time) error {
+	keys, err := b.kv.Keys(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, k := range keys {
+		sku, ok := strings.CutPrefix(k, "stock.")
+		if !ok {
+			continue
+		}
+		st, _, err := fn.GetJSON[stockRecord](ctx, b.kv, k)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for hk := range st.Holds {
+			order, gen := parseHoldKey(hk)
+			r, _, err := fn.GetJSON[reservation](ctx, b.kv, resKey(order))
+			switch {
+			case errors.Is(err, fn.ErrKeyNotFound), err == nil && r.Gen > gen,
+				err == nil && r.Gen == gen && r.State == stateReleased && r.UpdatedAt.Before(cutoff):
+				fn.Logger(ctx).Warn("giving back an orphaned hold", "sku", sku, "order", order, "gen", gen)
+				errs = append(errs, giveBack(ctx, b.kv, sku, order, gen))
+			case err == nil && r.Gen == gen && r.State == stateCommitted:
+				errs = append(errs, settleHold(ctx, b.kv, sku, order, gen))
+			case err != nil:
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // ParseTTL reads SHOP_RESERVATION_TTL (empty: the default).
