@@ -113,11 +113,11 @@ func (e *compatError) Error() string {
 func (e *compatError) Unwrap() error { return e.err }
 
 func breaks(oldRaw, newRaw []byte, dir direction) ([]Change, error) {
-	oldDoc, err := compatDocument("old", oldRaw)
+	oldSchema, oldDoc, err := compatDocument("old", oldRaw)
 	if err != nil {
 		return nil, err
 	}
-	newDoc, err := compatDocument("new", newRaw)
+	newSchema, newDoc, err := compatDocument("new", newRaw)
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +129,7 @@ func breaks(oldRaw, newRaw []byte, dir direction) ([]Change, error) {
 		doc   any
 	}{{"old", oldDoc}, {"new", newDoc}} {
 		if why := unsupported(d.doc); why != "" {
-			if Hash(oldRaw) == Hash(newRaw) {
+			if oldSchema.Hash() == newSchema.Hash() {
 				return nil, nil
 			}
 			return []Change{{
@@ -146,16 +146,14 @@ func breaks(oldRaw, newRaw []byte, dir direction) ([]Change, error) {
 }
 
 // compatDocument checks that raw is a schema Compile accepts, so that the
-// comparison can rely on well-formed keywords, and returns it decoded.
-func compatDocument(which string, raw []byte) (any, error) {
-	if _, err := Compile(raw); err != nil {
-		return nil, &compatError{which, err}
-	}
-	doc, err := Decode(raw, DecodeLimits{MaxDepth: maxSchemaDepth})
+// comparison can rely on well-formed keywords, and returns it compiled and
+// decoded.
+func compatDocument(which string, raw []byte) (*Schema, any, error) {
+	s, doc, err := compile(raw)
 	if err != nil {
-		return nil, &compatError{which, err}
+		return nil, nil, &compatError{which, err}
 	}
-	return doc, nil
+	return s, doc, nil
 }
 
 // unsupported says why a schema is beyond the comparison, "" when it is not.
@@ -180,23 +178,7 @@ func unsupported(doc any) string {
 			nested = true
 			return
 		}
-		for _, kw := range schemaKeywords {
-			walk(m[kw], false)
-		}
-		for _, kw := range schemaArrayKeywords {
-			if subs, ok := m[kw].([]any); ok {
-				for _, sub := range subs {
-					walk(sub, false)
-				}
-			}
-		}
-		for _, kw := range schemaMapKeywords {
-			if subs, ok := m[kw].(map[string]any); ok {
-				for _, sub := range subs {
-					walk(sub, false)
-				}
-			}
-		}
+		eachSubschema(m, func(_, _ string, sub any) { walk(sub, false) })
 	}
 	walk(root, true)
 	if nested {
@@ -524,11 +506,7 @@ func (c *comparer) compare(a, b node, p path) {
 		return
 	}
 	if isFalse(b.v) {
-		if c.dir == input {
-			c.add(p, kindType.in, c.subject(p)+" no longer accepts any value")
-		} else {
-			c.add(p, kindType.out, c.subject(p)+" may now hold a value (the old schema allowed none)")
-		}
+		c.change(p, kindType, "no longer accepts any value", "may now hold a value (the old schema allowed none)")
 		return
 	}
 	if c.equal("", a.v, b.v) {
@@ -632,11 +610,7 @@ func (c *comparer) compare(a, b node, p path) {
 	// From here on a has no $ref, allOf, anyOf or oneOf.
 	ta, tb := c.types(a, 0), c.types(b, 0)
 	if lost := ta &^ tb; lost != 0 {
-		if c.dir == input {
-			c.add(p, kindType.in, c.subject(p)+" no longer accepts "+describeTypes(lost))
-		} else {
-			c.add(p, kindType.out, c.subject(p)+" may now hold "+describeTypes(lost))
-		}
+		c.change(p, kindType, "no longer accepts "+describeTypes(lost), "may now hold "+describeTypes(lost))
 	}
 	common := ta & tb
 	if common == 0 {
@@ -818,12 +792,8 @@ func (c *comparer) values(a, b node, p path, common typeMask, vals []any) {
 		r, kw := c.accepts(bs, v, 0)
 		switch r {
 		case no:
-			kind := keywordKind(kw, v)
-			if c.dir == input {
-				c.add(p, kind.in, c.subject(p)+" no longer accepts "+truncate(jsonText(v)))
-			} else {
-				c.add(p, kind.out, c.subject(p)+" may now be "+truncate(jsonText(v)))
-			}
+			text := truncate(jsonText(v))
+			c.change(p, keywordKind(kw, v), "no longer accepts "+text, "may now be "+text)
 		case maybe:
 			c.unknown(p, "could not decide whether "+truncate(jsonText(v))+" fits the "+c.wider()+" schema")
 		}
@@ -845,11 +815,7 @@ func (c *comparer) enumAdded(a, b node, p path, common typeMask) {
 		return
 	}
 	list := describeValues(enumValues(asMap(b.v)))
-	if c.dir == input {
-		c.add(p, kindEnum.in, c.subject(p)+" now accepts only "+list)
-	} else {
-		c.add(p, kindEnum.out, c.subject(p)+" is no longer limited to "+list)
-	}
+	c.change(p, kindEnum, "now accepts only "+list, "is no longer limited to "+list)
 }
 
 // bound is one end of a numeric range.
@@ -859,30 +825,26 @@ type bound struct {
 	text string
 }
 
-func (b *bound) describe(lower bool) string {
-	switch {
-	case lower && b.excl:
-		return "> " + b.text
-	case lower:
-		return ">= " + b.text
-	case b.excl:
-		return "< " + b.text
-	default:
-		return "<= " + b.text
-	}
-}
+// describe describes the values within the bound: ">= 1" for a lower one.
+func (b *bound) describe(lower bool) string { return relation(lower, b.excl) + " " + b.text }
 
-// complement describes the values just beyond the bound.
-func (b *bound) complement(lower bool) string {
+// complement describes the values just beyond the bound: "< 1" for the
+// lower bound ">= 1", the relation of the other end with exclusiveness
+// turned around.
+func (b *bound) complement(lower bool) string { return relation(!lower, !b.excl) + " " + b.text }
+
+// relation is the comparison a lower or upper, exclusive or inclusive bound
+// makes.
+func relation(lower, excl bool) string {
 	switch {
-	case lower && b.excl:
-		return "<= " + b.text
+	case lower && excl:
+		return ">"
 	case lower:
-		return "< " + b.text
-	case b.excl:
-		return ">= " + b.text
+		return ">="
+	case excl:
+		return "<"
 	default:
-		return "> " + b.text
+		return "<="
 	}
 }
 
@@ -951,13 +913,8 @@ func stricter(b, a *bound, lower bool) bool {
 }
 
 func (c *comparer) numberKeywords(am, bm map[string]any, p path, intOnly bool) {
-	for _, kw := range []string{"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"} {
-		if _, ok := bm[kw]; ok {
-			if _, _, ok := ratKeyword(bm, kw); !ok {
-				c.unknown(p, "its "+kw+" could not be read")
-				return
-			}
-		}
+	if c.unreadable(bm, p, "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf") {
+		return
 	}
 	for _, lower := range []bool{true, false} {
 		ab, bb := numberBound(am, lower, intOnly), numberBound(bm, lower, intOnly)
@@ -968,15 +925,13 @@ func (c *comparer) numberKeywords(am, bm map[string]any, p path, intOnly bool) {
 		if !lower {
 			kind, missing = kindMaximum, "had no maximum"
 		}
-		if c.dir == input {
-			was := missing
-			if ab != nil {
-				was = "was " + ab.describe(lower)
-			}
-			c.add(p, kind.in, fmt.Sprintf("%s must now be %s (%s)", c.subject(p), bb.describe(lower), was))
-		} else {
-			c.add(p, kind.out, fmt.Sprintf("%s may now be %s (was always %s)", c.subject(p), bb.complement(lower), bb.describe(lower)))
+		was := missing
+		if ab != nil {
+			was = "was " + ab.describe(lower)
 		}
+		c.change(p, kind,
+			fmt.Sprintf("must now be %s (%s)", bb.describe(lower), was),
+			fmt.Sprintf("may now be %s (was always %s)", bb.complement(lower), bb.describe(lower)))
 	}
 	if mb, text, ok := ratKeyword(bm, "multipleOf"); ok && mb.Sign() > 0 {
 		fits := false
@@ -987,48 +942,49 @@ func (c *comparer) numberKeywords(am, bm map[string]any, p path, intOnly bool) {
 			fits = new(big.Rat).Inv(mb).IsInt()
 		}
 		if !fits {
-			if c.dir == input {
-				c.add(p, kindMultipleOf.in, c.subject(p)+" must now be a multiple of "+text)
-			} else {
-				c.add(p, kindMultipleOf.out, c.subject(p)+" may now be a value that is not a multiple of "+text)
+			c.change(p, kindMultipleOf, "must now be a multiple of "+text, "may now be a value that is not a multiple of "+text)
+		}
+	}
+}
+
+// unreadable reports, as a change at p, the first of the numeric keywords
+// kws that bm has but big.Rat cannot hold, and whether there was one.
+func (c *comparer) unreadable(bm map[string]any, p path, kws ...string) bool {
+	for _, kw := range kws {
+		if _, ok := bm[kw]; ok {
+			if _, _, ok := ratKeyword(bm, kw); !ok {
+				c.unknown(p, "its "+kw+" could not be read")
+				return true
 			}
 		}
 	}
+	return false
 }
 
 // lengthLimits compares a pair of count keywords such as minLength and
 // maxLength. unit is what is counted, in the plural.
 func (c *comparer) lengthLimits(am, bm map[string]any, p path, minKw, maxKw string, minKind, maxKind kindPair, unit string) {
-	for _, kw := range []string{minKw, maxKw} {
-		if _, ok := bm[kw]; ok {
-			if _, _, ok := ratKeyword(bm, kw); !ok {
-				c.unknown(p, "its "+kw+" could not be read")
-				return
-			}
-		}
+	if c.unreadable(bm, p, minKw, maxKw) {
+		return
 	}
 	aMin, aMinText, ok := ratKeyword(am, minKw)
 	if !ok {
 		aMin, aMinText = new(big.Rat), "0"
 	}
 	if bMin, text, ok := ratKeyword(bm, minKw); ok && bMin.Cmp(aMin) > 0 {
-		if c.dir == input {
-			c.add(p, minKind.in, fmt.Sprintf("%s must now have at least %s %s (was %s)", c.subject(p), text, unit, aMinText))
-		} else {
-			c.add(p, minKind.out, fmt.Sprintf("%s may now have fewer than %s %s", c.subject(p), text, unit))
-		}
+		c.change(p, minKind,
+			fmt.Sprintf("must now have at least %s %s (was %s)", text, unit, aMinText),
+			fmt.Sprintf("may now have fewer than %s %s", text, unit))
 	}
 	aMax, aMaxText, aHas := ratKeyword(am, maxKw)
 	if bMax, text, ok := ratKeyword(bm, maxKw); ok && (!aHas || bMax.Cmp(aMax) < 0) {
-		if c.dir == input {
-			was := "had no maximum"
-			if aHas {
-				was = "was " + aMaxText
-			}
-			c.add(p, maxKind.in, fmt.Sprintf("%s must now have at most %s %s (%s)", c.subject(p), text, unit, was))
-		} else {
-			c.add(p, maxKind.out, fmt.Sprintf("%s may now have more than %s %s", c.subject(p), text, unit))
+		was := "had no maximum"
+		if aHas {
+			was = "was " + aMaxText
 		}
+		c.change(p, maxKind,
+			fmt.Sprintf("must now have at most %s %s (%s)", text, unit, was),
+			fmt.Sprintf("may now have more than %s %s", text, unit))
 	}
 }
 
@@ -1041,14 +997,12 @@ func (c *comparer) stringKeywords(am, bm map[string]any, p path) {
 		ap, aHas := am["pattern"].(string)
 		switch {
 		case aHas && ap == bp:
-		case c.dir == input && aHas:
-			c.add(p, kindPattern.in, fmt.Sprintf("%s must now match %s instead of %s, which could not be proved compatible", c.subject(p), quotePattern(bp), quotePattern(ap)))
-		case c.dir == input:
-			c.add(p, kindPattern.in, fmt.Sprintf("%s must now match %s", c.subject(p), quotePattern(bp)))
 		case aHas:
-			c.add(p, kindPattern.out, fmt.Sprintf("%s now matches %s instead of %s, which could not be proved compatible", c.subject(p), quotePattern(ap), quotePattern(bp)))
+			c.change(p, kindPattern,
+				fmt.Sprintf("must now match %s instead of %s, which could not be proved compatible", quotePattern(bp), quotePattern(ap)),
+				fmt.Sprintf("now matches %s instead of %s, which could not be proved compatible", quotePattern(ap), quotePattern(bp)))
 		default:
-			c.add(p, kindPattern.out, fmt.Sprintf("%s no longer always matches %s", c.subject(p), quotePattern(bp)))
+			c.change(p, kindPattern, "must now match "+quotePattern(bp), "no longer always matches "+quotePattern(bp))
 		}
 	}
 	if bf, ok := bm["format"].(string); ok {
@@ -1056,15 +1010,11 @@ func (c *comparer) stringKeywords(am, bm map[string]any, p path) {
 		switch {
 		case aHas && af == bf:
 		case aHas:
-			if c.dir == input {
-				c.add(p, kindFormatOther.in, fmt.Sprintf("%s must now be a valid %s (was %s)", c.subject(p), bf, af))
-			} else {
-				c.add(p, kindFormatOther.out, fmt.Sprintf("%s is now a valid %s, no longer always a valid %s", c.subject(p), af, bf))
-			}
-		case c.dir == input:
-			c.add(p, kindFormat.in, fmt.Sprintf("%s must now be a valid %s", c.subject(p), bf))
+			c.change(p, kindFormatOther,
+				fmt.Sprintf("must now be a valid %s (was %s)", bf, af),
+				fmt.Sprintf("is now a valid %s, no longer always a valid %s", af, bf))
 		default:
-			c.add(p, kindFormat.out, fmt.Sprintf("%s is no longer always a valid %s", c.subject(p), bf))
+			c.change(p, kindFormat, "must now be a valid "+bf, "is no longer always a valid "+bf)
 		}
 	}
 }
@@ -1073,14 +1023,8 @@ func (c *comparer) arrayKeywords(a, b node, p path) {
 	am, bm := asMap(a.v), asMap(b.v)
 	aPrefix, _ := am["prefixItems"].([]any)
 	bPrefix, _ := bm["prefixItems"].([]any)
-	position := func(n node, prefix []any, i int) node {
-		if i < len(prefix) {
-			return subschema(prefix[i], n.root, n.at("prefixItems")+"/"+strconv.Itoa(i))
-		}
-		return child(n, "items")
-	}
 	for i := range max(len(aPrefix), len(bPrefix)) {
-		c.check(position(a, aPrefix, i), position(b, bPrefix, i), p.with(segment{kind: segIndex, index: i}))
+		c.check(itemSchema(a, aPrefix, i), itemSchema(b, bPrefix, i), p.with(segment{kind: segIndex, index: i}))
 	}
 	c.check(child(a, "items"), child(b, "items"), p.with(segment{kind: segItem}))
 
@@ -1089,11 +1033,7 @@ func (c *comparer) arrayKeywords(a, b node, p path) {
 		if aMax, _, ok := ratKeyword(am, "maxItems"); ok && aMax.Cmp(big.NewRat(1, 1)) <= 0 {
 			return
 		}
-		if c.dir == input {
-			c.add(p, kindUnique.in, c.subject(p)+" must now have unique items")
-		} else {
-			c.add(p, kindUnique.out, c.subject(p)+" may now have duplicate items")
-		}
+		c.change(p, kindUnique, "must now have unique items", "may now have duplicate items")
 	}
 }
 
@@ -1109,7 +1049,7 @@ func (c *comparer) objectKeywords(a, b node, p path) {
 		// regular expressions against each other.
 		c.unknown(p, "its patternProperties changed")
 	} else {
-		names := slices.Sorted(maps.Keys(aProps))
+		names := slices.Collect(maps.Keys(aProps))
 		for name := range bProps {
 			if _, ok := aProps[name]; !ok {
 				names = append(names, name)
@@ -1164,6 +1104,15 @@ func property(n node, props map[string]any, name string, additional node) (node,
 		return subschema(s, n.root, n.at("properties")+"/"+locToken(name)), true
 	}
 	return additional, false
+}
+
+// itemSchema returns the schema for element i of an array: its entry in
+// prefix, the schema's prefixItems, or else items.
+func itemSchema(n node, prefix []any, i int) node {
+	if i < len(prefix) {
+		return subschema(prefix[i], n.root, n.at("prefixItems")+"/"+strconv.Itoa(i))
+	}
+	return child(n, "items")
 }
 
 // child returns the subschema under kw, true when there is none.
@@ -1539,13 +1488,8 @@ func (c *comparer) arrayAccepts(n node, m map[string]any, v []any, depth int) (v
 	}
 	res, why := yes, ""
 	prefix, _ := m["prefixItems"].([]any)
-	items := child(n, "items")
 	for i, item := range v {
-		s := items
-		if i < len(prefix) {
-			s = subschema(prefix[i], n.root, n.at("prefixItems")+"/"+strconv.Itoa(i))
-		}
-		if r, w := c.accepts(s, item, depth+1); r < res {
+		if r, w := c.accepts(itemSchema(n, prefix, i), item, depth+1); r < res {
 			res, why = r, w
 			if r == no {
 				return res, why
@@ -1941,6 +1885,16 @@ func locToken(s string) string {
 
 func (c *comparer) add(p path, kind, msg string) {
 	c.changes = append(c.changes, Change{Pointer: p.pointer(), Kind: kind, Message: truncate(msg)})
+}
+
+// change records a change of kind at p, described by inMsg for input
+// schemas and by outMsg for output schemas, each following the subject.
+func (c *comparer) change(p path, kind kindPair, inMsg, outMsg string) {
+	if c.dir == input {
+		c.add(p, kind.in, c.subject(p)+" "+inMsg)
+	} else {
+		c.add(p, kind.out, c.subject(p)+" "+outMsg)
+	}
 }
 
 func (c *comparer) unknown(p path, why string) {

@@ -153,6 +153,31 @@ func lines(changes []schemas.Change) []string {
 	return out
 }
 
+// breakFuncs are the two comparisons, by name.
+var breakFuncs = map[string]func(old, new []byte) ([]schemas.Change, error){
+	"InputBreaks": schemas.InputBreaks, "OutputBreaks": schemas.OutputBreaks,
+}
+
+// checkBreaks compares InputBreaks and OutputBreaks from old to new, as
+// lines, with wantIn and wantOut.
+func checkBreaks(t *testing.T, old, new []byte, wantIn, wantOut []string) {
+	t.Helper()
+	in, err := schemas.InputBreaks(old, new)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := lines(in); !slices.Equal(got, wantIn) {
+		t.Errorf("InputBreaks:\ngot  %q\nwant %q", got, wantIn)
+	}
+	out, err := schemas.OutputBreaks(old, new)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := lines(out); !slices.Equal(got, wantOut) {
+		t.Errorf("OutputBreaks:\ngot  %q\nwant %q", got, wantOut)
+	}
+}
+
 func TestBreaksGoTypes(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -313,20 +338,7 @@ func TestBreaksGoTypes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			in, err := schemas.InputBreaks(tt.old, tt.new)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := lines(in); !slices.Equal(got, tt.in) {
-				t.Errorf("InputBreaks:\ngot  %q\nwant %q", got, tt.in)
-			}
-			out, err := schemas.OutputBreaks(tt.old, tt.new)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := lines(out); !slices.Equal(got, tt.out) {
-				t.Errorf("OutputBreaks:\ngot  %q\nwant %q", got, tt.out)
-			}
+			checkBreaks(t, tt.old, tt.new, tt.in, tt.out)
 		})
 	}
 }
@@ -578,20 +590,7 @@ func TestBreaksJSON(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			in, err := schemas.InputBreaks([]byte(tt.old), []byte(tt.new))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := lines(in); !slices.Equal(got, tt.in) {
-				t.Errorf("InputBreaks:\ngot  %q\nwant %q", got, tt.in)
-			}
-			out, err := schemas.OutputBreaks([]byte(tt.old), []byte(tt.new))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := lines(out); !slices.Equal(got, tt.out) {
-				t.Errorf("OutputBreaks:\ngot  %q\nwant %q", got, tt.out)
-			}
+			checkBreaks(t, []byte(tt.old), []byte(tt.new), tt.in, tt.out)
 		})
 	}
 }
@@ -613,9 +612,7 @@ func TestBreaksIdentical(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, other := range [][]byte{raw, compact.Bytes()} {
-			for name, f := range map[string]func(a, b []byte) ([]schemas.Change, error){
-				"InputBreaks": schemas.InputBreaks, "OutputBreaks": schemas.OutputBreaks,
-			} {
+			for name, f := range breakFuncs {
 				changes, err := f(raw, other)
 				if err != nil {
 					t.Fatalf("%s(%s): %v", name, file, err)
@@ -643,9 +640,7 @@ func TestBreaksErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			for name, f := range map[string]func(a, b []byte) ([]schemas.Change, error){
-				"InputBreaks": schemas.InputBreaks, "OutputBreaks": schemas.OutputBreaks,
-			} {
+			for name, f := range breakFuncs {
 				changes, err := f(tt.old, tt.new)
 				if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
 					t.Errorf("%s: err = %v, want prefix %q", name, err, tt.want)

@@ -54,17 +54,23 @@ type Schema struct {
 // else, fails with an error wrapping ErrExternalRef before any network or file
 // access happens. A document with duplicate keys is refused, as Decode refuses
 // a body with them, because it has no single meaning.
-func Compile(raw []byte) (s *Schema, err error) {
+func Compile(raw []byte) (*Schema, error) {
+	s, _, err := compile(raw)
+	return s, err
+}
+
+// compile is Compile, also returning the document decoded.
+func compile(raw []byte) (s *Schema, doc any, err error) {
 	// The compiler is not built for hostile documents; whatever trips it must
 	// come back as an error, not take the gateway down.
 	defer func() {
 		if r := recover(); r != nil {
-			s, err = nil, fmt.Errorf("schemas: compile: %v", r)
+			s, doc, err = nil, nil, fmt.Errorf("schemas: compile: %v", r)
 		}
 	}()
-	doc, err := Decode(raw, DecodeLimits{MaxDepth: maxSchemaDepth})
+	doc, err = Decode(raw, DecodeLimits{MaxDepth: maxSchemaDepth})
 	if err != nil {
-		return nil, fmt.Errorf("schemas: compile: schema is not valid JSON: %w", err)
+		return nil, nil, fmt.Errorf("schemas: compile: schema is not valid JSON: %w", err)
 	}
 	c := jsonschema.NewCompiler()
 	c.Draft = jsonschema.Draft2020
@@ -80,22 +86,22 @@ func Compile(raw []byte) (s *Schema, err error) {
 		return nil, fmt.Errorf("%w: %q (a schema must be self-contained)", ErrExternalRef, u)
 	}
 	if err := c.AddResource(schemaURL, bytes.NewReader(raw)); err != nil {
-		return nil, compileError(err)
+		return nil, nil, compileError(err)
 	}
 	compiled, err := c.Compile(schemaURL)
 	if err != nil {
-		return nil, compileError(err)
+		return nil, nil, compileError(err)
 	}
 	// The compiler follows a definition only when something refers to it, so
 	// a broken or external $ref in an unused definition would go unnoticed.
 	// Compiling each definition on its own holds all of them to the rules.
 	for _, loc := range definitions(doc) {
 		if _, err := c.Compile(schemaURL + loc); err != nil {
-			return nil, compileError(err)
+			return nil, nil, compileError(err)
 		}
 	}
 	raw = bytes.Clone(raw)
-	return &Schema{compiled: compiled, raw: raw, hash: Hash(raw), byLocation: index(compiled)}, nil
+	return &Schema{compiled: compiled, raw: raw, hash: hashDoc(raw, doc), byLocation: index(compiled)}, doc, nil
 }
 
 // Keywords whose values are schemas, as the compiler lists them for every
@@ -121,36 +127,45 @@ func definitions(doc any) []string {
 		if !ok {
 			return
 		}
-		for _, kw := range schemaKeywords {
-			walk(m[kw], loc+"/"+kw)
-		}
-		for _, kw := range schemaArrayKeywords {
-			if a, ok := m[kw].([]any); ok {
-				for i, sub := range a {
-					walk(sub, loc+"/"+kw+"/"+strconv.Itoa(i))
+		eachSubschema(m, func(kw, step string, sub any) {
+			if kw == "$defs" || kw == "definitions" {
+				switch sub.(type) {
+				case map[string]any, bool:
+					locs = append(locs, loc+step)
 				}
 			}
-		}
-		for _, kw := range schemaMapKeywords {
-			subs, ok := m[kw].(map[string]any)
-			if !ok {
-				continue
-			}
-			for name, sub := range subs {
-				subLoc := loc + "/" + kw + "/" + url.PathEscape(escapeToken(name))
-				if kw == "$defs" || kw == "definitions" {
-					switch sub.(type) {
-					case map[string]any, bool:
-						locs = append(locs, subLoc)
-					}
-				}
-				walk(sub, subLoc)
-			}
-		}
+			walk(sub, loc+step)
+		})
 	}
 	walk(doc, "#")
 	slices.Sort(locs)
 	return locs
+}
+
+// eachSubschema calls fn for every value of the schema m that sits where a
+// schema may be, with its keyword and the location step that leads to it:
+// "/not", "/allOf/0", or "/$defs/x" with the name escaped as the compiler
+// expects. The values need not be schemas; fn decides what to make of them.
+func eachSubschema(m map[string]any, fn func(kw, step string, sub any)) {
+	for _, kw := range schemaKeywords {
+		if sub, ok := m[kw]; ok {
+			fn(kw, "/"+kw, sub)
+		}
+	}
+	for _, kw := range schemaArrayKeywords {
+		if subs, ok := m[kw].([]any); ok {
+			for i, sub := range subs {
+				fn(kw, "/"+kw+"/"+strconv.Itoa(i), sub)
+			}
+		}
+	}
+	for _, kw := range schemaMapKeywords {
+		if subs, ok := m[kw].(map[string]any); ok {
+			for name, sub := range subs {
+				fn(kw, "/"+kw+"/"+url.PathEscape(escapeToken(name)), sub)
+			}
+		}
+	}
 }
 
 // index maps the location of every compiled subschema to it, so that a

@@ -173,15 +173,22 @@ func TestSchemaRawAndHash(t *testing.T) {
 // tests run against.
 func orderSchema(t testing.TB) *Schema {
 	t.Helper()
-	raw, err := For[goldenOrder]()
+	s, _ := compileFor[goldenOrder](t)
+	return s
+}
+
+// compileFor generates the schema of T and compiles it.
+func compileFor[T any](t testing.TB) (*Schema, []byte) {
+	t.Helper()
+	raw, err := For[T]()
 	if err != nil {
 		t.Fatal(err)
 	}
 	s, err := Compile(raw)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v\n%s", err, raw)
 	}
-	return s
+	return s, raw
 }
 
 // validOrder is a document that satisfies orderSchema; tests break it in one

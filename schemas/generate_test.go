@@ -284,14 +284,7 @@ func TestReflectSameNamedTypes(t *testing.T) {
 		Other pkgDupName `json:"other"`
 		Leaf  int        `json:"leaf"`
 	}
-	raw, err := For[dupName]()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := Compile(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, raw := compileFor[dupName](t)
 	if vs := s.Validate(mustDecode(t, `{"other":{"inner":"x"},"leaf":1}`)); vs != nil {
 		t.Errorf("valid document refused: %v\nschema: %s", vs, raw)
 	}
@@ -304,14 +297,7 @@ func TestReflectSameNamedTypes(t *testing.T) {
 func TestReflectRecursiveGeneric(t *testing.T) {
 	// A recursive type reached through a generic type has a name with '/' and
 	// '[' in it; its $defs key must still make a working reference.
-	raw, err := For[genericList[goldenTree]]()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := Compile(raw)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, raw)
-	}
+	s, raw := compileFor[genericList[goldenTree]](t)
 	doc := mustDecode(t, `{"items":[{"name":"a","children":[{"name":"b"}]}],"next":{"items":[]}}`)
 	if vs := s.Validate(doc); vs != nil {
 		t.Errorf("valid document refused: %v\nschema: %s", vs, raw)
