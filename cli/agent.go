@@ -36,6 +36,9 @@ share of every function's instances, and when one stops announcing itself
 (it crashed) the others start its share within --presence-ttl.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if ttl < 0 {
+				return usageError("--presence-ttl must be positive")
+			}
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
 			nc, err := f.connect("agent", nats.MaxReconnects(-1))
@@ -43,9 +46,6 @@ share of every function's instances, and when one stops announcing itself
 				return err
 			}
 			defer nc.Close()
-			if ttl < 0 {
-				return usageError("--presence-ttl must be positive")
-			}
 			cfg := agent.Config{Dir: dir, NATSURL: f.natsURL(), Creds: f.getenv("NATS_CREDS"), Logger: f.logger(), Output: f.io.ErrOut,
 				ID: id, PresenceTTL: ttl}
 			if allowPrivate {

@@ -155,29 +155,20 @@ dead = in the dead-letter queue), attempts, timings, and result or error.
 Records are kept for 24 hours.`,
 		Args: exactArgs(1, "an invocation id"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			nc, err := f.connect("invocations")
-			if err != nil {
-				return err
-			}
-			defer nc.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
-			defer cancel()
-			_, inv, err := openStores(ctx, nc)
-			if err != nil {
-				return err
-			}
-			rec, err := inv.Get(ctx, args[0])
-			if errors.Is(err, invocation.ErrNotFound) {
-				return &exitError{code: ExitError, err: fmt.Errorf("invocation %q not found (records are kept for 24h)", args[0])}
-			}
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSONOut(f, rec)
-			}
-			printRecord(f, rec)
-			return nil
+			return withStore(cmd.Context(), f, "invocations", 10*time.Second, func(ctx context.Context, inv *invocation.Store) error {
+				rec, err := inv.Get(ctx, args[0])
+				if errors.Is(err, invocation.ErrNotFound) {
+					return &exitError{code: ExitError, err: fmt.Errorf("invocation %q not found (records are kept for 24h)", args[0])}
+				}
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return writeJSONOut(f, rec)
+				}
+				printRecord(f, rec)
+				return nil
+			})
 		},
 	}
 	get.Flags().BoolVar(&asJSON, "json", false, "print the record as JSON")
@@ -238,7 +229,7 @@ them, and replay them once the cause is fixed.`,
 					return usageError("%v", err)
 				}
 			}
-			return withStore(cmd.Context(), f, func(ctx context.Context, inv *invocation.Store) error {
+			return withStore(cmd.Context(), f, "dlq", time.Minute, func(ctx context.Context, inv *invocation.Store) error {
 				letters, err := inv.DeadLetters(ctx, name, limit)
 				if err != nil {
 					return err
@@ -293,7 +284,7 @@ attempts reset and removes it from the DLQ. The invocation keeps its id.`,
 					return usageError("%v", err)
 				}
 			}
-			return withStore(cmd.Context(), f, func(ctx context.Context, inv *invocation.Store) error {
+			return withStore(cmd.Context(), f, "dlq", time.Minute, func(ctx context.Context, inv *invocation.Store) error {
 				if all != "" {
 					n, err := inv.ReplayAll(ctx, all)
 					if replayJSON {
@@ -324,19 +315,25 @@ attempts reset and removes it from the DLQ. The invocation keeps its id.`,
 	return cmd
 }
 
-func withStore(ctx context.Context, f *factory, fn func(context.Context, *invocation.Store) error) error {
-	nc, err := f.connect("dlq")
+// withStore connects and opens the invocation store (not the registry,
+// which these commands do not read) for one command.
+func withStore(ctx context.Context, f *factory, name string, timeout time.Duration, run func(context.Context, *invocation.Store) error) error {
+	nc, err := f.connect(name)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	_, inv, err := openStores(ctx, nc)
+	js, err := jetstream.New(nc)
 	if err != nil {
 		return err
 	}
-	return fn(ctx, inv)
+	inv, err := invocation.Open(ctx, js, invocation.Config{})
+	if err != nil {
+		return err
+	}
+	return run(ctx, inv)
 }
 
 func exactArgs(n int, what string) cobra.PositionalArgs {

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -145,53 +144,54 @@ func (o *deployOptions) run(ctx context.Context) error {
 		return &exitError{code: ExitUsage, err: err}
 	}
 
-	return withRegistry(ctx, o.f, "deploy", func(ctx context.Context, nc *nats.Conn, reg *registry.Registry) error {
-		if err := o.publish(ctx, reg, spec, bin); err != nil {
+	return withRegistry(ctx, o.f, "deploy", func(ctx context.Context, s *session) error {
+		live, err := o.publish(ctx, s.reg, spec, bin)
+		if err != nil {
 			return err
 		}
-		return syncSchedules(ctx, nc, reg, spec.Name)
+		return syncSchedules(ctx, s.js, live)
 	})
 }
 
-// syncSchedules puts the live version's schedules in place at once, so a
-// function deployed with min 0 runs on time without waiting for a first
-// instance (whose start does the same).
-func syncSchedules(ctx context.Context, nc *nats.Conn, reg *registry.Registry, name string) error {
-	live, err := reg.Get(ctx, name)
-	if err != nil {
-		return err
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	if len(live.Schedules) == 0 {
-		// Touch the streams only when there is something to stop.
-		if active, err := invocation.ListSchedules(ctx, js, name); err != nil || len(active) == 0 {
-			return err
-		}
-	}
-	inv, err := invocation.Open(ctx, js, invocation.Config{})
-	if err == nil {
-		err = inv.SyncSchedules(ctx, name, live.Schedules)
-	}
-	if err != nil {
-		return fmt.Errorf("%s v%d is live, but its schedules could not be set: %w", name, live.Version, err)
+// syncSchedules puts the schedules of live, the spec just made live, in
+// place at once, so a function deployed with min 0 runs on time without
+// waiting for a first instance (whose start does the same).
+func syncSchedules(ctx context.Context, js jetstream.JetStream, live *registry.Spec) error {
+	if _, err := setSchedules(ctx, js, live.Name, live.Schedules); err != nil {
+		return fmt.Errorf("%s v%d is live, but its schedules could not be set: %w", live.Name, live.Version, err)
 	}
 	return nil
 }
 
+// setSchedules makes want the active schedules of name. It opens the
+// invocation store, which creates its streams, only when there is
+// something to start or stop; synced says whether it did.
+func setSchedules(ctx context.Context, js jetstream.JetStream, name string, want []registry.Schedule) (synced bool, err error) {
+	if len(want) == 0 {
+		if active, err := invocation.ListSchedules(ctx, js, name); err != nil || len(active) == 0 {
+			return false, err
+		}
+	}
+	inv, err := invocation.Open(ctx, js, invocation.Config{})
+	if err != nil {
+		return false, err
+	}
+	return true, inv.SyncSchedules(ctx, name, want)
+}
+
 // publish checks compatibility, uploads the binary and records the version.
-func (o *deployOptions) publish(ctx context.Context, reg *registry.Registry, spec *registry.Spec, bin string) error {
+// It returns the live spec: the one deployed, or the live one when nothing
+// changed.
+func (o *deployOptions) publish(ctx context.Context, reg *registry.Registry, spec *registry.Spec, bin string) (*registry.Spec, error) {
 	errOut := o.f.io.ErrOut
 	live, rev, err := reg.GetEntry(ctx, spec.Name)
 	if err != nil && !errors.Is(err, registry.ErrNotFound) {
-		return err
+		return nil, err
 	}
 	if live != nil {
 		if breaks := compatibility(live, spec); len(breaks) > 0 {
 			if !o.force {
-				return &exitError{code: ExitError, err: fmt.Errorf("refusing to deploy %s: the new schemas would break callers of the live version (v%d):\n  %s\ndeploy anyway with --force",
+				return nil, &exitError{code: ExitError, err: fmt.Errorf("refusing to deploy %s: the new schemas would break callers of the live version (v%d):\n  %s\ndeploy anyway with --force",
 					spec.Name, live.Version, strings.Join(breaks, "\n  "))}
 			}
 			fmt.Fprintf(errOut, "deploying despite %d breaking schema changes (--force):\n  %s\n", len(breaks), strings.Join(breaks, "\n  "))
@@ -206,7 +206,7 @@ func (o *deployOptions) publish(ctx context.Context, reg *registry.Registry, spe
 	art, uploaded, err := reg.PutArtifact(ctx, bin, progress)
 	done()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if uploaded {
 		fmt.Fprintf(errOut, "uploaded %s (%.1f MB)\n", art.Digest[:19], float64(art.Size)/1e6)
@@ -217,22 +217,22 @@ func (o *deployOptions) publish(ctx context.Context, reg *registry.Registry, spe
 	if live != nil && live.Version > 0 && sameDeploy(live, spec) {
 		fmt.Fprintf(errOut, "unchanged: %s v%d is live with this binary and these settings\n", spec.Name, live.Version)
 		if o.json {
-			return writeJSONOut(o.f, live)
+			return live, writeJSONOut(o.f, live)
 		}
-		return nil
+		return live, nil
 	}
 	deployed, err := reg.Deploy(ctx, spec, rev)
 	if errors.Is(err, registry.ErrConflict) {
-		return &exitError{code: ExitError, err: fmt.Errorf("%s changed while deploying (another deploy?); run yard deploy again", spec.Name)}
+		return nil, &exitError{code: ExitError, err: fmt.Errorf("%s changed while deploying (another deploy?); run yard deploy again", spec.Name)}
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if o.json {
-		return writeJSONOut(o.f, deployed)
+		return deployed, writeJSONOut(o.f, deployed)
 	}
 	fmt.Fprintf(errOut, "deployed %s v%d; agents start it and drain the previous version\n", deployed.Name, deployed.Version)
-	return nil
+	return deployed, nil
 }
 
 // settings merges the folder's settings file with the flags, flags last.

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/switchyard-dev/switchyard/internal/fleet"
@@ -73,28 +72,24 @@ func (o *lsOptions) run(ctx context.Context) error {
 	return withRegistry(ctx, o.f, "ls", o.list)
 }
 
-func (o *lsOptions) list(ctx context.Context, nc *nats.Conn, reg *registry.Registry) error {
-	specs, err := reg.List(ctx)
+func (o *lsOptions) list(ctx context.Context, s *session) error {
+	specs, err := s.reg.List(ctx)
 	if err != nil {
 		return err
 	}
-	counts, err := countInstances(nc, o.wait)
-	if err != nil {
-		return err
-	}
-	js, err := jetstream.New(nc)
+	counts, err := countInstances(s.nc, o.wait)
 	if err != nil {
 		return err
 	}
 	entries := make([]lsEntry, 0, len(specs))
-	for _, s := range specs {
+	for _, spec := range specs {
 		e := lsEntry{
-			Name: s.Name, Description: s.Description, Version: s.Version,
-			Instances: counts[s.Name], State: state(s, counts[s.Name]), Timeout: s.Timeout.D().String(), Concurrency: s.Concurrency,
-			SchemaHash: s.SchemaHash, UpdatedAt: s.UpdatedAt.Format(time.RFC3339),
+			Name: spec.Name, Description: spec.Description, Version: spec.Version,
+			Instances: counts[spec.Name], State: state(spec, counts[spec.Name]), Timeout: spec.Timeout.D().String(), Concurrency: spec.Concurrency,
+			SchemaHash: spec.SchemaHash, UpdatedAt: spec.UpdatedAt.Format(time.RFC3339),
 		}
 		// Read-only: listing must never create or change a stream.
-		active, err := invocation.ListSchedules(ctx, js, s.Name)
+		active, err := invocation.ListSchedules(ctx, s.js, spec.Name)
 		if err != nil {
 			return err
 		}
@@ -111,9 +106,7 @@ func (o *lsOptions) list(ctx context.Context, nc *nats.Conn, reg *registry.Regis
 		entries = append(entries, e)
 	}
 	if o.json {
-		enc := json.NewEncoder(o.f.io.Out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(entries)
+		return writeJSONOut(o.f, entries)
 	}
 	if len(entries) == 0 {
 		fmt.Fprintln(o.f.io.ErrOut, "no functions yet: start some with `yard up`")

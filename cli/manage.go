@@ -15,13 +15,20 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/switchyard-dev/switchyard/internal/fleet"
-	"github.com/switchyard-dev/switchyard/runtime/invocation"
 	"github.com/switchyard-dev/switchyard/runtime/registry"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
+// session is what a command that works on the registry holds: the
+// connection, its JetStream context, and the registry on it.
+type session struct {
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	reg *registry.Registry
+}
+
 // withRegistry connects and opens the registry for one command.
-func withRegistry(ctx context.Context, f *factory, name string, run func(context.Context, *nats.Conn, *registry.Registry) error) error {
+func withRegistry(ctx context.Context, f *factory, name string, run func(context.Context, *session) error) error {
 	nc, err := f.connect(name)
 	if err != nil {
 		return err
@@ -37,7 +44,7 @@ func withRegistry(ctx context.Context, f *factory, name string, run func(context
 	if err != nil {
 		return err
 	}
-	return run(ctx, nc, reg)
+	return run(ctx, &session{nc: nc, js: js, reg: reg})
 }
 
 func nameArg(cmd *cobra.Command, args []string) error {
@@ -84,17 +91,17 @@ for every function it calls (closed, open or half-open; read from micro
 STATS, as 'nats micro stats <name>' shows them).`,
 		Args: nameArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withRegistry(cmd.Context(), f, "describe", func(ctx context.Context, nc *nats.Conn, reg *registry.Registry) error {
-				live, err := reg.Get(ctx, args[0])
+			return withRegistry(cmd.Context(), f, "describe", func(ctx context.Context, s *session) error {
+				live, err := s.reg.Get(ctx, args[0])
 				if err != nil {
 					return notFound(err, args[0])
 				}
-				versions, err := reg.Versions(ctx, args[0])
+				versions, err := s.reg.Versions(ctx, args[0])
 				if err != nil && !errors.Is(err, registry.ErrNotFound) {
 					return err
 				}
-				insts := instancesOf(nc, args[0], 300*time.Millisecond)
-				breakers := breakerStates(nc, args[0])
+				insts := instancesOf(s.nc, args[0], 300*time.Millisecond)
+				breakers := breakerStates(s.nc, args[0])
 				if asJSON {
 					return writeJSONOut(f, map[string]any{"spec": live, "versions": versions, "instances": insts, "breakers": breakers})
 				}
@@ -211,12 +218,12 @@ the live version, or --to N. Agents roll over to it as for a deploy.`,
 			if to < 0 {
 				return usageError("--to must be a version number")
 			}
-			return withRegistry(cmd.Context(), f, "rollback", func(ctx context.Context, nc *nats.Conn, reg *registry.Registry) error {
-				spec, err := reg.Rollback(ctx, args[0], to)
+			return withRegistry(cmd.Context(), f, "rollback", func(ctx context.Context, s *session) error {
+				spec, err := s.reg.Rollback(ctx, args[0], to)
 				if err != nil {
 					return notFound(err, args[0])
 				}
-				if err := syncSchedules(ctx, nc, reg, spec.Name); err != nil {
+				if err := syncSchedules(ctx, s.js, spec); err != nil {
 					return err
 				}
 				if asJSON {
@@ -242,34 +249,21 @@ yard_versions, so a later deploy continues the numbering and 'yard rollback'
 can bring one back. Queued async work stays queued for that.`,
 		Args: nameArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withRegistry(cmd.Context(), f, "rm", func(ctx context.Context, nc *nats.Conn, reg *registry.Registry) error {
+			return withRegistry(cmd.Context(), f, "rm", func(ctx context.Context, s *session) error {
 				// The spec first (an instance starting meanwhile sees it
 				// gone and leaves the schedules alone), then the schedules,
 				// also when the spec is gone already: running rm again
 				// finishes a removal that stopped half way.
-				removeErr := reg.Remove(ctx, args[0])
+				removeErr := s.reg.Remove(ctx, args[0])
 				if removeErr != nil && !errors.Is(removeErr, registry.ErrNotFound) {
 					return removeErr
 				}
-				js, err := jetstream.New(nc)
+				stopped, err := setSchedules(ctx, s.js, args[0], nil)
 				if err != nil {
-					return err
-				}
-				active, err := invocation.ListSchedules(ctx, js, args[0])
-				if err != nil {
-					return err
-				}
-				if len(active) > 0 {
-					inv, err := invocation.Open(ctx, js, invocation.Config{})
-					if err == nil {
-						err = inv.SyncSchedules(ctx, args[0], nil)
-					}
-					if err != nil {
-						return fmt.Errorf("%s: its schedules could not be stopped (run yard rm %s again): %w", args[0], args[0], err)
-					}
+					return fmt.Errorf("%s: its schedules could not be stopped (run yard rm %s again): %w", args[0], args[0], err)
 				}
 				if removeErr != nil {
-					if len(active) > 0 {
+					if stopped {
 						fmt.Fprintf(f.io.ErrOut, "stopped the schedules of %s (already removed)\n", args[0])
 						return nil
 					}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -174,7 +175,7 @@ func printBanner(f *factory, natsURL, httpAddr, storeDir string, names []string)
 		serverFlag = " -s " + natsURL
 	}
 	example := "greet"
-	if len(names) > 0 && !contains(names, "greet") {
+	if len(names) > 0 && !slices.Contains(names, "greet") {
 		example = names[0]
 	}
 	fmt.Fprintf(f.io.ErrOut, `
@@ -196,7 +197,7 @@ Ctrl-C stops.
 
 // shopHint shows how to place an order when the example shop runs.
 func shopHint(names []string, httpAddr, serverFlag string) string {
-	if !contains(names, "orders") {
+	if !slices.Contains(names, "orders") {
 		return ""
 	}
 	return fmt.Sprintf(`
@@ -204,13 +205,4 @@ The shop (README, "The example shop"):
   nats%s sub orders.placed
   curl -s -d '{"items":[{"sku":"TEA-0001","quantity":2}],"card":"4242424242424242","email":"ada@example.com"}' http://%s/fn/orders
 `, serverFlag, httpAddr)
-}
-
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }

@@ -261,11 +261,7 @@ func Place(ctx context.Context, in PlaceOrder) (Order, error) {
 	case in.Email == "":
 		return Order{}, fn.InvalidArgument("/email", "required to place an order")
 	}
-	kv, err := fn.OpenKV(ctx, Bucket)
-	if err != nil {
-		return Order{}, err
-	}
-	idx, err := fn.OpenKV(ctx, PendingBucket)
+	kv, idx, err := openBuckets(ctx)
 	if err != nil {
 		return Order{}, err
 	}
@@ -284,13 +280,8 @@ func Place(ctx context.Context, in PlaceOrder) (Order, error) {
 		return Order{}, err
 	}
 	if exists {
-		switch {
-		case prev.BodyHash != "" && prev.BodyHash != hash:
-			return Order{}, otherBody(id)
-		case final(prev.Status):
-			return prev.Order, nil
-		case prev.Status == StatusPending && time.Now().Before(prev.LeaseUntil):
-			return Order{}, busy(id)
+		if err := claimable(&prev, hash, time.Now()); err != nil {
+			return notClaimed(id, prev, err)
 		}
 	}
 
@@ -336,13 +327,8 @@ func Place(ctx context.Context, in PlaceOrder) (Order, error) {
 		claimed, err = fn.UpdateJSON(ctx, kv, key(id), func(r *record, exists bool) error {
 			before, existed = *r, exists
 			if exists {
-				switch {
-				case r.BodyHash != "" && r.BodyHash != hash:
-					return errOtherBody
-				case final(r.Status):
-					return errFinal
-				case r.Status == StatusPending && now.Before(r.LeaseUntil):
-					return errBusy
+				if err := claimable(r, hash, now); err != nil {
+					return err
 				}
 			}
 			if r.Attempt+1 != expect {
@@ -364,20 +350,52 @@ func Place(ctx context.Context, in PlaceOrder) (Order, error) {
 		}
 		break
 	}
-	switch {
-	case errors.Is(err, errFinal):
-		return before.Order, nil
-	case errors.Is(err, errBusy), errors.Is(err, errMoved):
-		return Order{}, busy(id)
-	case errors.Is(err, errOtherBody):
-		return Order{}, otherBody(id)
-	case err != nil:
-		return Order{}, err
+	if err != nil {
+		return notClaimed(id, before, err)
 	}
 	a := newAttempt(ctx, kv, idx, claimed)
 	defer a.cancel()
 	a.mayBeCharged = existed
 	return a.place(in.Card, existed)
+}
+
+// openBuckets opens the orders and their pending index.
+func openBuckets(ctx context.Context) (kv, idx *fn.KV, err error) {
+	if kv, err = fn.OpenKV(ctx, Bucket); err != nil {
+		return nil, nil, err
+	}
+	if idx, err = fn.OpenKV(ctx, PendingBucket); err != nil {
+		return nil, nil, err
+	}
+	return kv, idx, nil
+}
+
+// claimable says why an attempt may not claim the stored order r:
+// errOtherBody, errFinal or errBusy; nil when it may.
+func claimable(r *record, hash string, now time.Time) error {
+	switch {
+	case r.BodyHash != "" && r.BodyHash != hash:
+		return errOtherBody
+	case final(r.Status):
+		return errFinal
+	case r.Status == StatusPending && now.Before(r.LeaseUntil):
+		return errBusy
+	}
+	return nil
+}
+
+// notClaimed is Place's answer when it could not claim the order: err is
+// why, r the order as the attempt found it.
+func notClaimed(id string, r record, err error) (Order, error) {
+	switch {
+	case errors.Is(err, errFinal):
+		return r.Order, nil
+	case errors.Is(err, errBusy), errors.Is(err, errMoved):
+		return Order{}, busy(id)
+	case errors.Is(err, errOtherBody):
+		return Order{}, otherBody(id)
+	}
+	return Order{}, err
 }
 
 // The pending index has one key per attempt, <order id>.<attempt>, so an
@@ -457,12 +475,9 @@ func (a *attempt) place(card string, retry bool) (Order, error) {
 		switch st.Status {
 		case payApproved:
 			charged = true
-		case payDeclined:
+		case payDeclined, payRefunded:
 			a.release()
-			return a.finish(StatusDeclined, st.Reason)
-		case payRefunded:
-			a.release()
-			return a.finish(StatusOutOfStock, ReasonRefunded)
+			return a.finish(uncharged(st))
 		}
 	}
 	if !charged {
@@ -494,12 +509,9 @@ func (a *attempt) place(card string, retry bool) (Order, error) {
 			}
 			switch st.Status {
 			case payApproved:
-			case payDeclined:
+			case payDeclined, payRefunded:
 				a.release()
-				return a.finish(StatusDeclined, st.Reason)
-			case payRefunded:
-				a.release()
-				return a.finish(StatusOutOfStock, ReasonRefunded)
+				return a.finish(uncharged(st))
 			default: // none, and no charge of this attempt can land any more
 				a.release()
 				return a.fail("payments unavailable: "+message(err),
@@ -536,15 +548,11 @@ func (a *attempt) reserve() (res invResult, o Order, ok bool, err error) {
 	case stillBeingMade(err):
 		// Another attempt's reservation is being made: leave it alone.
 		return res, Order{}, false, a.leavePending(busy(a.id))
-	case notReached(err):
-		// Inventory never saw this call: this attempt took nothing.
-		o, err := a.reserveFailed(false, "inventory unavailable: "+message(err),
-			fn.Errorf(fn.CodeUnavailable, "order %s failed: inventory unavailable: %s", a.id, message(err)))
-		return res, o, false, err
 	default:
-		// Whatever this attempt took is given back (the attempt fences off
-		// anybody else's reservation).
-		o, err := a.reserveFailed(true, "inventory unavailable: "+message(err),
+		// When inventory never saw the call (not reached) this attempt took
+		// nothing; else whatever it took is given back (the attempt fences
+		// off anybody else's reservation).
+		o, err := a.reserveFailed(!notReached(err), "inventory unavailable: "+message(err),
 			fn.Errorf(fn.CodeUnavailable, "order %s failed: inventory unavailable: %s", a.id, message(err)))
 		return res, o, false, err
 	}
@@ -575,22 +583,26 @@ func (a *attempt) reserveFailed(release bool, reason string, failure error) (Ord
 			a.release()
 		}
 		return a.fail(reason, failure)
-	case payDeclined:
+	case payDeclined, payRefunded:
 		if release {
 			a.release()
 		}
-		return a.finish(StatusDeclined, st.Reason)
-	case payRefunded:
-		if release {
-			a.release()
-		}
-		return a.finish(StatusOutOfStock, ReasonRefunded)
+		return a.finish(uncharged(st))
 	case payApproved:
 		return Order{}, a.leavePending(fn.Errorf(fn.CodeUnavailable,
 			"order %s is pending: its card is charged, but %s; retry later", a.id, reason))
 	}
 	return Order{}, a.leavePending(fn.Errorf(fn.CodeUnavailable,
 		"order %s is pending: %s, and payments answered status %q for its charge; retry later", a.id, reason, st.Status))
+}
+
+// uncharged is how an order ends whose charge payments declined, or
+// refunded (then its stock had run out).
+func uncharged(st chargeResult) (status, reason string) {
+	if st.Status == payRefunded {
+		return StatusOutOfStock, ReasonRefunded
+	}
+	return StatusDeclined, st.Reason
 }
 
 // outOfStockAfterRetry ends an order whose stock ran out on a retry: a
@@ -618,7 +630,7 @@ func (a *attempt) outOfStockAfterRetry(sku string) (Order, error) {
 // A failing step leaves the order pending; a retry or reconcile finishes
 // it.
 func (a *attempt) paid() (Order, error) {
-	_, err := fn.Invoke[invResult](a.sctx, "inventory", invRequest{Op: "commit", OrderID: a.id, Attempt: a.gen})
+	err := a.commit()
 	switch {
 	case err == nil:
 	case hasCode(err, fn.CodeConflict) && strings.Contains(message(err), "was released"):
@@ -633,21 +645,32 @@ func (a *attempt) paid() (Order, error) {
 		if res.Status == "insufficient_stock" {
 			return a.outOfStockAfterRetry(res.SKU)
 		}
-		if _, err := fn.Invoke[invResult](a.sctx, "inventory", invRequest{Op: "commit", OrderID: a.id, Attempt: a.gen}); err != nil {
-			return Order{}, a.leavePending(fn.Errorf(fn.CodeUnavailable,
-				"order %s is paid but its reservation was not committed (retry): %s", a.id, message(err)))
+		if err := a.commit(); err != nil {
+			return Order{}, a.notCommitted(err)
 		}
 	case hasCode(err, fn.CodeConflict):
 		return Order{}, busy(a.id)
 	default:
-		return Order{}, a.leavePending(fn.Errorf(fn.CodeUnavailable,
-			"order %s is paid but its reservation was not committed (retry): %s", a.id, message(err)))
+		return Order{}, a.notCommitted(err)
 	}
 	ev := OrderPlaced{OrderID: a.id, Email: a.rec.Email, Total: a.rec.Total, Items: a.rec.Items, PlacedAt: time.Now().UTC()}
 	if err := fn.Publish(a.sctx, SubjectPlaced, ev, fn.WithEventID(a.id)); err != nil {
 		return Order{}, a.leavePending(fmt.Errorf("order %s is paid but %s was not published: %w", a.id, SubjectPlaced, err))
 	}
 	return a.finish(StatusPaid, "")
+}
+
+// commit keeps the stock this attempt reserved.
+func (a *attempt) commit() error {
+	_, err := fn.Invoke[invResult](a.sctx, "inventory", invRequest{Op: "commit", OrderID: a.id, Attempt: a.gen})
+	return err
+}
+
+// notCommitted leaves a paid order whose commit failed pending, for a
+// retry or reconcile to finish.
+func (a *attempt) notCommitted(err error) error {
+	return a.leavePending(fn.Errorf(fn.CodeUnavailable,
+		"order %s is paid but its reservation was not committed (retry): %s", a.id, message(err)))
 }
 
 // finish stores the outcome, only as the owner of the order and never
@@ -732,11 +755,7 @@ func (a *attempt) chargeStatus() (chargeResult, error) {
 // Reconcile finishes the orders left pending whose lease expired before
 // now, and returns how many it finished.
 func Reconcile(ctx context.Context, now time.Time) (int, error) {
-	kv, err := fn.OpenKV(ctx, Bucket)
-	if err != nil {
-		return 0, err
-	}
-	idx, err := fn.OpenKV(ctx, PendingBucket)
+	kv, idx, err := openBuckets(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -838,12 +857,9 @@ func (a *attempt) reconcile() (Order, error) {
 	}
 	switch st.Status {
 	case payApproved:
-	case payDeclined:
+	case payDeclined, payRefunded:
 		a.release()
-		return a.finish(StatusDeclined, st.Reason)
-	case payRefunded:
-		a.release()
-		return a.finish(StatusOutOfStock, ReasonRefunded)
+		return a.finish(uncharged(st))
 	default:
 		a.release()
 		return a.finish(StatusFailed, "abandoned before it was charged")

@@ -43,6 +43,21 @@ func server(t *testing.T, status func(n int32) int) (*httptest.Server, *atomic.I
 
 func always(code int) func(int32) int { return func(int32) int { return code } }
 
+// refuseOnce answers the first request with code and a Retry-After header,
+// and every later one with 200; it counts them.
+func refuseOnce(t *testing.T, code int, retryAfter string) (*httptest.Server, *atomic.Int32) {
+	t.Helper()
+	var count atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if count.Add(1) == 1 {
+			w.Header().Set("Retry-After", retryAfter)
+			w.WriteHeader(code)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &count
+}
+
 func TestPostDelivers(t *testing.T) {
 	type received struct {
 		method, path string
@@ -160,14 +175,7 @@ func TestPostDoesNotFollowRedirects(t *testing.T) {
 
 func TestPostRetryAfter(t *testing.T) {
 	t.Run("honoured", func(t *testing.T) {
-		var count atomic.Int32
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if count.Add(1) == 1 {
-				w.Header().Set("Retry-After", "0")
-				w.WriteHeader(http.StatusTooManyRequests)
-			}
-		}))
-		t.Cleanup(srv.Close)
+		srv, count := refuseOnce(t, http.StatusTooManyRequests, "0")
 		// Were Retry-After ignored, the test would wait an hour.
 		c, waits := newClient(t, Config{Policy: dev, Backoff: []time.Duration{time.Hour}})
 		if err := c.Post(t.Context(), srv.URL, []byte(`{}`), nil); err != nil {
@@ -181,14 +189,7 @@ func TestPostRetryAfter(t *testing.T) {
 		}
 	})
 	t.Run("too long", func(t *testing.T) {
-		var count atomic.Int32
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if count.Add(1) == 1 {
-				w.Header().Set("Retry-After", "3600")
-				w.WriteHeader(http.StatusServiceUnavailable)
-			}
-		}))
-		t.Cleanup(srv.Close)
+		srv, _ := refuseOnce(t, http.StatusServiceUnavailable, "3600")
 		c, waits := newClient(t, Config{Policy: dev})
 		if err := c.Post(t.Context(), srv.URL, []byte(`{}`), nil); err != nil {
 			t.Fatalf("Post: %v", err)

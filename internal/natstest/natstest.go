@@ -45,12 +45,7 @@ func RunIn(t testing.TB, dir string) *Server {
 // Connect opens a client connection that the test's cleanup closes.
 func Connect(t testing.TB, s *Server, opts ...nats.Option) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect(s.ClientURL(), opts...)
-	if err != nil {
-		t.Fatalf("natstest: connect: %v", err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
+	return ConnectURL(t, s.ClientURL(), opts...)
 }
 
 // WaitFor polls cond every few milliseconds until it is true or the
