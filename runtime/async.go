@@ -43,7 +43,6 @@ func (i *Instance) startAsync(ctx context.Context, js jetstream.JetStream) error
 		return err
 	}
 	i.store = store
-	i.js = js
 	// Another instance (of another version) may have set the consumer up
 	// with another AckWait; heartbeats follow the consumer, not us.
 	i.ackWait = cons.CachedInfo().Config.AckWait

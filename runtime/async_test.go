@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard-dev/switchyard/internal/natstest"
@@ -21,9 +22,11 @@ import (
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
-func store(t *testing.T, h *fntest.Harness) (*invocation.Store, jetstream.JetStream) {
+// openStore opens the invocation store over nc, and returns the JetStream
+// context it uses too.
+func openStore(t *testing.T, nc *nats.Conn) (*invocation.Store, jetstream.JetStream) {
 	t.Helper()
-	js, err := jetstream.New(h.NC)
+	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +59,7 @@ func wait(t *testing.T, s *invocation.Store, id string) *invocation.Record {
 
 func TestAsyncSucceeds(t *testing.T) {
 	h := fntest.Start(t, fn.Config{Name: "double"}, fn.Handle(double))
-	s, _ := store(t, h)
+	s, _ := openStore(t, h.NC)
 	events, err := h.NC.SubscribeSync("yard.results.double.*")
 	if err != nil {
 		t.Fatal(err)
@@ -85,7 +88,7 @@ func TestAsyncRetriesThenSucceeds(t *testing.T) {
 		}
 		return out{N: i.N}, nil
 	}, fn.WithRetry(5, 10*time.Millisecond, 20*time.Millisecond)))
-	s, _ := store(t, h)
+	s, _ := openStore(t, h.NC)
 	rec := wait(t, s, submit(t, s, "flaky", `{"n":1}`).ID)
 	if rec.Status != invocation.Succeeded || rec.Attempts != 3 || calls.Load() != 3 {
 		t.Fatalf("record %+v after %d calls", rec, calls.Load())
@@ -106,7 +109,7 @@ func TestAsyncDeadLettersAndReplay(t *testing.T) {
 		}
 		return out{N: i.N}, nil
 	}, fn.WithRetry(3, 5*time.Millisecond)))
-	s, _ := store(t, h)
+	s, _ := openStore(t, h.NC)
 
 	permanent := wait(t, s, submit(t, s, "pay", `{"n":1}`).ID)
 	if permanent.Status != invocation.Dead || permanent.Attempts != 1 || permanent.Error.Code != wire.CodeInternal || permanent.DLQSeq == 0 {
@@ -151,7 +154,7 @@ func TestAsyncDeadLettersAndReplay(t *testing.T) {
 // invalid_argument rather than dropped.
 func TestAsyncPlainPublish(t *testing.T) {
 	h := fntest.Start(t, fn.Config{Name: "double"}, fn.Handle(double))
-	s, js := store(t, h)
+	s, js := openStore(t, h.NC)
 	ctx := context.Background()
 	if _, err := js.Publish(ctx, "yard.async.double", []byte(`{"n":5}`), jetstream.WithMsgID("my-own-id")); err != nil {
 		t.Fatal(err)
@@ -191,7 +194,7 @@ func TestAsyncIdempotency(t *testing.T) {
 		calls.Add(1)
 		return out{N: i.N}, nil
 	}))
-	s, _ := store(t, h)
+	s, _ := openStore(t, h.NC)
 	ctx := context.Background()
 	sub := invocation.Submission{Function: "once", Body: []byte(`{"n":1}`), IdempotencyKey: "order-42"}
 	first, created, err := s.Submit(ctx, sub)
@@ -231,7 +234,7 @@ func TestAsyncCallback(t *testing.T) {
 	}))
 	defer srv.Close()
 	h := fntest.Start(t, fn.Config{Name: "double", AllowPrivateCallbacks: true}, fn.Handle(double))
-	s, _ := store(t, h)
+	s, _ := openStore(t, h.NC)
 	rec, _, err := s.Submit(context.Background(), invocation.Submission{Function: "double", Body: []byte(`{"n":4}`), CallbackURL: srv.URL + "/done"})
 	if err != nil {
 		t.Fatal(err)
@@ -261,11 +264,7 @@ func TestAsyncDrain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	js, _ := jetstream.New(nc)
-	st, err := invocation.Open(context.Background(), js, invocation.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, js := openStore(t, nc)
 	rec := submit(t, st, "slow", `{"n":1}`)
 	<-started
 	stopped := make(chan error, 1)

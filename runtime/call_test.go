@@ -22,7 +22,7 @@ func TestInvokeFromAHandler(t *testing.T) {
 	ctx := context.Background()
 	var seenID atomic.Value
 	var seenDeadline atomic.Value
-	target, err := fn.Start(ctx, nc, fn.Config{Name: "double"}, fn.Handle(func(ctx context.Context, i in) (out, error) {
+	startFn(t, nc, fn.Config{Name: "double"}, fn.Handle(func(ctx context.Context, i in) (out, error) {
 		seenID.Store(fn.RequestID(ctx))
 		d, _ := ctx.Deadline()
 		seenDeadline.Store(d)
@@ -31,17 +31,9 @@ func TestInvokeFromAHandler(t *testing.T) {
 		}
 		return out{N: 2 * i.N}, nil
 	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer target.Stop(ctx)
-	front, err := fn.Start(ctx, nc, fn.Config{Name: "front"}, fn.Handle(func(ctx context.Context, i in) (out, error) {
+	startFn(t, nc, fn.Config{Name: "front"}, fn.Handle(func(ctx context.Context, i in) (out, error) {
 		return fn.Invoke[out](ctx, "double", in{N: i.N})
 	}, fn.WithTimeout(3*time.Second)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer front.Stop(ctx)
 
 	cctx, cancel := context.WithTimeout(fn.WithConn(ctx, nc), 5*time.Second)
 	defer cancel()
@@ -125,7 +117,7 @@ func TestCircuitBreaker(t *testing.T) {
 	var down atomic.Bool
 	var calls atomic.Int64
 	down.Store(true)
-	inst, err := fn.Start(context.Background(), nc, fn.Config{Name: "flaky-payments"}, fn.Handle(func(ctx context.Context, i in) (out, error) {
+	inst := startFn(t, nc, fn.Config{Name: "flaky-payments"}, fn.Handle(func(ctx context.Context, i in) (out, error) {
 		calls.Add(1)
 		if down.Load() {
 			return out{}, fn.Errorf(fn.CodeUnavailable, "processor down")
@@ -135,10 +127,6 @@ func TestCircuitBreaker(t *testing.T) {
 		}
 		return out{N: i.N}, nil
 	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer inst.Stop(context.Background())
 	ctx := fn.WithConn(context.Background(), nc)
 	for range fn.BreakerFailures {
 		_, err := fn.Invoke[out](ctx, "flaky-payments", in{N: 1})
@@ -157,7 +145,7 @@ func TestCircuitBreaker(t *testing.T) {
 		t.Fatalf("stats show the breaker %q", st)
 	}
 	before := calls.Load()
-	_, err = fn.Invoke[out](ctx, "flaky-payments", in{N: 1})
+	_, err := fn.Invoke[out](ctx, "flaky-payments", in{N: 1})
 	var we *wire.Error
 	if !errors.As(err, &we) || we.Code != wire.CodeUnavailable || calls.Load() != before || !fn.NotDelivered(err) {
 		t.Fatalf("open breaker must fail fast without calling: %v (calls %d -> %d)", err, before, calls.Load())

@@ -26,13 +26,17 @@ const (
 // bad value at once.
 func applyDeployEnv(getenv func(string) string, cfg *Config, h *Handler) error {
 	var errs []error
-	if v := getenv(EnvVersion); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			errs = append(errs, fmt.Errorf("%s=%q: want a version number ≥ 1", EnvVersion, v))
+	// atLeastOne sets *dst from the variable key when it is set.
+	atLeastOne := func(key, want string, dst *int) {
+		if v := getenv(key); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				errs = append(errs, fmt.Errorf("%s=%q: want %s ≥ 1", key, v, want))
+			}
+			*dst = n
 		}
-		cfg.DeployedVersion = n
 	}
+	atLeastOne(EnvVersion, "a version number", &cfg.DeployedVersion)
 	if v := getenv(EnvTimeout); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
@@ -40,20 +44,8 @@ func applyDeployEnv(getenv func(string) string, cfg *Config, h *Handler) error {
 		}
 		h.timeout = d
 	}
-	if v := getenv(EnvConcurrency); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			errs = append(errs, fmt.Errorf("%s=%q: want a number ≥ 1", EnvConcurrency, v))
-		}
-		h.concurrency = n
-	}
-	if v := getenv(EnvMaxAttempts); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			errs = append(errs, fmt.Errorf("%s=%q: want a number ≥ 1", EnvMaxAttempts, v))
-		}
-		h.maxAttempts = n
-	}
+	atLeastOne(EnvConcurrency, "a number", &h.concurrency)
+	atLeastOne(EnvMaxAttempts, "a number", &h.maxAttempts)
 	if v := getenv(EnvBackoff); v != "" {
 		var backoff []time.Duration
 		for _, part := range strings.Split(v, ",") {

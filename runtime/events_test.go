@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/switchyard-dev/switchyard/internal/natstest"
 	fn "github.com/switchyard-dev/switchyard/runtime"
 	"github.com/switchyard-dev/switchyard/runtime/invocation"
@@ -39,11 +37,7 @@ func TestEvents(t *testing.T) {
 		})
 	}
 	for _, name := range []string{"notify", "notify", "ledger"} { // two instances of notify
-		inst, err := fn.Start(ctx, nc, fn.Config{Name: name, Streams: ordersStream, Events: []fn.Subscription{handler(name)}}, fn.Handle(double))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = inst.Stop(ctx) })
+		startFn(t, nc, fn.Config{Name: name, Streams: ordersStream, Events: []fn.Subscription{handler(name)}}, fn.Handle(double))
 	}
 	pctx := fn.WithConn(ctx, nc)
 	for _, o := range []string{"o1", "o2"} {
@@ -79,7 +73,7 @@ func TestEventRetriesDeadLettersAndReplay(t *testing.T) {
 	var broken atomic.Bool
 	broken.Store(true)
 	var calls, handled atomic.Int64
-	inst, err := fn.Start(ctx, nc, fn.Config{Name: "notify", Streams: ordersStream, Events: []fn.Subscription{
+	startFn(t, nc, fn.Config{Name: "notify", Streams: ordersStream, Events: []fn.Subscription{
 		fn.On("orders.placed", func(ctx context.Context, ev placed) error {
 			calls.Add(1)
 			if broken.Load() {
@@ -89,18 +83,10 @@ func TestEventRetriesDeadLettersAndReplay(t *testing.T) {
 			return nil
 		}),
 	}}, fn.Handle(double, fn.WithRetry(3, 5*time.Millisecond)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer inst.Stop(ctx)
 	if err := fn.Publish(fn.WithConn(ctx, nc), "orders.placed", placed{Order: "o9", Cents: 1}); err != nil {
 		t.Fatal(err)
 	}
-	js, _ := jetstream.New(nc)
-	store, err := invocation.Open(ctx, js, invocation.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, _ := openStore(t, nc)
 	var letters []invocation.DeadLetter
 	natstest.WaitFor(t, 10*time.Second, "the event to be dead-lettered", func() bool {
 		letters, _ = store.DeadLetters(ctx, "notify", 0)

@@ -80,7 +80,6 @@ type Instance struct {
 	completed, failed, panics atomic.Int64
 
 	// Async invocations; nil when CoreOnly.
-	js        jetstream.JetStream
 	store     *invocation.Store
 	consume   jetstream.ConsumeContext
 	callbacks *callback.Client
@@ -164,38 +163,45 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, h *Handler) (*Instanc
 		return nil, fmt.Errorf("fn %s: flush: %w", cfg.Name, err)
 	}
 	if !cfg.CoreOnly {
-		js, err := jetstream.New(nc)
-		var reg *registry.Registry
-		if err == nil {
-			reg, err = registry.Open(ctx, js)
-		}
-		live := false
-		if err == nil {
-			live, err = i.register(ctx, reg)
-		}
-		if err == nil {
-			err = i.startAsync(ctx, js)
-		}
-		if err == nil && live {
-			// Schedules matter less than serving: a failure is logged, and
-			// the next instance to start (or the next deploy) tries again.
-			i.reg = reg
-			if serr := i.syncSchedules(ctx, reg); serr != nil {
-				i.log.Error("could not set the function's schedules", logKeyErr, serr)
-			} else {
-				i.schedulesSet = len(i.spec.Schedules) > 0
-			}
-		}
-		if err == nil {
-			err = i.startEvents(ctx, js)
-		}
-		if err != nil {
+		if err := i.startJetStream(ctx); err != nil {
 			_ = svc.Stop()
 			return nil, fmt.Errorf("fn %s: %w (set CoreOnly for a server without JetStream)", cfg.Name, err)
 		}
 	}
 	i.log.Info("serving", "subject", subject, "concurrency", h.concurrency, "timeout", h.timeout)
 	return i, nil
+}
+
+// startJetStream registers the function, attaches it to its async work
+// and its events, and, when it serves the live definition, puts its
+// schedules in place.
+func (i *Instance) startJetStream(ctx context.Context) error {
+	js, err := jetstream.New(i.nc)
+	if err != nil {
+		return err
+	}
+	reg, err := registry.Open(ctx, js)
+	if err != nil {
+		return err
+	}
+	live, err := i.register(ctx, reg)
+	if err != nil {
+		return err
+	}
+	if err := i.startAsync(ctx, js); err != nil {
+		return err
+	}
+	if live {
+		// Schedules matter less than serving: a failure is logged, and
+		// the next instance to start (or the next deploy) tries again.
+		i.reg = reg
+		if err := i.syncSchedules(ctx, reg); err != nil {
+			i.log.Error("could not set the function's schedules", logKeyErr, err)
+		} else {
+			i.schedulesSet = len(i.spec.Schedules) > 0
+		}
+	}
+	return i.startEvents(ctx, js)
 }
 
 func validateConfig(cfg Config, h *Handler) error {
@@ -329,8 +335,6 @@ func (i *Instance) serve(reply string, data []byte, hdr micro.Headers) {
 	i.respond(reply, reqID, out)
 }
 
-// invoke turns raw input into raw output, or into the error to send and
-// whether retrying could ever help (for async invocations).
 // callMeta is what travels with an invocation into its handler's context,
 // and from there into the calls the handler makes.
 type callMeta struct {
@@ -344,28 +348,30 @@ type target struct {
 	call    func(ctx context.Context, input []byte) (any, error)
 }
 
+// invoke turns raw input into raw output, or into the error to send and
+// whether retrying could ever help (for async invocations).
 func (i *Instance) invoke(deadline time.Time, meta callMeta, data []byte) (out []byte, werr *wire.Error, permanent bool) {
 	return i.invokeTarget(&i.main, deadline, meta, data)
 }
 
+// invokeTarget is invoke for any target. An error is permanent when the
+// handler marked it so (Permanent) or when its code says so.
 func (i *Instance) invokeTarget(t *target, deadline time.Time, meta callMeta, data []byte) (out []byte, werr *wire.Error, permanent bool) {
-	out, werr = i.invokeOnce(t, deadline, meta, data, &permanent)
-	if werr != nil && !permanent {
-		permanent = permanentCode(werr.Code)
-	}
-	return out, werr, permanent
+	out, werr, marked := i.invokeOnce(t, deadline, meta, data)
+	return out, werr, werr != nil && (marked || permanentCode(werr.Code))
 }
 
-func (i *Instance) invokeOnce(t *target, deadline time.Time, meta callMeta, data []byte, permanent *bool) ([]byte, *wire.Error) {
+// invokeOnce runs t once; marked says the handler returned Permanent(err).
+func (i *Instance) invokeOnce(t *target, deadline time.Time, meta callMeta, data []byte) (out []byte, werr *wire.Error, marked bool) {
 	if !time.Now().Before(deadline) {
-		return nil, wire.Errorf(wire.CodeDeadlineExceeded, "deadline passed before the function started")
+		return nil, wire.Errorf(wire.CodeDeadlineExceeded, "deadline passed before the function started"), false
 	}
 	doc, err := schemas.Decode(data, schemas.DecodeLimits{})
 	if err != nil {
-		return nil, decodeError(err)
+		return nil, decodeError(err), false
 	}
 	if v := t.in.Validate(doc); len(v) > 0 {
-		return nil, violationError("input does not match the schema", v)
+		return nil, violationError("input does not match the schema", v), false
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
@@ -380,29 +386,28 @@ func (i *Instance) invokeOnce(t *target, deadline time.Time, meta callMeta, data
 	if err != nil {
 		var pe *permanentError
 		if errors.As(err, &pe) {
-			*permanent = true
-			err = pe.err
+			marked, err = true, pe.err
 		}
-		return nil, i.publicError(ctx, err)
+		return nil, i.publicError(ctx, err), marked
 	}
 	if t.out == nil {
-		return []byte("null"), nil
+		return []byte("null"), nil, false
 	}
-	out, err := json.Marshal(result)
+	out, err = json.Marshal(result)
 	if err != nil {
 		Logger(ctx).Error("handler output does not encode as JSON", logKeyErr, err)
-		return nil, internalError()
+		return nil, internalError(), false
 	}
 	doc, err = schemas.Decode(out, schemas.DecodeLimits{MaxDepth: 1 << 10})
 	if err != nil {
 		Logger(ctx).Error("handler output does not decode", logKeyErr, err)
-		return nil, internalError()
+		return nil, internalError(), false
 	}
 	if v := t.out.Validate(doc); len(v) > 0 {
 		Logger(ctx).Error("handler output does not match its schema", logKeyErr, violationError("output", v))
-		return nil, internalError()
+		return nil, internalError(), false
 	}
-	return out, nil
+	return out, nil, false
 }
 
 // call runs the handler, turning a panic into an error so the instance

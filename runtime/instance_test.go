@@ -31,6 +31,17 @@ type out struct {
 
 func double(ctx context.Context, i in) (out, error) { return out{N: 2 * i.N}, nil }
 
+// startFn starts an instance on nc and stops it when the test ends.
+func startFn(t *testing.T, nc *nats.Conn, cfg fn.Config, h *fn.Handler) *fn.Instance {
+	t.Helper()
+	inst, err := fn.Start(context.Background(), nc, cfg, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = inst.Stop(context.Background()) })
+	return inst
+}
+
 func TestInvoke(t *testing.T) {
 	h := fntest.Start(t, fn.Config{Name: "double"}, fn.Handle(double))
 	got, err := fntest.Invoke[out](t, h, in{N: 21})
@@ -273,11 +284,7 @@ func TestDeployedInstance(t *testing.T) {
 	s := natstest.Run(t)
 	nc := natstest.Connect(t, s)
 	ctx := context.Background()
-	inst, err := fn.Start(ctx, nc, fn.Config{Name: "double", DeployedVersion: 2}, fn.Handle(double))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer inst.Stop(ctx)
+	startFn(t, nc, fn.Config{Name: "double", DeployedVersion: 2}, fn.Handle(double))
 	for _, subj := range []string{"fn.double", "fn.double.v2"} {
 		m, err := nc.Request(subj, []byte(`{"n":2}`), 5*time.Second)
 		if err != nil || string(m.Data) != `{"n":4}` {

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard-dev/switchyard/internal/jskv"
+	"github.com/switchyard-dev/switchyard/runtime/invocation"
 )
 
 // Errors of the key-value API. Match them with errors.Is.
@@ -130,7 +131,7 @@ func (k *KV) Create(ctx context.Context, key string, value []byte) (uint64, erro
 func (k *KV) Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error) {
 	rev, err := k.kv.Update(ctx, key, value, revision)
 	if err != nil {
-		if isWrongLastSequence(err) {
+		if invocation.WrongLastSequence(err) {
 			return 0, fmt.Errorf("%w: %s in %s (revision %d)", ErrRevisionConflict, key, k.bucket, revision)
 		}
 		return 0, k.wrap("update", key, err)
@@ -159,7 +160,7 @@ func (k *KV) Delete(ctx context.Context, key string) error {
 // (as Get returned it); ErrRevisionConflict when it changed meanwhile.
 func (k *KV) DeleteRevision(ctx context.Context, key string, revision uint64) error {
 	if err := k.kv.Delete(ctx, key, jetstream.LastRevision(revision)); err != nil {
-		if isWrongLastSequence(err) {
+		if invocation.WrongLastSequence(err) {
 			return fmt.Errorf("%w: %s in %s", ErrRevisionConflict, key, k.bucket)
 		}
 		return k.wrap("delete", key, err)
@@ -185,17 +186,6 @@ func (k *KV) wrap(op, key string, err error) error {
 		return fmt.Errorf("%w: %s in %s", ErrKeyNotFound, key, k.bucket)
 	}
 	return fmt.Errorf("fn: %s %s in %s: %w", op, key, k.bucket, err)
-}
-
-// isWrongLastSequence reports a failed compare-and-set: JetStream's "wrong
-// last sequence" (10071, or 10164 on replicated streams).
-func isWrongLastSequence(err error) bool {
-	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return true
-	}
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // GetJSON reads key and decodes its JSON value into T; ErrKeyNotFound

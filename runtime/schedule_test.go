@@ -50,11 +50,7 @@ func TestScheduleRunsOncePerTick(t *testing.T) {
 	defer sub.Unsubscribe()
 	cfg := fn.Config{Name: "sweeper", Schedules: []fn.Schedule{{Cron: "@every 1s", Input: tick{Job: "sweep"}}}}
 	for range 3 {
-		inst, err := fn.Start(ctx, nc, cfg, h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = inst.Stop(ctx) })
+		startFn(t, nc, cfg, h)
 	}
 	natstest.WaitFor(t, 10*time.Second, "three ticks", func() bool {
 		mu.Lock()
@@ -73,11 +69,7 @@ func TestScheduleRunsOncePerTick(t *testing.T) {
 	if got < distinct || got > distinct+1 || sweeps != got {
 		t.Fatalf("%d runs (%d with the schedule's input) for %d ticks", got, sweeps, distinct)
 	}
-	js, _ := jetstream.New(nc)
-	store, err := invocation.Open(ctx, js, invocation.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, _ := openStore(t, nc)
 	active, err := store.Schedules(ctx, "sweeper")
 	if err != nil || len(active) != 1 || active[0].Pattern != "@every 1s" {
 		t.Fatalf("one schedule expected, three instances started: %+v, %v", active, err)
@@ -109,11 +101,7 @@ func TestScheduleChecks(t *testing.T) {
 func TestMissedTicksDoNotPileUp(t *testing.T) {
 	nc := natstest.Connect(t, natstest.Run(t))
 	ctx := context.Background()
-	js, _ := jetstream.New(nc)
-	store, err := invocation.Open(ctx, js, invocation.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, js := openStore(t, nc)
 	cfg := fn.Config{Name: "late-sweeper", Schedules: []fn.Schedule{{Cron: "@every 1s", Input: tick{Job: "sweep"}}}}
 	if err := store.SyncSchedules(ctx, cfg.Name, []registry.Schedule{{Cron: "@every 1s", Input: []byte(`{"job":"sweep"}`)}}); err != nil {
 		t.Fatal(err)
@@ -133,11 +121,7 @@ func TestMissedTicksDoNotPileUp(t *testing.T) {
 func TestLateLatestTickRuns(t *testing.T) {
 	nc := natstest.Connect(t, natstest.Run(t))
 	ctx := context.Background()
-	js, _ := jetstream.New(nc)
-	store, err := invocation.Open(ctx, js, invocation.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, js := openStore(t, nc)
 	const subject = "yard.async.slowpoke"
 	if err := store.SyncSchedules(ctx, "slowpoke", []registry.Schedule{{Cron: "@every 1s", Input: []byte(`{"job":"sweep"}`)}}); err != nil {
 		t.Fatal(err)
@@ -246,16 +230,12 @@ func countingTicker(t *testing.T, nc *nats.Conn, cfg fn.Config) (runs func() int
 	t.Helper()
 	var mu sync.Mutex
 	n := 0
-	inst, err := fn.Start(context.Background(), nc, cfg, fn.Handle(func(ctx context.Context, in tick) (tick, error) {
+	startFn(t, nc, cfg, fn.Handle(func(ctx context.Context, in tick) (tick, error) {
 		mu.Lock()
 		n++
 		mu.Unlock()
 		return in, nil
 	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = inst.Stop(context.Background()) })
 	return func() int {
 		mu.Lock()
 		defer mu.Unlock()

@@ -12,7 +12,7 @@
 package agent
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -491,7 +491,7 @@ func (l *logWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	l.buf = append(l.buf, p...)
 	for {
-		i := strings.IndexByte(string(l.buf), '\n')
+		i := bytes.IndexByte(l.buf, '\n')
 		if i < 0 {
 			if len(l.buf) > 64<<10 { // a runaway line: flush what we have
 				i = len(l.buf) - 1
@@ -502,10 +502,8 @@ func (l *logWriter) Write(p []byte) (int, error) {
 		line := l.buf[:i+1]
 		_ = l.nc.Publish(l.subject, line)
 		if l.out != nil {
-			w := bufio.NewWriter(l.out)
-			_, _ = w.WriteString(l.prefix)
-			_, _ = w.Write(line)
-			_ = w.Flush()
+			// The prefix and the line in one write: instances share out.
+			_, _ = l.out.Write(append([]byte(l.prefix), line...))
 		}
 		l.buf = l.buf[i+1:]
 	}

@@ -246,10 +246,9 @@ func collectLoad(nc *nats.Conn, name string, wait time.Duration) load {
 // YARD_ASYNC. Before any instance has run, the function has no consumer
 // yet, so the stream's own count for the subject is used then.
 func asyncBacklog(ctx context.Context, js jetstream.JetStream, name string) uint64 {
+	// Consumer fetches the consumer's info already: no second request.
 	if c, err := js.Consumer(ctx, wire.StreamAsync, "fn-"+name); err == nil {
-		if info, err := c.Info(ctx); err == nil {
-			return info.NumPending
-		}
+		return c.CachedInfo().NumPending
 	}
 	subject, err := wire.AsyncSubject(name)
 	if err != nil {

@@ -149,12 +149,7 @@ func (s *Store) replaySeq(ctx context.Context, seq uint64) (*Record, error) {
 			BodyHash: rec.BodyHash, CreatedAt: d.CreatedAt, FinishedAt: d.DeadAt, Error: d.Error, DLQSeq: seq}
 		_ = s.Put(context.WithoutCancel(ctx), dead)
 	}
-	msg := &nats.Msg{Subject: subject, Data: raw.Data, Header: nats.Header{}}
-	for _, k := range []string{wire.HeaderRequestID, wire.HeaderCallbackURL, wire.HeaderTraceparent, wire.HeaderTracestate, HeaderEventSubject} {
-		if v := raw.Header.Get(k); v != "" {
-			msg.Header.Set(k, v)
-		}
-	}
+	msg := &nats.Msg{Subject: subject, Data: raw.Data, Header: carried(raw.Header)}
 	msg.Header.Set(wire.HeaderInvocationID, d.ID)
 	msg.Header.Set(HeaderReplay, strconv.FormatUint(seq, 10))
 	if _, err := s.js.PublishMsg(ctx, msg, jetstream.WithMsgID("replay-"+strconv.FormatUint(seq, 10))); err != nil {

@@ -14,15 +14,23 @@ import (
 
 func open(t *testing.T) *invocation.Store {
 	t.Helper()
+	s, _ := openJS(t, invocation.Config{})
+	return s
+}
+
+// openJS opens a store with cfg on a fresh server, and returns the
+// JetStream context it uses too.
+func openJS(t *testing.T, cfg invocation.Config) (*invocation.Store, jetstream.JetStream) {
+	t.Helper()
 	js, err := jetstream.New(natstest.Connect(t, natstest.Run(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := invocation.Open(context.Background(), js, invocation.Config{})
+	s, err := invocation.Open(context.Background(), js, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s
+	return s, js
 }
 
 // TestQueued: with no instance running, an accepted invocation is visible

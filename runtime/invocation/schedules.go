@@ -206,7 +206,8 @@ func (s *Store) SyncSchedules(ctx context.Context, name string, want []registry.
 			HeaderScheduleTarget: {target},
 			headerExpectLastSubj: {"0"},
 		}}
-		if _, err := s.js.PublishMsg(ctx, msg); err != nil && !wrongLastSequence(err) {
+		// A wrong last sequence: another caller created it first.
+		if _, err := s.js.PublishMsg(ctx, msg); err != nil && !WrongLastSequence(err) {
 			return fmt.Errorf("invocation: schedule %q for %s: %w", sc.Cron, name, err)
 		}
 	}
@@ -260,8 +261,14 @@ func (s *Store) NewerTick(ctx context.Context, h nats.Header) bool {
 	return err == nil && lastNext.After(next)
 }
 
-// wrongLastSequence: another caller created the schedule first.
-func wrongLastSequence(err error) bool {
+// WrongLastSequence reports a failed compare-and-set: JetStream's "wrong
+// last sequence" (10071, or 10164 on replicated streams), or a key-value
+// revision mismatch.
+func WrongLastSequence(err error) bool {
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return true
+	}
 	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }

@@ -408,12 +408,7 @@ func (s *Store) DeadLetter(ctx context.Context, rec *Record, payload []byte, hdr
 	if err != nil {
 		return 0, err
 	}
-	msg := &nats.Msg{Subject: subject, Data: payload, Header: nats.Header{}}
-	for _, k := range []string{wire.HeaderRequestID, wire.HeaderCallbackURL, wire.HeaderTraceparent, wire.HeaderTracestate, HeaderEventSubject} {
-		if v := hdr.Get(k); v != "" {
-			msg.Header.Set(k, v)
-		}
-	}
+	msg := &nats.Msg{Subject: subject, Data: payload, Header: carried(hdr)}
 	errJSON, _ := json.Marshal(rec.Error)
 	msg.Header.Set(wire.HeaderInvocationID, rec.ID)
 	msg.Header.Set(HeaderFunction, rec.Function)
@@ -427,4 +422,19 @@ func (s *Store) DeadLetter(ctx context.Context, rec *Record, payload []byte, hdr
 		return 0, fmt.Errorf("invocation: dead-letter %s: %w", rec.ID, err)
 	}
 	return ack.Sequence, nil
+}
+
+// carriedHeaders travel with an invocation into the DLQ and back out on
+// replay.
+var carriedHeaders = []string{wire.HeaderRequestID, wire.HeaderCallbackURL, wire.HeaderTraceparent, wire.HeaderTracestate, HeaderEventSubject}
+
+// carried returns the carriedHeaders that h holds, in a new header.
+func carried(h nats.Header) nats.Header {
+	out := nats.Header{}
+	for _, k := range carriedHeaders {
+		if v := h.Get(k); v != "" {
+			out.Set(k, v)
+		}
+	}
+	return out
 }

@@ -156,10 +156,11 @@ func validateSchedules(ss []Schedule) []error {
 		if len(s.Input) > 0 && !json.Valid(s.Input) {
 			errs = append(errs, fmt.Errorf("schedules/%d: input is not valid JSON", k))
 		}
-		if seen[s.ID()] {
+		id := s.ID()
+		if seen[id] {
 			errs = append(errs, fmt.Errorf("schedules/%d: same cron and input as an earlier schedule", k))
 		}
-		seen[s.ID()] = true
+		seen[id] = true
 	}
 	return errs
 }
