@@ -3,7 +3,6 @@ package fn
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"strconv"
@@ -13,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
+	"github.com/switchyard-dev/switchyard/internal/jskv"
 	"github.com/switchyard-dev/switchyard/runtime/invocation"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 	"github.com/switchyard-dev/switchyard/schemas"
@@ -106,21 +106,15 @@ func WithEventID(id string) PublishOption { return func(o *publishOptions) { o.i
 // ensureStreams creates the declared event streams that do not exist.
 func ensureStreams(ctx context.Context, js jetstream.JetStream, streams []Stream) error {
 	for _, st := range streams {
-		if _, err := js.Stream(ctx, st.Name); err == nil {
-			continue
-		} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
-			return err
-		}
 		maxAge := st.MaxAge
 		if maxAge == 0 {
 			maxAge = 7 * 24 * time.Hour
 		}
-		_, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		if _, err := jskv.EnsureStream(ctx, js, jetstream.StreamConfig{
 			Name: st.Name, Subjects: st.Subjects, Storage: jetstream.FileStorage, MaxAge: maxAge,
 			Description: "Switchyard events",
-		})
-		if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			return fmt.Errorf("create stream %s: %w", st.Name, err)
+		}); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -1,5 +1,5 @@
-// Package jskv opens the key-value buckets Switchyard keeps in JetStream,
-// creating each on first use. Several processes (instances, gateways,
+// Package jskv opens the key-value buckets and streams Switchyard keeps in
+// JetStream, creating each on first use. Several processes (instances, gateways,
 // agents) may start at once and race to create the same bucket; the loser
 // opens the winner's.
 package jskv
@@ -26,6 +26,23 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueCon
 		return nil, fmt.Errorf("open bucket %s: %w", cfg.Bucket, err)
 	}
 	return kv, nil
+}
+
+// EnsureStream returns the stream cfg.Name, creating it with cfg when
+// missing. An existing stream is used as it is: an operator may have tuned
+// it (replicas, limits), and that must not be undone.
+func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	s, err := js.Stream(ctx, cfg.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		s, err = js.CreateStream(ctx, cfg)
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			s, err = js.Stream(ctx, cfg.Name)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", cfg.Name, err)
+	}
+	return s, nil
 }
 
 // ErrWatchClosed is returned by Follow when the watch ends by itself.

@@ -151,23 +151,17 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Agent, error) {
 // ensureLogStream keeps recent function logs, so `yard logs` can show the
 // past and not only what happens while it watches.
 func ensureLogStream(ctx context.Context, js jetstream.JetStream) error {
-	_, err := js.Stream(ctx, wire.StreamLogs)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		_, err = js.CreateStream(ctx, jetstream.StreamConfig{
-			Name:        wire.StreamLogs,
-			Description: "Switchyard: recent function log lines",
-			Subjects:    []string{wire.LogsPrefix + ">"},
-			Storage:     jetstream.FileStorage,
-			MaxAge:      24 * time.Hour,
-			MaxBytes:    256 << 20,
-			Discard:     jetstream.DiscardOld,
-		})
-		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			err = nil
-		}
-	}
+	_, err := jskv.EnsureStream(ctx, js, jetstream.StreamConfig{
+		Name:        wire.StreamLogs,
+		Description: "Switchyard: recent function log lines",
+		Subjects:    []string{wire.LogsPrefix + ">"},
+		Storage:     jetstream.FileStorage,
+		MaxAge:      24 * time.Hour,
+		MaxBytes:    256 << 20,
+		Discard:     jetstream.DiscardOld,
+	})
 	if err != nil {
-		return fmt.Errorf("agent: stream %s: %w", wire.StreamLogs, err)
+		return fmt.Errorf("agent: %w", err)
 	}
 	return nil
 }

@@ -134,18 +134,11 @@ func publishError(subject string, err error) error {
 	return fmt.Errorf("invocation: publish %s: %w", subject, err)
 }
 
-// ensureStream creates a stream, or leaves an existing one as it is: an
-// operator may have tuned it (replicas, limits) and we must not undo that.
+// ensureStream creates a stream when missing; see jskv.EnsureStream.
 func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
-	s, err := js.Stream(ctx, cfg.Name)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		s, err = js.CreateStream(ctx, cfg)
-		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			s, err = js.Stream(ctx, cfg.Name)
-		}
-	}
+	s, err := jskv.EnsureStream(ctx, js, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("invocation: stream %s: %w", cfg.Name, err)
+		return nil, fmt.Errorf("invocation: %w", err)
 	}
 	return s, nil
 }
