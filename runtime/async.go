@@ -29,7 +29,7 @@ func (i *Instance) startAsync(ctx context.Context, js jetstream.JetStream) error
 	}
 	subject, _ := wire.AsyncSubject(i.cfg.Name)
 	cons, err := js.CreateOrUpdateConsumer(ctx, wire.StreamAsync, jetstream.ConsumerConfig{
-		Durable:       "fn-" + i.cfg.Name,
+		Durable:       wire.AsyncConsumer(i.cfg.Name),
 		Description:   "Switchyard: async invocations of " + i.cfg.Name,
 		FilterSubject: subject,
 		AckPolicy:     jetstream.AckExplicitPolicy,

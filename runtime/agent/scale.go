@@ -247,7 +247,7 @@ func collectLoad(nc *nats.Conn, name string, wait time.Duration) load {
 // yet, so the stream's own count for the subject is used then.
 func asyncBacklog(ctx context.Context, js jetstream.JetStream, name string) uint64 {
 	// Consumer fetches the consumer's info already: no second request.
-	if c, err := js.Consumer(ctx, wire.StreamAsync, "fn-"+name); err == nil {
+	if c, err := js.Consumer(ctx, wire.StreamAsync, wire.AsyncConsumer(name)); err == nil {
 		return c.CachedInfo().NumPending
 	}
 	subject, err := wire.AsyncSubject(name)

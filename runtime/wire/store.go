@@ -13,3 +13,7 @@ const (
 	StreamDLQ       = "YARD_DLQ"
 	StreamLogs      = "YARD_LOGS"
 )
+
+// AsyncConsumer is the durable consumer of YARD_ASYNC that a function's
+// instances share: fn-<name>. Agents read its backlog to scale.
+func AsyncConsumer(name string) string { return "fn-" + name }
