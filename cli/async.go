@@ -117,19 +117,10 @@ func validateInput(spec *registry.Spec, input []byte) *wire.Error {
 	}
 	doc, err := schemas.Decode(input, schemas.DecodeLimits{})
 	if err != nil {
-		var de *schemas.DecodeError
-		if errors.As(err, &de) {
-			return &wire.Error{Code: wire.CodeInvalidArgument, Message: "input is not valid JSON",
-				Errors: []wire.FieldError{{Pointer: de.Pointer, Message: de.Message}}}
-		}
-		return wire.Errorf(wire.CodeInvalidArgument, "input is not valid JSON: %v", err)
+		return schemas.InvalidJSON("input is not valid JSON", err)
 	}
 	if v := s.Validate(doc); len(v) > 0 {
-		we := &wire.Error{Code: wire.CodeInvalidArgument, Message: "input does not match the schema of " + spec.Name}
-		for _, x := range v {
-			we.Errors = append(we.Errors, wire.FieldError{Pointer: x.Pointer, Message: x.Message})
-		}
-		return we
+		return schemas.InvalidInput("input does not match the schema of "+spec.Name, v)
 	}
 	return nil
 }

@@ -40,13 +40,7 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, reqID str
 		return decodeProblem(err)
 	}
 	if v := f.in.Validate(doc); len(v) > 0 {
-		he := errorf(wire.CodeInvalidArgument, "input does not match the schema of %s", name)
-		he.e.Errors = make([]wire.FieldError, len(v))
-		for i, x := range v {
-			he.e.Errors[i] = wire.FieldError{Pointer: x.Pointer, Message: x.Message}
-		}
-		he.e.LimitErrors()
-		return he
+		return &httpError{e: schemas.InvalidInput("input does not match the schema of "+name, v)}
 	}
 
 	if wantsAsync(r) {
@@ -162,11 +156,7 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 }
 
 func decodeProblem(err error) error {
-	var de *schemas.DecodeError
-	if errors.As(err, &de) {
-		return invalid(de.Pointer, de.Message, "request body is not valid JSON")
-	}
-	return invalid("", err.Error(), "request body is not valid JSON")
+	return &httpError{e: schemas.InvalidJSON("request body is not valid JSON", err)}
 }
 
 // requestID returns the client's Yard-Request-Id, or a new one. A client id

@@ -368,10 +368,10 @@ func (i *Instance) invokeOnce(t *target, deadline time.Time, meta callMeta, data
 	}
 	doc, err := schemas.Decode(data, schemas.DecodeLimits{})
 	if err != nil {
-		return nil, decodeError(err), false
+		return nil, schemas.InvalidJSON("request body is not valid JSON", err), false
 	}
 	if v := t.in.Validate(doc); len(v) > 0 {
-		return nil, violationError("input does not match the schema", v), false
+		return nil, schemas.InvalidInput("input does not match the schema", v), false
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
@@ -404,7 +404,7 @@ func (i *Instance) invokeOnce(t *target, deadline time.Time, meta callMeta, data
 		return nil, internalError(), false
 	}
 	if v := t.out.Validate(doc); len(v) > 0 {
-		Logger(ctx).Error("handler output does not match its schema", logKeyErr, violationError("output", v))
+		Logger(ctx).Error("handler output does not match its schema", logKeyErr, schemas.InvalidInput("output", v))
 		return nil, internalError(), false
 	}
 	return out, nil, false
@@ -442,25 +442,6 @@ func (i *Instance) publicError(ctx context.Context, err error) *wire.Error {
 }
 
 func internalError() *wire.Error { return wire.Errorf(wire.CodeInternal, "internal error") }
-
-func decodeError(err error) *wire.Error {
-	e := &wire.Error{Code: wire.CodeInvalidArgument, Message: "request body is not valid JSON"}
-	var de *schemas.DecodeError
-	if errors.As(err, &de) {
-		e.Errors = []wire.FieldError{{Pointer: de.Pointer, Message: de.Message}}
-	} else {
-		e.Errors = []wire.FieldError{{Pointer: "", Message: err.Error()}}
-	}
-	return e
-}
-
-func violationError(msg string, v []schemas.Violation) *wire.Error {
-	e := &wire.Error{Code: wire.CodeInvalidArgument, Message: msg, Errors: make([]wire.FieldError, len(v))}
-	for k, x := range v {
-		e.Errors[k] = wire.FieldError{Pointer: x.Pointer, Message: x.Message}
-	}
-	return e.LimitErrors()
-}
 
 // replyAllowed refuses reply subjects that are not a requester's inbox:
 // with NATS permissions in use, a client allowed only to call functions
