@@ -9,8 +9,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
-	fn "github.com/switchyard-dev/switchyard/runtime"
 	"github.com/switchyard-dev/switchyard/runtime/agent"
+	"github.com/switchyard-dev/switchyard/runtime/fn"
 )
 
 // allowPrivateEnv is what tells function processes to allow private

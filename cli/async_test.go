@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/switchyard-dev/switchyard/internal/natstest"
-	fn "github.com/switchyard-dev/switchyard/runtime"
+	"github.com/switchyard-dev/switchyard/runtime/fn"
 	"github.com/switchyard-dev/switchyard/runtime/invocation"
 )
 

@@ -17,7 +17,6 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
-	fn "github.com/switchyard-dev/switchyard/runtime"
 	"github.com/switchyard-dev/switchyard/runtime/invocation"
 	"github.com/switchyard-dev/switchyard/runtime/registry"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
@@ -369,10 +368,10 @@ func readManifest(ctx context.Context, bin string) (*registry.Spec, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, bin, fn.ManifestFlag)
+	cmd := exec.CommandContext(ctx, bin, wire.ManifestFlag)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("reading the manifest (%s %s): %w\n%s\nis this a Switchyard function (fn.Main)?", filepath.Base(bin), fn.ManifestFlag, err, strings.TrimSpace(stderr.String()))
+		return nil, fmt.Errorf("reading the manifest (%s %s): %w\n%s\nis this a Switchyard function (fn.Main)?", filepath.Base(bin), wire.ManifestFlag, err, strings.TrimSpace(stderr.String()))
 	}
 	spec, err := registry.Decode(stdout.Bytes())
 	if err != nil {

@@ -54,7 +54,7 @@ import (
 	"github.com/switchyard-dev/switchyard/gateway"
 	"github.com/switchyard-dev/switchyard/internal/loadgen"
 	"github.com/switchyard-dev/switchyard/internal/natstest"
-	fn "github.com/switchyard-dev/switchyard/runtime"
+	"github.com/switchyard-dev/switchyard/runtime/fn"
 	"github.com/switchyard-dev/switchyard/schemas"
 )
 

@@ -8,7 +8,7 @@ import (
 	"math"
 	"slices"
 
-	fn "github.com/switchyard-dev/switchyard/runtime"
+	"github.com/switchyard-dev/switchyard/runtime/fn"
 )
 
 // Lookup asks for one product.

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"strings"
 
-	fn "github.com/switchyard-dev/switchyard/runtime"
+	"github.com/switchyard-dev/switchyard/runtime/fn"
 )
 
 // Input is what greet accepts.

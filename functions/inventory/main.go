@@ -52,7 +52,7 @@ import (
 	"sync"
 	"time"
 
-	fn "github.com/switchyard-dev/switchyard/runtime"
+	"github.com/switchyard-dev/switchyard/runtime/fn"
 )
 
 // Bucket holds the stock (stock.<SKU>) and reservations (res.<order id>).

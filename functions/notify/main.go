@@ -16,7 +16,7 @@ import (
 	"fmt"
 	"time"
 
-	fn "github.com/switchyard-dev/switchyard/runtime"
+	"github.com/switchyard-dev/switchyard/runtime/fn"
 )
 
 // Bucket holds one notification per order.

@@ -64,7 +64,7 @@ import (
 	"strings"
 	"time"
 
-	fn "github.com/switchyard-dev/switchyard/runtime"
+	"github.com/switchyard-dev/switchyard/runtime/fn"
 )
 
 // Bucket holds the orders.

@@ -41,7 +41,7 @@ import (
 	"strconv"
 	"time"
 
-	fn "github.com/switchyard-dev/switchyard/runtime"
+	"github.com/switchyard-dev/switchyard/runtime/fn"
 )
 
 // Bucket records the outcome of every charge.

@@ -31,7 +31,6 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/switchyard-dev/switchyard/internal/jskv"
-	fn "github.com/switchyard-dev/switchyard/runtime"
 	"github.com/switchyard-dev/switchyard/runtime/registry"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
@@ -303,26 +302,26 @@ func (a *Agent) artifactPath(ctx context.Context, spec *registry.Spec) (string, 
 func (a *Agent) env(spec *registry.Spec, id, dir string) []string {
 	env := append(os.Environ(),
 		"NATS_URL="+a.cfg.NATSURL,
-		fn.EnvVersion+"="+strconv.Itoa(spec.Version),
-		fn.EnvInstance+"="+id,
-		fn.EnvReadyFile+"="+filepath.Join(dir, "ready"),
-		fn.EnvTimeout+"="+spec.Timeout.D().String(),
+		wire.EnvVersion+"="+strconv.Itoa(spec.Version),
+		wire.EnvInstance+"="+id,
+		wire.EnvReadyFile+"="+filepath.Join(dir, "ready"),
+		wire.EnvTimeout+"="+spec.Timeout.D().String(),
 	)
 	if a.cfg.Creds != "" {
 		env = append(env, "NATS_CREDS="+a.cfg.Creds)
 	}
 	if spec.Concurrency > 0 {
-		env = append(env, fn.EnvConcurrency+"="+strconv.Itoa(spec.Concurrency))
+		env = append(env, wire.EnvConcurrency+"="+strconv.Itoa(spec.Concurrency))
 	}
 	if spec.MaxAttempts > 0 {
-		env = append(env, fn.EnvMaxAttempts+"="+strconv.Itoa(spec.MaxAttempts))
+		env = append(env, wire.EnvMaxAttempts+"="+strconv.Itoa(spec.MaxAttempts))
 	}
 	if len(spec.Backoff) > 0 {
 		parts := make([]string, len(spec.Backoff))
 		for i, d := range spec.Backoff {
 			parts[i] = d.D().String()
 		}
-		env = append(env, fn.EnvBackoff+"="+strings.Join(parts, ","))
+		env = append(env, wire.EnvBackoff+"="+strings.Join(parts, ","))
 	}
 	for k, v := range spec.Env {
 		env = append(env, k+"="+v)

@@ -16,9 +16,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard-dev/switchyard/internal/natstest"
-	fn "github.com/switchyard-dev/switchyard/runtime"
 	"github.com/switchyard-dev/switchyard/runtime/agent"
 	"github.com/switchyard-dev/switchyard/runtime/registry"
+	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
 type out struct {
@@ -84,7 +84,7 @@ func (e *env) deploy(greeting string, min int) *registry.Spec {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	manifest, err := exec.Command(e.bin, fn.ManifestFlag).Output()
+	manifest, err := exec.Command(e.bin, wire.ManifestFlag).Output()
 	if err != nil {
 		e.t.Fatal(err)
 	}

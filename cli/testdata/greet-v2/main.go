@@ -5,7 +5,7 @@ package main
 import (
 	"context"
 
-	fn "github.com/switchyard-dev/switchyard/runtime"
+	"github.com/switchyard-dev/switchyard/runtime/fn"
 )
 
 type Input struct {

@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
-	fn "github.com/switchyard-dev/switchyard/runtime"
+	"github.com/switchyard-dev/switchyard/runtime/fn"
 )
 
 type Input struct {

@@ -6,7 +6,7 @@ import (
 	"context"
 	"os"
 
-	fn "github.com/switchyard-dev/switchyard/runtime"
+	"github.com/switchyard-dev/switchyard/runtime/fn"
 )
 
 type In struct {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/switchyard-dev/switchyard/runtime/registry"
+	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
 type manifestIn struct {
@@ -18,7 +19,7 @@ type manifestIn struct {
 func TestManifest(t *testing.T) {
 	h := Handle(func(ctx context.Context, in manifestIn) (manifestIn, error) { return in, nil })
 	var stdout, stderr bytes.Buffer
-	code := run([]string{ManifestFlag}, func(string) string { return "" }, &stdout, &stderr, Config{Name: "echo", Description: "echoes"}, h)
+	code := run([]string{wire.ManifestFlag}, func(string) string { return "" }, &stdout, &stderr, Config{Name: "echo", Description: "echoes"}, h)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
@@ -55,7 +56,7 @@ func TestRunUsage(t *testing.T) {
 
 func TestDeployEnv(t *testing.T) {
 	h := Handle(func(ctx context.Context, in manifestIn) (manifestIn, error) { return in, nil })
-	env := map[string]string{EnvVersion: "3", EnvTimeout: "2s", EnvConcurrency: "7", EnvMaxAttempts: "2", EnvBackoff: "10ms, 1s"}
+	env := map[string]string{wire.EnvVersion: "3", wire.EnvTimeout: "2s", wire.EnvConcurrency: "7", wire.EnvMaxAttempts: "2", wire.EnvBackoff: "10ms, 1s"}
 	var cfg Config
 	if err := applyDeployEnv(func(k string) string { return env[k] }, &cfg, h); err != nil {
 		t.Fatal(err)
@@ -64,7 +65,7 @@ func TestDeployEnv(t *testing.T) {
 		len(h.backoff) != 2 || h.backoff[1] != time.Second {
 		t.Errorf("applied: %+v %+v", cfg, h)
 	}
-	bad := map[string]string{EnvVersion: "0", EnvTimeout: "soon", EnvConcurrency: "-1", EnvMaxAttempts: "x", EnvBackoff: "1s,,2s"}
+	bad := map[string]string{wire.EnvVersion: "0", wire.EnvTimeout: "soon", wire.EnvConcurrency: "-1", wire.EnvMaxAttempts: "x", wire.EnvBackoff: "1s,,2s"}
 	err := applyDeployEnv(func(k string) string { return bad[k] }, &cfg, h)
 	for k := range bad {
 		if err == nil || !strings.Contains(err.Error(), k) {

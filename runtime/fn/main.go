@@ -12,6 +12,8 @@ import (
 	"syscall"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
 // EnvAllowPrivateCallbacks set to 1 lets async callbacks reach loopback
@@ -19,14 +21,9 @@ import (
 // development; `yard up --allow-private-callbacks` sets it.
 const EnvAllowPrivateCallbacks = "YARD_ALLOW_PRIVATE_CALLBACKS"
 
-// ManifestFlag makes a function binary print its manifest (name, schemas,
-// defaults as JSON) and exit, so tools learn about a function without
-// running it against NATS.
-const ManifestFlag = "--yard-manifest"
-
 // Main runs a function as a program: it connects to NATS_URL (default
 // nats://127.0.0.1:4222, with the credentials file NATS_CREDS if set), serves until SIGINT or SIGTERM, then drains
-// in-flight requests and exits. With ManifestFlag it prints the manifest
+// in-flight requests and exits. With wire.ManifestFlag it prints the manifest
 // instead. Main is the only part of the SDK that reads the environment or
 // exits the process; call it from func main.
 func Main(cfg Config, h *Handler) {
@@ -43,7 +40,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, cf
 	}
 	for _, a := range args {
 		switch a {
-		case ManifestFlag:
+		case wire.ManifestFlag:
 			enc := json.NewEncoder(stdout)
 			enc.SetIndent("", "  ")
 			if err := enc.Encode(specOf(cfg, h)); err != nil {
@@ -53,7 +50,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, cf
 			return 0
 		case "-h", "--help", "-help":
 			fmt.Fprintf(stdout, "%s: a Switchyard function.\n\nIt serves fn.%s on the NATS server at $NATS_URL (default %s)\nuntil SIGINT or SIGTERM, then drains.\n\n  %s  print name, schemas and defaults as JSON\n",
-				cfg.Name, cfg.Name, nats.DefaultURL, ManifestFlag)
+				cfg.Name, cfg.Name, nats.DefaultURL, wire.ManifestFlag)
 			return 0
 		default:
 			fmt.Fprintf(stderr, "unknown argument %q (try --help)\n", a)
@@ -98,7 +95,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, cf
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	if f := getenv(EnvReadyFile); f != "" {
+	if f := getenv(wire.EnvReadyFile); f != "" {
 		if err := os.WriteFile(f, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
 			cfg.Logger.Warn("write ready file", logKeyErr, err)
 		}

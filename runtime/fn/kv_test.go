@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/switchyard-dev/switchyard/internal/natstest"
-	fn "github.com/switchyard-dev/switchyard/runtime"
+	"github.com/switchyard-dev/switchyard/runtime/fn"
 )
 
 func kvContext(t *testing.T) context.Context {
