@@ -48,6 +48,15 @@ type Config struct {
 	Streams []Stream
 	// Schedules run the function on timers (see Schedule).
 	Schedules []Schedule
+	// Calls names the functions this one invokes (Invoke, InvokeRaw),
+	// Publishes the event subjects it publishes on (Publish; wildcards
+	// allowed), and Buckets the key-value buckets it uses (OpenKV). They
+	// are its declarations: the platform provisions the buckets and grants
+	// the rights, and anything undeclared fails with an error naming the
+	// missing declaration.
+	Calls     []string
+	Publishes []string
+	Buckets   []string
 	// DeployedVersion is the version N this instance was deployed as (0:
 	// not deployed). A deployed instance also serves fn.<name>.v<N>, shows
 	// N.0.0 in `nats micro ls`, and leaves yard_functions to the deploy.

@@ -80,9 +80,28 @@ type Spec struct {
 	// DeployedAt is when a deploy or a rollback last made this version
 	// live; zero for an instance that registered itself.
 	DeployedAt time.Time `json:"deployed_at,omitzero"`
-	// Schedules run the function on timers; the live version's instances
-	// keep the schedule messages in YARD_ASYNC in step with them.
+	// Schedules run the function on timers; the platform keeps the
+	// schedule messages in YARD_SCHEDULES in step with the live spec.
 	Schedules []Schedule `json:"schedules,omitempty"`
+
+	// What the function declares it uses: the platform provisions these
+	// (consumers, streams, buckets) and grants exactly these rights.
+	// Calls are the functions it invokes, Publishes the event subjects it
+	// publishes on, Buckets the key-value buckets it uses, Events the
+	// subjects its event handlers consume and Streams the event streams
+	// it needs to exist.
+	Calls     []string `json:"calls,omitempty"`
+	Publishes []string `json:"publishes,omitempty"`
+	Buckets   []string `json:"buckets,omitempty"`
+	Events    []string `json:"events,omitempty"`
+	Streams   []Stream `json:"streams,omitempty"`
+}
+
+// Stream is an event stream a function declares.
+type Stream struct {
+	Name     string   `json:"name"`
+	Subjects []string `json:"subjects"`
+	MaxAge   Duration `json:"max_age,omitempty"`
 }
 
 // InstanceLimit is the largest MaxInstances a spec may ask for.
