@@ -46,8 +46,9 @@ func newInvokeCmd(f *factory, run func(context.Context, *invokeOptions) error) *
 The input is -d JSON, or -f FILE ('-' reads standard input), or {} when
 neither is given. The function validates it against its input schema.
 
-On an error the code and message go to standard error (with --json, the
-error body goes to standard output) and yard exits with status 3.
+On an error the code, reason (when the function gave one) and message go
+to standard error (with --json, the error body goes to standard output)
+and yard exits with status 3.
 
 With --async the input is checked against the function's schema, queued
 durably (JetStream) and its invocation id printed; it runs with retries
@@ -193,6 +194,9 @@ func (o *invokeOptions) printError(we *wire.Error, reqID string) error {
 		_ = enc.Encode(we)
 	} else {
 		fmt.Fprintf(o.f.io.ErrOut, "error: %s (%d): %s\n", we.Code, we.Code.HTTPStatus(), we.Message)
+		if we.Reason != "" {
+			fmt.Fprintf(o.f.io.ErrOut, "reason: %s\n", we.Reason)
+		}
 		for _, fe := range we.Errors {
 			ptr := fe.Pointer
 			if ptr == "" {

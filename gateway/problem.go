@@ -14,12 +14,15 @@ import (
 const ProblemTypePrefix = "urn:switchyard:error:"
 
 // Problem is an RFC 9457 problem document carrying a Switchyard error.
+// Reason is the function's own refinement of the code (card_declined),
+// when it gave one; the type stays per code.
 type Problem struct {
 	Type      string            `json:"type"`
 	Title     string            `json:"title"`
 	Status    int               `json:"status"`
 	Detail    string            `json:"detail,omitempty"`
 	Code      wire.Code         `json:"code"`
+	Reason    string            `json:"reason,omitempty"`
 	Errors    []wire.FieldError `json:"errors,omitempty"`
 	RequestID string            `json:"request_id,omitempty"`
 }
@@ -60,6 +63,7 @@ func (g *Gateway) writeError(w http.ResponseWriter, r *http.Request, reqID strin
 		Status:    status,
 		Detail:    he.e.Message,
 		Code:      he.e.Code,
+		Reason:    he.e.Reason,
 		Errors:    he.e.Errors,
 		RequestID: reqID,
 	}

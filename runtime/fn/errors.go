@@ -1,6 +1,7 @@
 package fn
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/switchyard-dev/switchyard/runtime/wire"
@@ -9,7 +10,8 @@ import (
 // Code is a platform error code (invalid_argument, not_found, …).
 type Code = wire.Code
 
-// Error is an error that reaches the caller with its code and message.
+// Error is an error that reaches the caller with its code, reason and
+// message.
 type Error = wire.Error
 
 // FieldError names one offending field by JSON pointer.
@@ -44,6 +46,40 @@ func InvalidArgument(pointer, message string) error {
 		Message: "invalid input",
 		Errors:  []FieldError{{Pointer: pointer, Message: message}},
 	}
+}
+
+// WithReason gives the *Error in err a reason: a stable, machine-readable
+// refinement of its code in the function's own terms, such as
+// "card_declined" or "out_of_stock", that callers read with ReasonOf
+// instead of matching message text. A reason is ^[a-z][a-z0-9_]{0,63}$;
+// any other is dropped (callers would drop it too). err is returned as it
+// is when it holds no *Error: a reason needs a code. The result is a copy
+// of the *Error (still Permanent when err was), so a shared error value is
+// never changed.
+//
+//	return Out{}, fn.WithReason(fn.Errorf(fn.CodeConflict, "no %s left", sku), "out_of_stock")
+func WithReason(err error, reason string) error {
+	var pe *permanentError
+	if errors.As(err, &pe) {
+		return Permanent(WithReason(pe.err, reason))
+	}
+	var e *Error
+	if !errors.As(err, &e) || !wire.ValidReason(reason) {
+		return err
+	}
+	c := *e
+	c.Reason = reason
+	return &c
+}
+
+// ReasonOf is the reason of the *Error in err (as Invoke returns it), or
+// "" when it has none.
+func ReasonOf(err error) string {
+	var e *Error
+	if errors.As(err, &e) && wire.ValidReason(e.Reason) {
+		return e.Reason
+	}
+	return ""
 }
 
 // Permanent marks err as not worth retrying: an asynchronous invocation

@@ -94,14 +94,54 @@ type FieldError struct {
 // Error is the body of every error reply, on NATS and (wrapped in a problem
 // document) over HTTP.
 type Error struct {
-	Code    Code         `json:"code"`
+	Code Code `json:"code"`
+	// Reason refines the code for machines, in the replier's own terms
+	// (card_declined, out_of_stock); see ValidReason. Decoding drops an
+	// invalid one.
+	Reason  string       `json:"reason,omitempty"`
 	Message string       `json:"message"`
 	Errors  []FieldError `json:"errors,omitempty"`
 }
 
+// MaxReasonLen bounds the length of a reason.
+const MaxReasonLen = 64
+
+// ValidReason reports whether s is a reason: ^[a-z][a-z0-9_]{0,63}$, so
+// that callers may switch on it and it is safe to log and echo.
+func ValidReason(s string) bool {
+	if len(s) == 0 || len(s) > MaxReasonLen || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+// UnmarshalJSON decodes an error body, dropping a reason that is not
+// valid: bodies come from other processes, and what cannot be a reason is
+// not passed on.
+func (e *Error) UnmarshalJSON(data []byte) error {
+	type plain Error
+	if err := json.Unmarshal(data, (*plain)(e)); err != nil {
+		return err
+	}
+	if !ValidReason(e.Reason) {
+		e.Reason = ""
+	}
+	return nil
+}
+
 func (e *Error) Error() string {
+	code := string(e.Code)
+	if e.Reason != "" {
+		code += " (" + e.Reason + ")"
+	}
 	if len(e.Errors) == 0 {
-		return fmt.Sprintf("%s: %s", e.Code, e.Message)
+		return fmt.Sprintf("%s: %s", code, e.Message)
 	}
 	f := e.Errors[0]
 	more := ""
@@ -112,7 +152,7 @@ func (e *Error) Error() string {
 	if ptr == "" {
 		ptr = "/"
 	}
-	return fmt.Sprintf("%s: %s: %s %s%s", e.Code, e.Message, ptr, f.Message, more)
+	return fmt.Sprintf("%s: %s: %s %s%s", code, e.Message, ptr, f.Message, more)
 }
 
 // MaxFieldErrors bounds how many field errors one reply lists: a body with
@@ -139,6 +179,7 @@ func Errorf(code Code, format string, args ...any) *Error {
 // DecodeErrorReply builds the *Error of a reply that carried the micro error
 // headers. body is the reply's data: our JSON error body when the replier is
 // a Switchyard instance, anything (often empty) from other micro services.
+// An invalid reason in the body is dropped.
 func DecodeErrorReply(serviceError, serviceErrorCode string, body []byte) *Error {
 	var e Error
 	if len(body) > 0 && json.Unmarshal(body, &e) == nil && e.Code.Known() {
