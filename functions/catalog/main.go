@@ -113,7 +113,8 @@ func Find(ctx context.Context, in Lookup) (Product, error) {
 	return p, nil
 }
 
-// Config is catalog's identity.
+// Config is catalog's identity. It calls, publishes and stores nothing, so
+// it declares nothing.
 var Config = fn.Config{Name: "catalog", Description: "Looks up products by SKU"}
 
 func main() { fn.Main(Config, fn.Handle(Find)) }

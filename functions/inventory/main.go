@@ -805,6 +805,7 @@ func ParseTTL(s string) (time.Duration, error) {
 var Config = fn.Config{
 	Name:        "inventory",
 	Description: "Stock and reservations of the example shop",
+	Buckets:     []string{Bucket, HeldBucket},
 	Schedules:   []fn.Schedule{{Cron: "@every 1m", Input: map[string]any{"op": "sweep"}}},
 }
 

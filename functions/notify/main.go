@@ -109,6 +109,7 @@ func Get(ctx context.Context, q Query) (Notification, error) {
 var Config = fn.Config{
 	Name:        "notify",
 	Description: "Notifies customers of paid orders",
+	Buckets:     []string{Bucket},
 	Events:      []fn.Subscription{fn.On("orders.placed", OnPlaced)},
 	Streams:     []fn.Stream{{Name: "SHOP_ORDERS", Subjects: []string{"orders.>"}}},
 }

@@ -912,6 +912,9 @@ func newOrderID() string {
 var Config = fn.Config{
 	Name:        "orders",
 	Description: "Places orders of the example shop",
+	Calls:       []string{"catalog", "inventory", "payments"},
+	Publishes:   []string{SubjectPlaced},
+	Buckets:     []string{Bucket, PendingBucket},
 	Streams:     []fn.Stream{{Name: "SHOP_ORDERS", Subjects: []string{"orders.>"}}},
 	Schedules:   []fn.Schedule{{Cron: "@every 1m", Input: map[string]any{"op": "reconcile"}}},
 }

@@ -325,7 +325,11 @@ func newChargeID() string {
 }
 
 // Config is payments' identity.
-var Config = fn.Config{Name: "payments", Description: "Charges cards (a deterministic fake processor)"}
+var Config = fn.Config{
+	Name:        "payments",
+	Description: "Charges cards (a deterministic fake processor)",
+	Buckets:     []string{Bucket},
+}
 
 func main() {
 	f, err := ParseFaults(os.Getenv)
