@@ -300,7 +300,7 @@ func (a *Agent) artifactPath(ctx context.Context, spec *registry.Spec) (string, 
 }
 
 func (a *Agent) env(spec *registry.Spec, id, dir string) []string {
-	env := append(os.Environ(),
+	env := append(baseEnv(dir, os.LookupEnv),
 		"NATS_URL="+a.cfg.NATSURL,
 		wire.EnvVersion+"="+strconv.Itoa(spec.Version),
 		wire.EnvInstance+"="+id,

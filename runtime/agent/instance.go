@@ -45,20 +45,29 @@ func (a *Agent) startInstance(ctx context.Context, spec *registry.Spec, bin stri
 		stopCh: make(chan struct{}), done: make(chan struct{}), stopTimeout: a.cfg.StopTimeout,
 	}
 	subject, _ := wire.LogsSubject(spec.Name, id)
-	logs := &logWriter{nc: a.nc, subject: subject, prefix: id + " | ", out: a.cfg.Output}
+	logs := &logWriter{nc: a.nc, subject: subject, prefix: logPrefix(spec.Name, id), out: a.cfg.Output}
 	env := a.env(spec, id, in.dir)
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
 		defer close(in.done)
 		defer os.RemoveAll(in.dir)
+		// Run the binary under the function's name (see procArgv0); failing
+		// that, under its digest, which still runs the same bytes.
+		exe, err := a.namedBinary(spec, bin)
+		if err != nil {
+			a.log.Warn("cannot name the binary after the function; running it by digest", "fn", spec.Name, "instance", id, "err", err)
+			exe = bin
+		}
 		backoff := 100 * time.Millisecond
 		for {
 			_ = os.RemoveAll(in.dir)
-			if err := os.MkdirAll(in.dir, 0o755); err != nil {
+			// The folder holds HOME and TMPDIR (see baseEnv).
+			if err := os.MkdirAll(instanceTmp(in.dir), 0o755); err != nil {
 				a.log.Error("instance dir", "instance", id, "err", err)
 			}
-			cmd := exec.Command(bin)
+			cmd := exec.Command(exe)
+			cmd.Args = []string{procArgv0(spec.Name, spec.Version, id)}
 			cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = in.dir, env, logs, logs
 			cmd.SysProcAttr = procAttr()
 			started := time.Now()
