@@ -58,14 +58,21 @@ reuses the data directory.`,
 }
 
 func (o *upOptions) run(ctx context.Context) error {
-	cfg, err := o.sf.config(o.f)
+	// Everything goes to stderr through one console: the progress of the
+	// start first, whole lines; the log lines (functions, agent, gateway,
+	// NATS) after it. pf prints progress, lf logs.
+	con := newConsole(o.f.io.ErrOut)
+	defer con.close()
+	pf, lf := *o.f, *o.f
+	pf.io.ErrOut, lf.io.ErrOut = con.progress(), con.logs()
+	cfg, err := o.sf.config(&lf)
 	if err != nil {
 		return err
 	}
 	ctx, stop := signalContext(ctx)
 	defer stop()
-	errOut := o.f.io.ErrOut
-	log := o.f.logger()
+	errOut := pf.io.ErrOut
+	log := lf.logger()
 
 	ns, err := o.sf.start(cfg)
 	if err != nil {
@@ -87,7 +94,7 @@ func (o *upOptions) run(ctx context.Context) error {
 	gwAddr := make(chan string, 1)
 	gwErr := make(chan error, 1)
 	gwCfg := gateway.Config{Addr: o.http, Callbacks: callback.Policy{AllowPrivate: o.allowPrivate}}
-	go func() { gwErr <- runGateway(gwCtx, o.f, nc, gwCfg, func(a string) { gwAddr <- a }) }()
+	go func() { gwErr <- runGateway(gwCtx, &lf, nc, gwCfg, func(a string) { gwAddr <- a }) }()
 	var addr string
 	select {
 	case addr = <-gwAddr:
@@ -102,7 +109,8 @@ func (o *upOptions) run(ctx context.Context) error {
 
 	// Functions run the way they run in production: an agent runs what is
 	// deployed, and the bundled functions are deployed as a user would.
-	agentCfg := agent.Config{Dir: filepath.Join(o.sf.data, "agent"), NATSURL: natsURL, Logger: log, Output: errOut}
+	// The agent starts each function line with its instance (greet/v3-…: ).
+	agentCfg := agent.Config{Dir: filepath.Join(o.sf.data, "agent"), NATSURL: natsURL, Logger: log, Output: con.logs()}
 	if o.allowPrivate {
 		agentCfg.Env = append(agentCfg.Env, allowPrivateEnv)
 	}
@@ -120,7 +128,7 @@ func (o *upOptions) run(ctx context.Context) error {
 
 	var names []string
 	if !o.noFuncs {
-		o.f.server = natsURL // deploys below talk to this server
+		pf.server = natsURL // deploys below talk to this server
 		names, err = discoverFunctions(o.functions)
 		switch {
 		case os.IsNotExist(err):
@@ -129,17 +137,22 @@ func (o *upOptions) run(ctx context.Context) error {
 			return err
 		}
 		for _, n := range names {
-			d := &deployOptions{f: o.f, dir: filepath.Join(o.functions, n)}
+			d := &deployOptions{f: &pf, dir: filepath.Join(o.functions, n)}
 			if err := d.run(ctx); err != nil {
 				return fmt.Errorf("deploy %s: %w", n, err)
 			}
 		}
+	}
+	// The deploys' progress is out: the log lines kept back follow, and
+	// from now on every log line as it comes.
+	con.release()
+	if len(names) > 0 {
 		if missing := waitForInstances(ctx, nc, names, time.Minute); len(missing) > 0 {
 			fmt.Fprintf(errOut, "still waiting for %s to start (see the logs above)\n", strings.Join(missing, ", "))
 		}
 	}
 
-	printBanner(o.f, natsURL, addr, cfg.StoreDir, names)
+	printBanner(&pf, natsURL, addr, cfg.StoreDir, names)
 	<-ctx.Done()
 	stop() // a second Ctrl-C now ends the process at once
 	fmt.Fprintln(errOut, "\nstopping: draining functions (Ctrl-C again to quit at once) …")
