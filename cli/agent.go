@@ -10,16 +10,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/switchyard-dev/switchyard/runtime/agent"
-	"github.com/switchyard-dev/switchyard/runtime/fn"
 )
-
-// allowPrivateEnv is what tells function processes to allow private
-// callback targets.
-var allowPrivateEnv = fn.EnvAllowPrivateCallbacks + "=1"
 
 func newAgentCmd(f *factory) *cobra.Command {
 	var dir, id string
-	var allowPrivate bool
 	var ttl time.Duration
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -27,7 +21,9 @@ func newAgentCmd(f *factory) *cobra.Command {
 		Long: `Run deployed functions as processes on this machine. The agent watches
 the registry on --server; for every deployed function it fetches the binary
 from yard_artifacts, checks its sha256, and keeps its instances running
-(restarting crashed ones), each in its own folder under --dir. A new version
+(restarting crashed ones), each in its own folder under --dir. It also
+provisions what functions declare (consumers, event streams, buckets,
+schedules) and registers functions run without a deploy (go run). A new version
 is started before the old one drains, so a deploy loses no request.
 Ctrl-C drains every instance and stops.
 
@@ -48,9 +44,6 @@ share of every function's instances, and when one stops announcing itself
 			defer nc.Close()
 			cfg := agent.Config{Dir: dir, NATSURL: f.natsURL(), Creds: f.getenv("NATS_CREDS"), Logger: f.logger(), Output: f.io.ErrOut,
 				ID: id, PresenceTTL: ttl}
-			if allowPrivate {
-				cfg.Env = append(cfg.Env, allowPrivateEnv)
-			}
 			a, err := agent.New(ctx, nc, cfg)
 			if err != nil {
 				return err
@@ -64,7 +57,6 @@ share of every function's instances, and when one stops announcing itself
 		def = filepath.Join(d, "yard", "agent")
 	}
 	cmd.Flags().StringVar(&dir, "dir", def, "folder for fetched binaries and instance working folders")
-	cmd.Flags().BoolVar(&allowPrivate, "allow-private-callbacks", false, "let async callbacks of the functions reach loopback and private addresses")
 	cmd.Flags().StringVar(&id, "id", "", "this agent's name among the agents (default: host name and a random suffix)")
 	cmd.Flags().DurationVar(&ttl, "presence-ttl", 0, "how long a silent agent still counts as alive before others take over its instances (default 6s)")
 	return cmd

@@ -19,7 +19,9 @@ import (
 
 	"github.com/switchyard-dev/switchyard/internal/natstest"
 	"github.com/switchyard-dev/switchyard/runtime/fn"
+	"github.com/switchyard-dev/switchyard/runtime/fntest"
 	"github.com/switchyard-dev/switchyard/runtime/invocation"
+	"github.com/switchyard-dev/switchyard/runtime/registry"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
@@ -48,6 +50,7 @@ func startEcho(t *testing.T) map[string]string {
 	t.Helper()
 	s := natstest.Run(t)
 	nc := natstest.Connect(t, s)
+	fntest.Platform(t, nc)
 	inst, err := fn.Start(context.Background(), nc, fn.Config{Name: "echo", Description: "echoes"},
 		fn.Handle(func(ctx context.Context, in echoIn) (echoOut, error) {
 			if in.Name == "missing" {
@@ -120,6 +123,7 @@ func TestInvokeNoInstance(t *testing.T) {
 	s := natstest.Run(t)
 	env := map[string]string{"NATS_URL": s.ClientURL()}
 	nc := natstest.Connect(t, s)
+	fntest.Platform(t, nc)
 	ctx := context.Background()
 	inst, err := fn.Start(ctx, nc, fn.Config{Name: "gone"}, fn.Handle(func(ctx context.Context, in echoIn) (echoOut, error) {
 		return echoOut{}, nil
@@ -127,10 +131,25 @@ func TestInvokeNoInstance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Registered, but no instance serves it: unavailable.
+	js, _ := jetstream.New(nc)
+	reg, err := registry.Open(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.Register(ctx, &registry.Spec{Name: "idle", Timeout: registry.Duration(time.Second),
+		InputSchema: json.RawMessage(`{}`), OutputSchema: json.RawMessage(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if r := yard(t, env, "", "invoke", "idle"); r.code != ExitFnError || !strings.Contains(r.stderr, "unavailable (503)") {
+		t.Fatalf("%+v", r)
+	}
+	// The last instance of a function run without a deploy takes it away
+	// when it stops.
 	if err := inst.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if r := yard(t, env, "", "invoke", "gone"); r.code != ExitFnError || !strings.Contains(r.stderr, "unavailable (503)") {
+	if r := yard(t, env, "", "invoke", "gone"); r.code != ExitFnError || !strings.Contains(r.stderr, "not_found (404)") {
 		t.Fatalf("%+v", r)
 	}
 }
@@ -153,6 +172,7 @@ func TestLs(t *testing.T) {
 func TestLsNextRun(t *testing.T) {
 	s := natstest.Run(t)
 	nc := natstest.Connect(t, s)
+	fntest.Platform(t, nc)
 	env := map[string]string{"NATS_URL": s.ClientURL()}
 	inst, err := fn.Start(context.Background(), nc, fn.Config{Name: "nightly", Description: "reports",
 		Schedules: []fn.Schedule{{Cron: "0 3 * * *"}, {Cron: "@every 1h"}}},
@@ -183,9 +203,10 @@ func TestLsNextRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if left, err := inv.Schedules(context.Background(), "nightly"); err != nil || len(left) != 0 {
-		t.Fatalf("rm left schedules: %+v, %v", left, err)
-	}
+	natstest.WaitFor(t, 10*time.Second, "the platform to stop the schedules of a removed function", func() bool {
+		left, err := inv.Schedules(context.Background(), "nightly")
+		return err == nil && len(left) == 0
+	})
 }
 
 func TestLsEmpty(t *testing.T) {
@@ -324,6 +345,7 @@ func TestServerAndGatewayCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
+	fntest.Platform(t, nc)
 	inst, err := fn.Start(context.Background(), nc, fn.Config{Name: "echo"},
 		fn.Handle(func(ctx context.Context, in echoIn) (echoOut, error) { return echoOut{Message: in.Name}, nil }))
 	if err != nil {
@@ -362,8 +384,9 @@ func TestServerAndGatewayCommands(t *testing.T) {
 func TestDescribeBreakers(t *testing.T) {
 	s := natstest.Run(t)
 	nc := natstest.Connect(t, s)
+	fntest.Platform(t, nc)
 	env := map[string]string{"NATS_URL": s.ClientURL()}
-	inst, err := fn.Start(context.Background(), nc, fn.Config{Name: "caller"},
+	inst, err := fn.Start(context.Background(), nc, fn.Config{Name: "caller", Calls: []string{"absent-x"}},
 		fn.Handle(func(ctx context.Context, in echoIn) (echoOut, error) {
 			ctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 			defer cancel()

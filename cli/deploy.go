@@ -13,11 +13,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
-	"github.com/switchyard-dev/switchyard/runtime/invocation"
 	"github.com/switchyard-dev/switchyard/runtime/registry"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 	"github.com/switchyard-dev/switchyard/schemas"
@@ -144,38 +142,11 @@ func (o *deployOptions) run(ctx context.Context) error {
 	}
 
 	return withRegistry(ctx, o.f, "deploy", func(ctx context.Context, s *session) error {
-		live, err := o.publish(ctx, s.reg, spec, bin)
-		if err != nil {
-			return err
-		}
-		return syncSchedules(ctx, s.js, live)
+		// The agents provision the live spec (consumers, streams,
+		// buckets, schedules) as soon as they see it.
+		_, err := o.publish(ctx, s.reg, spec, bin)
+		return err
 	})
-}
-
-// syncSchedules puts the schedules of live, the spec just made live, in
-// place at once, so a function deployed with min 0 runs on time without
-// waiting for a first instance (whose start does the same).
-func syncSchedules(ctx context.Context, js jetstream.JetStream, live *registry.Spec) error {
-	if _, err := setSchedules(ctx, js, live.Name, live.Schedules); err != nil {
-		return fmt.Errorf("%s v%d is live, but its schedules could not be set: %w", live.Name, live.Version, err)
-	}
-	return nil
-}
-
-// setSchedules makes want the active schedules of name. It opens the
-// invocation store, which creates its streams, only when there is
-// something to start or stop; synced says whether it did.
-func setSchedules(ctx context.Context, js jetstream.JetStream, name string, want []registry.Schedule) (synced bool, err error) {
-	if len(want) == 0 {
-		if active, err := invocation.ListSchedules(ctx, js, name); err != nil || len(active) == 0 {
-			return false, err
-		}
-	}
-	inv, err := invocation.Open(ctx, js, invocation.Config{})
-	if err != nil {
-		return false, err
-	}
-	return true, inv.SyncSchedules(ctx, name, want)
 }
 
 // publish checks compatibility, uploads the binary and records the version.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/switchyard-dev/switchyard/internal/natstest"
+	"github.com/switchyard-dev/switchyard/runtime/fntest"
 	"github.com/switchyard-dev/switchyard/runtime/registry"
 )
 
@@ -16,6 +17,7 @@ func TestDeployCommands(t *testing.T) {
 	}
 	s := natstest.Run(t)
 	env := map[string]string{"NATS_URL": s.ClientURL()}
+	fntest.Platform(t, natstest.Connect(t, s)) // provisions what is deployed, as agents do
 
 	r := yard(t, env, "", "deploy", "../functions/greet", "--json", "--timeout", "5s", "--env", "GREETING=Hi")
 	var v1 registry.Spec
@@ -63,20 +65,24 @@ func TestDeployCommands(t *testing.T) {
 	if r = yard(t, env, "", "deploy", "../functions/inventory", "--min", "0"); r.code != 0 {
 		t.Fatalf("deploy inventory: %+v", r)
 	}
-	r = yard(t, env, "", "ls", "--json")
 	var entries []lsEntry
-	if err := json.Unmarshal([]byte(r.stdout), &entries); err != nil {
-		t.Fatalf("ls: %+v", r)
-	}
 	found := false
-	for _, e := range entries {
-		if e.Name == "inventory" {
-			found = true
-			if e.Instances != 0 || len(e.Schedules) != 1 || e.Schedules[0].Cron != "@every 1m0s" || e.NextRun == "" {
-				t.Fatalf("inventory at zero: %+v", e)
+	natstest.WaitFor(t, 10*time.Second, "inventory's schedule", func() bool {
+		r = yard(t, env, "", "ls", "--json")
+		if err := json.Unmarshal([]byte(r.stdout), &entries); err != nil {
+			t.Fatalf("ls: %+v", r)
+		}
+		for _, e := range entries {
+			if e.Name == "inventory" {
+				found = true
+				if e.Instances != 0 || e.State != "scaled to zero" {
+					t.Fatalf("inventory at zero: %+v", e)
+				}
+				return len(e.Schedules) == 1 && e.Schedules[0].Cron == "@every 1m0s" && e.NextRun != ""
 			}
 		}
-	}
+		return false
+	})
 	if !found {
 		t.Fatalf("ls does not list inventory: %+v", entries)
 	}

@@ -9,7 +9,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/switchyard-dev/switchyard/gateway"
-	"github.com/switchyard-dev/switchyard/internal/callback"
 )
 
 func newGatewayCmd(f *factory) *cobra.Command {
@@ -30,7 +29,7 @@ fn.<name>, checked against the function's JSON Schema first. It connects to
 				return err
 			}
 			defer nc.Close()
-			return runGateway(ctx, f, nc, gateway.Config{Addr: addr, Callbacks: callback.Policy{AllowPrivate: allowPrivate}}, nil)
+			return runGateway(ctx, f, nc, gateway.Config{Addr: addr, AllowPrivateCallbacks: allowPrivate}, nil)
 		},
 	}
 	cmd.Flags().StringVar(&addr, "http", gateway.DefaultAddr, "HTTP listen address")

@@ -223,9 +223,6 @@ the live version, or --to N. Agents roll over to it as for a deploy.`,
 				if err != nil {
 					return notFound(err, args[0])
 				}
-				if err := syncSchedules(ctx, s.js, spec); err != nil {
-					return err
-				}
 				if asJSON {
 					return writeJSONOut(f, spec)
 				}
@@ -250,24 +247,13 @@ can bring one back. Queued async work stays queued for that.`,
 		Args: nameArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withRegistry(cmd.Context(), f, "rm", func(ctx context.Context, s *session) error {
-				// The spec first (an instance starting meanwhile sees it
-				// gone and leaves the schedules alone), then the schedules,
-				// also when the spec is gone already: running rm again
-				// finishes a removal that stopped half way.
-				removeErr := s.reg.Remove(ctx, args[0])
-				if removeErr != nil && !errors.Is(removeErr, registry.ErrNotFound) {
-					return removeErr
-				}
-				stopped, err := setSchedules(ctx, s.js, args[0], nil)
-				if err != nil {
-					return fmt.Errorf("%s: its schedules could not be stopped (run yard rm %s again): %w", args[0], args[0], err)
-				}
-				if removeErr != nil {
-					if stopped {
-						fmt.Fprintf(f.io.ErrOut, "stopped the schedules of %s (already removed)\n", args[0])
-						return nil
+				// The agents see the spec go: they drain its instances
+				// and stop its schedules.
+				if err := s.reg.Remove(ctx, args[0]); err != nil {
+					if errors.Is(err, registry.ErrNotFound) {
+						return notFound(err, args[0])
 					}
-					return notFound(removeErr, args[0])
+					return err
 				}
 				fmt.Fprintf(f.io.ErrOut, "removed %s\n", args[0])
 				return nil

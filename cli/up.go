@@ -13,7 +13,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/switchyard-dev/switchyard/gateway"
-	"github.com/switchyard-dev/switchyard/internal/callback"
 	"github.com/switchyard-dev/switchyard/runtime/agent"
 )
 
@@ -93,7 +92,7 @@ func (o *upOptions) run(ctx context.Context) error {
 	gwCtx, stopGateway := context.WithCancel(context.Background())
 	gwAddr := make(chan string, 1)
 	gwErr := make(chan error, 1)
-	gwCfg := gateway.Config{Addr: o.http, Callbacks: callback.Policy{AllowPrivate: o.allowPrivate}}
+	gwCfg := gateway.Config{Addr: o.http, AllowPrivateCallbacks: o.allowPrivate}
 	go func() { gwErr <- runGateway(gwCtx, &lf, nc, gwCfg, func(a string) { gwAddr <- a }) }()
 	var addr string
 	select {
@@ -111,9 +110,6 @@ func (o *upOptions) run(ctx context.Context) error {
 	// deployed, and the bundled functions are deployed as a user would.
 	// The agent starts each function line with its instance (greet/v3-…: ).
 	agentCfg := agent.Config{Dir: filepath.Join(o.sf.data, "agent"), NATSURL: natsURL, Logger: log, Output: con.logs()}
-	if o.allowPrivate {
-		agentCfg.Env = append(agentCfg.Env, allowPrivateEnv)
-	}
 	ag, err := agent.New(ctx, nc, agentCfg)
 	if err != nil {
 		return err

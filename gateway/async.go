@@ -50,7 +50,7 @@ func (g *Gateway) accept(w http.ResponseWriter, r *http.Request, name string, bo
 	}
 	for _, h := range []string{wire.HeaderCallbackURL, "X-Callback-Url"} {
 		if v := r.Header.Get(h); v != "" {
-			if _, err := g.cfg.Callbacks.CheckURL(v); err != nil {
+			if _, err := g.callbacks.CheckURL(v); err != nil {
 				return invalid("", err.Error(), "invalid "+h+" header")
 			}
 			sub.CallbackURL = v

@@ -55,6 +55,7 @@ import (
 	"github.com/switchyard-dev/switchyard/internal/loadgen"
 	"github.com/switchyard-dev/switchyard/internal/natstest"
 	"github.com/switchyard-dev/switchyard/runtime/fn"
+	"github.com/switchyard-dev/switchyard/runtime/fntest"
 	"github.com/switchyard-dev/switchyard/schemas"
 )
 
@@ -292,7 +293,9 @@ func startPlatform(tb testing.TB) string {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		s := natstest.Run(tb)
-		inst, err := fn.Start(ctx, natstest.Connect(tb, s), fn.Config{Name: "quote", Logger: quiet}, fn.Handle(quote))
+		fnc := natstest.Connect(tb, s)
+		fntest.Platform(tb, fnc)
+		inst, err := fn.Start(ctx, fnc, fn.Config{Name: "quote", Logger: quiet}, fn.Handle(quote))
 		if err != nil {
 			tb.Fatal(err)
 		}

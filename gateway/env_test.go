@@ -17,6 +17,7 @@ import (
 
 	"github.com/switchyard-dev/switchyard/internal/natstest"
 	"github.com/switchyard-dev/switchyard/runtime/fn"
+	"github.com/switchyard-dev/switchyard/runtime/fntest"
 	"github.com/switchyard-dev/switchyard/runtime/registry"
 )
 
@@ -35,6 +36,7 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	s := natstest.Run(t)
 	e := &env{t: t, srv: s, nc: natstest.Connect(t, s)}
+	fntest.Platform(t, e.nc)
 	gnc := natstest.Connect(t, s)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/switchyard-dev/switchyard/internal/natstest"
 	"github.com/switchyard-dev/switchyard/runtime/fn"
+	"github.com/switchyard-dev/switchyard/runtime/fntest"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
@@ -46,6 +47,7 @@ func FuzzNameFromPath(f *testing.F) {
 func FuzzInvoke(f *testing.F) {
 	s := natstest.Run(f)
 	nc := natstest.Connect(f, s)
+	fntest.Platform(f, nc)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	inst, err := fn.Start(ctx, nc, fn.Config{Name: "hello"}, fn.Handle(hello))

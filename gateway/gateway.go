@@ -35,7 +35,7 @@ import (
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
-// Defaults (DESIGN.md, "Defaults").
+// Defaults.
 const (
 	DefaultAddr         = "127.0.0.1:8080"
 	DefaultMaxBodyBytes = 1 << 20
@@ -59,10 +59,14 @@ type Config struct {
 	Timeout time.Duration
 	// RetryAfter is what 503 answers tell clients to wait.
 	RetryAfter time.Duration
-	// Callbacks decides which Yard-Callback-Url targets are accepted; by
-	// default loopback, private, link-local and metadata addresses are not.
-	Callbacks callback.Policy
-	Logger    *slog.Logger
+	// AllowPrivateCallbacks accepts and delivers Yard-Callback-Url targets
+	// on loopback, private, link-local and metadata addresses (local
+	// development); by default they are refused.
+	AllowPrivateCallbacks bool
+	// CallbackAckWait is how soon another gateway takes over a callback
+	// whose deliverer went silent; default DefaultCallbackAckWait.
+	CallbackAckWait time.Duration
+	Logger          *slog.Logger
 }
 
 func (c *Config) setDefaults() {
@@ -84,6 +88,9 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.CallbackAckWait == 0 {
+		c.CallbackAckWait = DefaultCallbackAckWait
+	}
 }
 
 // Conn is what the gateway needs of a NATS connection.
@@ -99,8 +106,10 @@ type Gateway struct {
 	log         *slog.Logger
 	cache       *schemaCache
 	invocations *invocation.Store
+	callbacks   callback.Policy
 	cancel      context.CancelFunc
 	done        chan struct{}
+	delivered   chan struct{}
 }
 
 var _ http.Handler = (*Gateway)(nil)
@@ -121,7 +130,8 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	g := &Gateway{cfg: cfg, nc: nc, log: cfg.Logger.With("component", "gateway"), done: make(chan struct{}), invocations: inv}
+	g := &Gateway{cfg: cfg, nc: nc, log: cfg.Logger.With("component", "gateway"), done: make(chan struct{}),
+		delivered: make(chan struct{}), invocations: inv, callbacks: callback.Policy{AllowPrivate: cfg.AllowPrivateCallbacks}}
 	g.cache = newSchemaCache(func(name string, err error) {
 		g.log.Error("function spec unusable", logKeyFn, name, logKeyErr, err)
 	})
@@ -136,6 +146,13 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Gateway, error) {
 		defer close(g.done)
 		g.cache.watch(wctx, w)
 	}()
+	go func() {
+		defer close(g.delivered)
+		client := callback.New(callback.Config{Policy: g.callbacks})
+		if err := deliverCallbacks(wctx, js, client, cfg.CallbackAckWait, g.log); err != nil && wctx.Err() == nil {
+			g.log.Error("callbacks are not delivered", logKeyErr, err)
+		}
+	}()
 	for !g.cache.ready.Load() {
 		select {
 		case <-ctx.Done():
@@ -147,10 +164,11 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Gateway, error) {
 	return g, nil
 }
 
-// Close stops the registry watch.
+// Close stops the registry watch and the callback deliveries.
 func (g *Gateway) Close() {
 	g.cancel()
 	<-g.done
+	<-g.delivered
 }
 
 // ServeHTTP routes a request. The routes are few and fixed, so they are

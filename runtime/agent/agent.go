@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -31,6 +32,7 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/switchyard-dev/switchyard/internal/jskv"
+	"github.com/switchyard-dev/switchyard/runtime/provision"
 	"github.com/switchyard-dev/switchyard/runtime/registry"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
@@ -69,10 +71,11 @@ type Config struct {
 
 // Agent runs deployed functions.
 type Agent struct {
-	cfg Config
-	nc  *nats.Conn
-	reg *registry.Registry
-	log *slog.Logger
+	cfg  Config
+	nc   *nats.Conn
+	reg  *registry.Registry
+	prov *provision.Provisioner
+	log  *slog.Logger
 
 	cluster *cluster
 
@@ -132,10 +135,11 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	reg, err := registry.Open(ctx, js)
+	prov, err := provision.New(ctx, js, cfg.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
+	reg := prov.Registry()
 	if err := ensureLogStream(ctx, js); err != nil {
 		return nil, err
 	}
@@ -143,7 +147,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Agent{cfg: cfg, nc: nc, reg: reg, cluster: cl, log: cfg.Logger.With("component", "agent", "agent", cfg.ID),
+	return &Agent{cfg: cfg, nc: nc, reg: reg, prov: prov, cluster: cl, log: cfg.Logger.With("component", "agent", "agent", cfg.ID),
 		fns: map[string]*function{}, scales: map[string]int{}}, nil
 }
 
@@ -181,6 +185,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("agent: subscribe %s: %w", wire.ActivatePrefix+"*", err)
 	}
 	defer sub.Unsubscribe()
+	stopServe, err := a.prov.Serve(ctx, a.nc)
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	defer stopServe()
 	a.wg.Add(3)
 	go func() {
 		defer a.wg.Done()
@@ -195,7 +204,21 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.watchScales(ctx)
 	}()
 	a.log.Info("agent running", "dir", a.cfg.Dir)
-	err = jskv.Follow(ctx, w, nil, func(e jetstream.KeyValueEntry) {
+	known := map[string]bool{}
+	err = jskv.Follow(ctx, w, func() {
+		// Schedules of functions removed while no agent ran.
+		snapshot := maps.Clone(known)
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			if err := a.prov.RemoveOrphans(ctx, snapshot); err != nil {
+				a.log.Warn("could not remove the schedules of removed functions", "err", err)
+			}
+		}()
+	}, func(e jetstream.KeyValueEntry) {
+		if e.Operation() == jetstream.KeyValuePut {
+			known[e.Key()] = true
+		}
 		var spec *registry.Spec
 		if e.Operation() == jetstream.KeyValuePut {
 			var err error
@@ -340,6 +363,9 @@ type function struct {
 	instances  []*instance
 	lastActive time.Time
 	lastCount  int64
+	// provisioned is the spec last provisioned (see provision).
+	provisioned    *registry.Spec
+	provisionedSet bool
 }
 
 func (f *function) loop(ctx context.Context) {
@@ -379,6 +405,9 @@ func (f *function) reconcile(ctx context.Context) error {
 	f.mu.Lock()
 	spec := f.spec
 	f.mu.Unlock()
+	if err := f.provision(ctx, spec); err != nil {
+		return err
+	}
 	if spec == nil || spec.Version == 0 {
 		// Removed, or not deployed (an instance registered itself): not ours.
 		f.retire(func(*instance) bool { return true })

@@ -2,6 +2,7 @@ package fn
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -9,44 +10,31 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchyard-dev/switchyard/internal/callback"
 	"github.com/switchyard-dev/switchyard/runtime/invocation"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
-// ackWaitMargin is how long past the function's timeout JetStream waits for
-// an ack before it redelivers: enough to write the result, short enough
-// that a crashed instance's work moves on quickly.
+// ackWaitMargin mirrors the platform's margin of AckWait over the
+// function's timeout; the heartbeat falls back on it when the consumer's
+// AckWait is unknown.
 const ackWaitMargin = 5 * time.Second
 
 // startAsync attaches the instance to its function's durable consumer on
-// YARD_ASYNC. Every instance shares the one consumer, so JetStream spreads
-// the work and redelivers what a crashed instance left unacknowledged.
+// YARD_ASYNC, which the platform provisioned. Every instance shares the
+// one consumer, so JetStream spreads the work and redelivers what a
+// crashed instance left unacknowledged.
 func (i *Instance) startAsync(ctx context.Context, js jetstream.JetStream) error {
-	store, err := invocation.Open(ctx, js, invocation.Config{})
+	store, err := invocation.Bind(ctx, js)
 	if err != nil {
 		return err
 	}
-	subject, _ := wire.AsyncSubject(i.cfg.Name)
-	cons, err := js.CreateOrUpdateConsumer(ctx, wire.StreamAsync, jetstream.ConsumerConfig{
-		Durable:       wire.AsyncConsumer(i.cfg.Name),
-		Description:   "Switchyard: async invocations of " + i.cfg.Name,
-		FilterSubject: subject,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       i.h.timeout + ackWaitMargin,
-		// The function's concurrency bounds its async work in flight,
-		// across all its instances.
-		MaxAckPending: i.h.concurrency,
-		MaxDeliver:    -1, // attempts are counted and bounded by us, see runAsync
-	})
+	cons, err := js.Consumer(ctx, wire.StreamAsync, wire.AsyncConsumer(i.cfg.Name))
 	if err != nil {
-		return err
+		return fmt.Errorf("async consumer %s: the platform has not provisioned it (is the function deployed, or registered?): %w", wire.AsyncConsumer(i.cfg.Name), err)
 	}
 	i.store = store
-	// Another instance (of another version) may have set the consumer up
-	// with another AckWait; heartbeats follow the consumer, not us.
+	// The consumer's AckWait follows the live spec; heartbeats follow it.
 	i.ackWait = cons.CachedInfo().Config.AckWait
-	i.callbacks = callback.New(callback.Config{Policy: callback.Policy{AllowPrivate: i.cfg.AllowPrivateCallbacks}})
 	cc, err := cons.Consume(i.dispatchAsync,
 		jetstream.PullMaxMessages(i.h.concurrency),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
@@ -124,7 +112,7 @@ func (i *Instance) runAsync(msg jetstream.Msg) {
 	if rec.Attempts > 1 {
 		// A redelivery: if this very message was settled before a crash
 		// lost its ack, settle it again instead of running it again.
-		if old, err := i.store.Get(ctx, rec.ID); err == nil && old.Seq == rec.Seq && old.Status.Final() {
+		if old, err := i.store.GetOf(ctx, i.cfg.Name, rec.ID); err == nil && old.Seq == rec.Seq && old.Status.Final() {
 			_ = msg.Ack()
 			return
 		}
@@ -247,22 +235,17 @@ func (i *Instance) settle(ctx context.Context, msg jetstream.Msg, rec *invocatio
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}
+	if url := hdr.Get(wire.HeaderCallbackURL); url != "" {
+		// The platform delivers it from YARD_CALLBACKS; until it is
+		// stored there the invocation is not settled.
+		if err := i.store.QueueCallback(ctx, rec, url, event); err != nil {
+			i.log.Error("queue callback failed; will redeliver", "invocation_id", rec.ID, logKeyErr, err)
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+	}
 	if subject, err := wire.ResultsSubject(rec.Function, rec.ID); err == nil {
 		_ = i.nc.Publish(subject, event)
-	}
-	if url := hdr.Get(wire.HeaderCallbackURL); url != "" {
-		i.callbackWG.Add(1)
-		go func() {
-			defer i.callbackWG.Done()
-			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-			defer cancel()
-			err := i.callbacks.Post(cctx, url, event, map[string]string{
-				wire.HeaderInvocationID: rec.ID, wire.HeaderRequestID: rec.RequestID,
-			})
-			if err != nil {
-				i.log.Warn("callback failed", "invocation_id", rec.ID, logKeyErr, err)
-			}
-		}()
 	}
 	if err := msg.Ack(); err != nil {
 		i.log.Warn("ack", "invocation_id", rec.ID, logKeyErr, err)

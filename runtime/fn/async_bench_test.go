@@ -26,6 +26,7 @@ import (
 	"github.com/switchyard-dev/switchyard/internal/natstest"
 	"github.com/switchyard-dev/switchyard/internal/server"
 	"github.com/switchyard-dev/switchyard/runtime/fn"
+	"github.com/switchyard-dev/switchyard/runtime/fntest"
 	"github.com/switchyard-dev/switchyard/runtime/invocation"
 )
 
@@ -113,6 +114,7 @@ func rawJetStream(b *testing.B, syncAlways bool) float64 {
 func platformAsync(b *testing.B) float64 {
 	nc := benchServer(b, false)
 	ctx := context.Background()
+	fntest.Platform(b, nc)
 	inst, err := fn.Start(ctx, nc, fn.Config{Name: "bench"}, fn.Handle(double, fn.WithConcurrency(256)))
 	if err != nil {
 		b.Fatal(err)

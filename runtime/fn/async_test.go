@@ -4,10 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -220,32 +216,32 @@ func TestAsyncIdempotency(t *testing.T) {
 	}
 }
 
-func TestAsyncCallback(t *testing.T) {
-	var mu sync.Mutex
-	var got []invocation.Record
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		var rec invocation.Record
-		if json.Unmarshal(body, &rec) == nil && r.Header.Get(wire.HeaderInvocationID) == rec.ID {
-			mu.Lock()
-			got = append(got, rec)
-			mu.Unlock()
-		}
-	}))
-	defer srv.Close()
-	h := fntest.Start(t, fn.Config{Name: "double", AllowPrivateCallbacks: true}, fn.Handle(double))
-	s, _ := openStore(t, h.NC)
-	rec, _, err := s.Submit(context.Background(), invocation.Submission{Function: "double", Body: []byte(`{"n":4}`), CallbackURL: srv.URL + "/done"})
+// TestAsyncCallbackQueued: an instance does not post callbacks itself; it
+// stores them in YARD_CALLBACKS, with the outcome, for the platform to
+// deliver, before it settles the invocation.
+func TestAsyncCallbackQueued(t *testing.T) {
+	h := fntest.Start(t, fn.Config{Name: "double"}, fn.Handle(double))
+	s, js := openStore(t, h.NC)
+	rec, _, err := s.Submit(context.Background(), invocation.Submission{Function: "double", Body: []byte(`{"n":4}`), CallbackURL: "https://example.com/done?token=x"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	natstest.WaitFor(t, 10*time.Second, "the callback", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(got) == 1
-	})
-	if got[0].ID != rec.ID || got[0].Status != invocation.Succeeded || string(got[0].Result) != `{"n":8}` {
-		t.Fatalf("callback got %+v", got[0])
+	wait(t, s, rec.ID)
+	st, err := js.Stream(context.Background(), wire.StreamCallbacks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := st.GetLastMsgForSubject(context.Background(), "yard.callbacks.double")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got invocation.Record
+	if err := json.Unmarshal(m.Data, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != rec.ID || got.Status != invocation.Succeeded || string(got.Result) != `{"n":8}` ||
+		m.Header.Get(wire.HeaderCallbackURL) != "https://example.com/done?token=x" || m.Header.Get(wire.HeaderInvocationID) != rec.ID {
+		t.Fatalf("queued callback %+v, headers %v", got, m.Header)
 	}
 }
 
@@ -254,6 +250,7 @@ func TestAsyncCallback(t *testing.T) {
 func TestAsyncDrain(t *testing.T) {
 	s := natstest.Run(t)
 	nc := natstest.Connect(t, s)
+	fntest.Platform(t, nc)
 	started := make(chan struct{})
 	release := make(chan struct{})
 	inst, err := fn.Start(context.Background(), nc, fn.Config{Name: "slow"}, fn.Handle(func(ctx context.Context, i in) (out, error) {

@@ -60,6 +60,9 @@ func InvokeRaw(ctx context.Context, name string, input []byte) ([]byte, error) {
 	if err != nil {
 		return nil, &Error{Code: CodeInvalidArgument, Message: err.Error()}
 	}
+	if err := checkCall(ctx, name); err != nil {
+		return nil, err
+	}
 	nc := connFrom(ctx)
 	if nc == nil {
 		return nil, ErrNoConn

@@ -13,12 +13,14 @@ import (
 
 	"github.com/switchyard-dev/switchyard/internal/natstest"
 	"github.com/switchyard-dev/switchyard/runtime/fn"
+	"github.com/switchyard-dev/switchyard/runtime/fntest"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
 func TestInvokeFromAHandler(t *testing.T) {
 	s := natstest.Run(t)
 	nc := natstest.Connect(t, s)
+	fntest.Platform(t, nc)
 	ctx := context.Background()
 	var seenID atomic.Value
 	var seenDeadline atomic.Value
@@ -31,7 +33,7 @@ func TestInvokeFromAHandler(t *testing.T) {
 		}
 		return out{N: 2 * i.N}, nil
 	}))
-	startFn(t, nc, fn.Config{Name: "front"}, fn.Handle(func(ctx context.Context, i in) (out, error) {
+	startFn(t, nc, fn.Config{Name: "front", Calls: []string{"double"}}, fn.Handle(func(ctx context.Context, i in) (out, error) {
 		return fn.Invoke[out](ctx, "double", in{N: i.N})
 	}, fn.WithTimeout(3*time.Second)))
 
@@ -63,6 +65,7 @@ func TestInvokeFromAHandler(t *testing.T) {
 func TestInvokeRetriesUntilAnInstanceServes(t *testing.T) {
 	s := natstest.Run(t)
 	nc := natstest.Connect(t, s)
+	fntest.Platform(t, nc)
 	ctx := fn.WithConn(context.Background(), nc)
 	// Nothing runs: the call keeps trying until its deadline, then says so.
 	cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
@@ -91,6 +94,7 @@ func TestInvokeRetriesUntilAnInstanceServes(t *testing.T) {
 // deployed, the call fails at once instead of waiting for its deadline.
 func TestInvokeNotDeployed(t *testing.T) {
 	nc := natstest.Connect(t, natstest.Run(t))
+	fntest.Platform(t, nc)
 	// The agents' answer for a function they do not know.
 	e := wire.Errorf(wire.CodeNotFound, `function "ghost" is not deployed`)
 	body, _ := json.Marshal(e)
@@ -114,6 +118,7 @@ func TestCircuitBreaker(t *testing.T) {
 	fn.BreakerOpenFor = 200 * time.Millisecond
 	s := natstest.Run(t)
 	nc := natstest.Connect(t, s)
+	fntest.Platform(t, nc)
 	var down atomic.Bool
 	var calls atomic.Int64
 	down.Store(true)

@@ -14,6 +14,7 @@ const (
 	keyLogger
 	keyConn
 	keyTrace
+	keyDecl
 )
 
 // RequestID returns the Yard-Request-Id of the invocation ctx belongs to.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"hash/fnv"
 	"strconv"
 	"time"
 
@@ -12,7 +11,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
-	"github.com/switchyard-dev/switchyard/internal/jskv"
 	"github.com/switchyard-dev/switchyard/runtime/invocation"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 	"github.com/switchyard-dev/switchyard/schemas"
@@ -22,8 +20,8 @@ import (
 // published on; replayed, it runs the matching event handler again.
 const HeaderEventSubject = invocation.HeaderEventSubject
 
-// Stream declares a JetStream stream of events; a function creates the
-// streams of its Config on start when they do not exist yet.
+// Stream declares a JetStream stream of events that the function needs;
+// the platform creates it when it does not exist yet.
 type Stream struct {
 	Name     string
 	Subjects []string
@@ -65,6 +63,9 @@ func On[E any](subject string, f func(context.Context, E) error) Subscription {
 // request id and trace context of ctx travel with it. Pass a stable id
 // (WithEventID) when a retried handler may publish the same event again.
 func Publish(ctx context.Context, subject string, event any, opts ...PublishOption) error {
+	if err := checkPublish(ctx, subject); err != nil {
+		return err
+	}
 	nc := connFrom(ctx)
 	if nc == nil {
 		return ErrNoConn
@@ -103,29 +104,9 @@ type publishOptions struct{ id string }
 // with the same id (within its duplicate window).
 func WithEventID(id string) PublishOption { return func(o *publishOptions) { o.id = id } }
 
-// ensureStreams creates the declared event streams that do not exist.
-func ensureStreams(ctx context.Context, js jetstream.JetStream, streams []Stream) error {
-	for _, st := range streams {
-		maxAge := st.MaxAge
-		if maxAge == 0 {
-			maxAge = 7 * 24 * time.Hour
-		}
-		if _, err := jskv.EnsureStream(ctx, js, jetstream.StreamConfig{
-			Name: st.Name, Subjects: st.Subjects, Storage: jetstream.FileStorage, MaxAge: maxAge,
-			Description: "Switchyard events",
-		}); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// startEvents attaches the instance to one durable consumer per
-// subscription.
+// startEvents attaches the instance to the durable consumer of each of its
+// subscriptions, which the platform provisioned from its spec.
 func (i *Instance) startEvents(ctx context.Context, js jetstream.JetStream) error {
-	if err := ensureStreams(ctx, js, i.cfg.Streams); err != nil {
-		return err
-	}
 	i.events = map[string]*target{}
 	for _, sub := range i.cfg.Events {
 		if sub.err != nil {
@@ -141,20 +122,9 @@ func (i *Instance) startEvents(ctx context.Context, js jetstream.JetStream) erro
 		if err != nil {
 			return fmt.Errorf("event %s: no stream holds the subject (declare one in Config.Streams): %w", sub.subject, err)
 		}
-		h := fnv.New32a()
-		_, _ = h.Write([]byte(sub.subject))
-		cons, err := js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
-			Durable:       "on-" + i.cfg.Name + "-" + strconv.FormatUint(uint64(h.Sum32()), 16),
-			Description:   "Switchyard: " + i.cfg.Name + " on " + sub.subject,
-			FilterSubject: sub.subject,
-			DeliverPolicy: jetstream.DeliverNewPolicy,
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       i.h.timeout + ackWaitMargin,
-			MaxAckPending: i.h.concurrency,
-			MaxDeliver:    -1,
-		})
+		cons, err := js.Consumer(ctx, stream, wire.EventConsumer(i.cfg.Name, sub.subject))
 		if err != nil {
-			return fmt.Errorf("event %s: consumer: %w", sub.subject, err)
+			return fmt.Errorf("event %s: the platform has not provisioned its consumer (is the function deployed, or registered?): %w", sub.subject, err)
 		}
 		cc, err := cons.Consume(func(msg jetstream.Msg) {
 			i.dispatchJS(msg, func() { i.runEvent(msg, sub.subject, t) })

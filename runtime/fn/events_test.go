@@ -10,6 +10,7 @@ import (
 
 	"github.com/switchyard-dev/switchyard/internal/natstest"
 	"github.com/switchyard-dev/switchyard/runtime/fn"
+	"github.com/switchyard-dev/switchyard/runtime/fntest"
 	"github.com/switchyard-dev/switchyard/runtime/invocation"
 )
 
@@ -25,6 +26,7 @@ var ordersStream = []fn.Stream{{Name: "ORDERS", Subjects: []string{"orders.>"}}}
 func TestEvents(t *testing.T) {
 	s := natstest.Run(t)
 	nc := natstest.Connect(t, s)
+	fntest.Platform(t, nc)
 	ctx := context.Background()
 	var mu sync.Mutex
 	seen := map[string][]string{} // function -> orders
@@ -69,6 +71,7 @@ func TestEvents(t *testing.T) {
 func TestEventRetriesDeadLettersAndReplay(t *testing.T) {
 	s := natstest.Run(t)
 	nc := natstest.Connect(t, s)
+	fntest.Platform(t, nc)
 	ctx := context.Background()
 	var broken atomic.Bool
 	broken.Store(true)

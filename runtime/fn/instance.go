@@ -18,7 +18,6 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nuid"
 
-	"github.com/switchyard-dev/switchyard/internal/callback"
 	"github.com/switchyard-dev/switchyard/runtime/invocation"
 	"github.com/switchyard-dev/switchyard/runtime/registry"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
@@ -35,15 +34,12 @@ type Config struct {
 	Version string
 	// Logger receives the instance's logs; default slog.Default().
 	Logger *slog.Logger
-	// CoreOnly serves plain request-reply only, for servers without
-	// JetStream: no spec in yard_functions (so the gateway cannot validate
-	// or list the function) and no asynchronous invocations.
+	// CoreOnly serves plain request-reply only, without the platform: no
+	// registration (so the gateway cannot validate or list the function),
+	// no asynchronous invocations, events or schedules.
 	CoreOnly bool
-	// AllowPrivateCallbacks lets async callbacks reach loopback, private and
-	// link-local addresses (local development). Off, they are refused.
-	AllowPrivateCallbacks bool
 	// Events are the function's event handlers (see On), and Streams the
-	// event streams it creates on start when missing.
+	// event streams it needs (the platform creates them when missing).
 	Events  []Subscription
 	Streams []Stream
 	// Schedules run the function on timers (see Schedule).
@@ -79,6 +75,7 @@ type Instance struct {
 	main target
 	log  *slog.Logger
 	spec *registry.Spec
+	decl *declarations
 
 	slots    chan struct{}
 	workers  workers
@@ -89,18 +86,15 @@ type Instance struct {
 	completed, failed, panics atomic.Int64
 
 	// Async invocations; nil when CoreOnly.
-	store     *invocation.Store
-	consume   jetstream.ConsumeContext
-	callbacks *callback.Client
+	store   *invocation.Store
+	consume jetstream.ConsumeContext
 	// Event handlers by subject, and their consumers.
 	events         map[string]*target
 	eventConsumers []jetstream.ConsumeContext
-	callbackWG     sync.WaitGroup
 	ackWait        time.Duration
-	// reg is the registry; schedulesSet says this instance put the
-	// function's schedules in place (see dropSchedules).
-	reg          *registry.Registry
-	schedulesSet bool
+	// registered says this instance registered its function with the
+	// platform (it runs without a deploy), so it unregisters on Stop.
+	registered bool
 }
 
 // Start serves h on nc until Stop. It returns once the instance is
@@ -134,6 +128,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, h *Handler) (*Instanc
 		log:   cfg.Logger.With(logKeyFn, cfg.Name),
 		slots: make(chan struct{}, h.concurrency),
 		spec:  specOf(cfg, h),
+		decl:  declarationsOf(cfg),
 	}
 	subject, _ := wire.FnSubject(cfg.Name)
 	svc, err := micro.AddService(nc, micro.Config{
@@ -174,43 +169,95 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, h *Handler) (*Instanc
 	if !cfg.CoreOnly {
 		if err := i.startJetStream(ctx); err != nil {
 			_ = svc.Stop()
-			return nil, fmt.Errorf("fn %s: %w (set CoreOnly for a server without JetStream)", cfg.Name, err)
+			return nil, fmt.Errorf("fn %s: %w (CoreOnly serves without the platform)", cfg.Name, err)
 		}
 	}
 	i.log.Info("serving", "subject", subject, "concurrency", h.concurrency, "timeout", h.timeout)
 	return i, nil
 }
 
-// startJetStream registers the function, attaches it to its async work
-// and its events, and, when it serves the live definition, puts its
-// schedules in place.
+// startJetStream attaches the instance to what the platform provisioned
+// for its function: the async consumer and its event consumers. Run
+// without a deploy, it first asks the platform to register and provision
+// the function; it never writes platform state itself.
 func (i *Instance) startJetStream(ctx context.Context) error {
+	if i.cfg.DeployedVersion == 0 {
+		if err := i.register(ctx); err != nil {
+			return err
+		}
+	}
 	js, err := jetstream.New(i.nc)
-	if err != nil {
-		return err
-	}
-	reg, err := registry.Open(ctx, js)
-	if err != nil {
-		return err
-	}
-	live, err := i.register(ctx, reg)
 	if err != nil {
 		return err
 	}
 	if err := i.startAsync(ctx, js); err != nil {
 		return err
 	}
-	if live {
-		// Schedules matter less than serving: a failure is logged, and
-		// the next instance to start (or the next deploy) tries again.
-		i.reg = reg
-		if err := i.syncSchedules(ctx, reg); err != nil {
-			i.log.Error("could not set the function's schedules", logKeyErr, err)
-		} else {
-			i.schedulesSet = len(i.spec.Schedules) > 0
-		}
-	}
 	return i.startEvents(ctx, js)
+}
+
+// registerWait bounds how long an instance run without a deploy waits for
+// the platform (an agent, or `yard up` starting) to answer its
+// registration.
+const registerWait = 10 * time.Second
+
+// register asks the platform (yard.register.<name>) to record the
+// function's spec and provision it, retrying while no platform component
+// answers yet.
+func (i *Instance) register(ctx context.Context) error {
+	subject, _ := wire.RegisterSubject(i.cfg.Name)
+	body, err := json.Marshal(i.spec)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, registerWait)
+	defer cancel()
+	for {
+		m, err := i.nc.RequestWithContext(ctx, subject, body)
+		if errors.Is(err, nats.ErrNoResponders) {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("no Switchyard platform answered %s: run `yard up` (or `yard agent`) against this NATS server", subject)
+			case <-time.After(200 * time.Millisecond):
+				continue
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("register on %s: %w", subject, err)
+		}
+		if werr := wire.ReplyError(m.Header, m.Data); werr != nil {
+			return fmt.Errorf("the platform refused the registration: %w", werr)
+		}
+		var reg struct {
+			DeployedVersion int `json:"deployed_version"`
+		}
+		if err := json.Unmarshal(m.Data, &reg); err != nil {
+			return fmt.Errorf("register on %s: unreadable answer: %w", subject, err)
+		}
+		if reg.DeployedVersion > 0 {
+			// An undeployed instance (a developer's `go run`) of a deployed
+			// function serves without changing the registry.
+			i.log.Warn("function is deployed; this undeployed instance serves under the deployed version's settings", "version", reg.DeployedVersion)
+			return nil
+		}
+		i.registered = true
+		return nil
+	}
+}
+
+// unregister tells the platform this undeployed instance stops, so that
+// when it was the last one the function's spec and schedules go.
+func (i *Instance) unregister(ctx context.Context, self string) {
+	if !i.registered || !i.nc.IsConnected() {
+		return
+	}
+	subject, _ := wire.UnregisterSubject(i.cfg.Name)
+	body, _ := json.Marshal(map[string]string{"instance": self})
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := i.nc.RequestWithContext(ctx, subject, body); err != nil {
+		i.log.Warn("could not tell the platform this instance stops", logKeyErr, err)
+	}
 }
 
 func validateConfig(cfg Config, h *Handler) error {
@@ -223,6 +270,7 @@ func validateConfig(cfg Config, h *Handler) error {
 	} else if err := validateSchedules(cfg.Schedules, h.inSchema); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, validateDeclarations(cfg)...)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("fn: invalid config: %w", err)
 	}
@@ -231,7 +279,7 @@ func validateConfig(cfg Config, h *Handler) error {
 
 func specOf(cfg Config, h *Handler) *registry.Spec {
 	schedules, _ := scheduleSpecs(cfg.Schedules) // checked by validateConfig
-	return &registry.Spec{
+	spec := &registry.Spec{
 		Schedules:    schedules,
 		Name:         cfg.Name,
 		Description:  cfg.Description,
@@ -242,34 +290,17 @@ func specOf(cfg Config, h *Handler) *registry.Spec {
 		Concurrency:  h.concurrency,
 		MaxAttempts:  h.maxAttempts,
 		Backoff:      durations(h.backoff),
+		Calls:        cfg.Calls,
+		Publishes:    cfg.Publishes,
+		Buckets:      cfg.Buckets,
 	}
-}
-
-// register writes the function's spec, unless a deploy owns it, and
-// reports whether this instance serves the live definition: then it also
-// keeps the schedules in step.
-func (i *Instance) register(ctx context.Context, reg *registry.Registry) (live bool, err error) {
-	cur, err := reg.Get(ctx, i.cfg.Name)
-	if err != nil && !errors.Is(err, registry.ErrNotFound) {
-		return false, err
+	for _, sub := range cfg.Events {
+		spec.Events = append(spec.Events, sub.subject)
 	}
-	if i.cfg.DeployedVersion > 0 {
-		// The deploy wrote the spec, with its settings. An instance of an
-		// older version (still draining, or restarted during a rollout)
-		// serves but leaves the live version's schedules alone.
-		if err != nil || cur.Version != i.cfg.DeployedVersion {
-			return false, nil
-		}
-		i.spec.Schedules = cur.Schedules
-		return true, nil
+	for _, st := range cfg.Streams {
+		spec.Streams = append(spec.Streams, registry.Stream{Name: st.Name, Subjects: st.Subjects, MaxAge: registry.Duration(st.MaxAge)})
 	}
-	if err == nil && cur.Version > 0 {
-		// An undeployed instance (a developer's `go run`) must not replace
-		// a deployed function's spec; it still serves.
-		i.log.Warn("function is deployed; this undeployed instance serves without changing the registry", "version", cur.Version)
-		return false, nil
-	}
-	return true, reg.Put(ctx, i.spec)
+	return spec
 }
 
 // Spec is the spec this instance serves and registers.
@@ -387,6 +418,7 @@ func (i *Instance) invokeOnce(t *target, deadline time.Time, meta callMeta, data
 	ctx = context.WithValue(ctx, keyRequestID, meta.requestID)
 	ctx = context.WithValue(ctx, keyLogger, i.log)
 	ctx = context.WithValue(ctx, keyConn, i.nc)
+	ctx = context.WithValue(ctx, keyDecl, i.decl)
 	if meta.traceparent != "" {
 		ctx = context.WithValue(ctx, keyTrace, [2]string{meta.traceparent, meta.tracestate})
 	}
@@ -518,7 +550,7 @@ func (i *Instance) drain(ctx context.Context) error {
 	if err := i.svc.Stop(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		i.log.Warn("stop micro service", logKeyErr, err)
 	}
-	i.dropSchedules(ctx, self)
+	i.unregister(ctx, self)
 	for _, cc := range consumers {
 		select {
 		case <-cc.Closed():
@@ -554,14 +586,6 @@ func (i *Instance) drain(ctx context.Context) error {
 	go func() { i.inflight.Wait(); close(done) }()
 	select {
 	case <-done:
-		// Callbacks are best effort: give them until ctx ends, not longer.
-		cbDone := make(chan struct{})
-		go func() { i.callbackWG.Wait(); close(cbDone) }()
-		select {
-		case <-cbDone:
-		case <-ctx.Done():
-			i.log.Warn("stopping with callbacks still being delivered")
-		}
 		i.workers.stop()
 		i.log.Info("drained")
 		return nil

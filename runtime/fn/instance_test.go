@@ -18,6 +18,8 @@ import (
 	"github.com/switchyard-dev/switchyard/internal/natstest"
 	"github.com/switchyard-dev/switchyard/runtime/fn"
 	"github.com/switchyard-dev/switchyard/runtime/fntest"
+	"github.com/switchyard-dev/switchyard/runtime/provision"
+	"github.com/switchyard-dev/switchyard/runtime/registry"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
@@ -191,6 +193,7 @@ func TestErrorsAndPanics(t *testing.T) {
 func TestDrain(t *testing.T) {
 	s := natstest.Run(t)
 	nc := natstest.Connect(t, s)
+	fntest.Platform(t, nc)
 	started := make(chan struct{})
 	var once sync.Once
 	release := make(chan struct{})
@@ -264,6 +267,7 @@ func TestMicroDiscovery(t *testing.T) {
 func TestStartRejectsBadConfig(t *testing.T) {
 	s := natstest.Run(t)
 	nc := natstest.Connect(t, s)
+	fntest.Platform(t, nc)
 	for _, tt := range []struct {
 		cfg fn.Config
 		h   *fn.Handler
@@ -284,6 +288,15 @@ func TestDeployedInstance(t *testing.T) {
 	s := natstest.Run(t)
 	nc := natstest.Connect(t, s)
 	ctx := context.Background()
+	// A deploy provisions the function; the instance only binds.
+	js, _ := jetstream.New(nc)
+	p, err := provision.New(ctx, js, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Apply(ctx, &registry.Spec{Name: "double", Version: 2, Timeout: registry.Duration(time.Second)}); err != nil {
+		t.Fatal(err)
+	}
 	startFn(t, nc, fn.Config{Name: "double", DeployedVersion: 2}, fn.Handle(double))
 	for _, subj := range []string{"fn.double", "fn.double.v2"} {
 		m, err := nc.Request(subj, []byte(`{"n":2}`), 5*time.Second)
@@ -300,7 +313,6 @@ func TestDeployedInstance(t *testing.T) {
 		t.Fatalf("info %+v", info)
 	}
 	// The deploy owns the spec: a deployed instance writes none.
-	js, _ := jetstream.New(nc)
 	if kv, err := js.KeyValue(ctx, wire.BucketFunctions); err == nil {
 		if _, err := kv.Get(ctx, "double"); !errors.Is(err, jetstream.ErrKeyNotFound) {
 			t.Fatalf("deployed instance wrote its spec: %v", err)
@@ -327,6 +339,7 @@ func TestIntegralNumbers(t *testing.T) {
 func TestServe(t *testing.T) {
 	s := natstest.Run(t)
 	nc := natstest.Connect(t, s)
+	fntest.Platform(t, nc)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- fn.Serve(ctx, nc, fn.Config{Name: "double"}, fn.Handle(double)) }()

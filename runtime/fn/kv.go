@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchyard-dev/switchyard/internal/jskv"
 	"github.com/switchyard-dev/switchyard/runtime/invocation"
 )
 
@@ -56,13 +55,17 @@ type kvCacheEntry struct {
 var kvCache sync.Map // kvCacheKey -> *kvCacheEntry
 
 // OpenKV returns the bucket over the NATS connection of ctx (a handler's
-// context, or one from WithConn), creating it (file storage, one revision
-// of history per key) when missing. Handles are cached per connection and
-// bucket, so calling OpenKV on every request is cheap. A bucket name holds
-// letters, digits, - and _.
+// context, or one from WithConn). A handler may open only the buckets its
+// function declares in Config.Buckets; the platform creates them (file
+// storage, one revision of history per key). Handles are cached per
+// connection and bucket, so calling OpenKV on every request is cheap. A
+// bucket name holds letters, digits, - and _.
 func OpenKV(ctx context.Context, bucket string) (*KV, error) {
 	if !bucketNameRe.MatchString(bucket) {
 		return nil, fmt.Errorf("fn: invalid bucket name %q: use letters, digits, - and _ only", bucket)
+	}
+	if err := checkBucket(ctx, bucket); err != nil {
+		return nil, err
 	}
 	nc := connFrom(ctx)
 	if nc == nil {
@@ -89,14 +92,12 @@ func openKV(ctx context.Context, nc *nats.Conn, bucket string) (*KV, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fn: open bucket %s: %w", bucket, err)
 	}
-	kv, err := jskv.Open(ctx, js, jetstream.KeyValueConfig{
-		Bucket:      bucket,
-		Description: "Switchyard function data",
-		History:     1,
-		Storage:     jetstream.FileStorage,
-	})
+	kv, err := js.KeyValue(ctx, bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("fn: bucket %s does not exist: the platform creates the buckets a function declares in Config.Buckets", bucket)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("fn: %w", err)
+		return nil, fmt.Errorf("fn: open bucket %s: %w", bucket, err)
 	}
 	return &KV{bucket: bucket, kv: kv}, nil
 }

@@ -9,12 +9,14 @@ import (
 
 	"github.com/switchyard-dev/switchyard/internal/natstest"
 	"github.com/switchyard-dev/switchyard/runtime/fn"
+	"github.com/switchyard-dev/switchyard/runtime/fntest"
 )
 
 func kvContext(t *testing.T) context.Context {
 	t.Helper()
 	s := natstest.Run(t)
 	nc := natstest.Connect(t, s)
+	fntest.Buckets(t, nc, "kv_test-1", "kv_json", "kv_counter")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	return fn.WithConn(ctx, nc)

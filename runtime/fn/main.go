@@ -16,11 +16,6 @@ import (
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
-// EnvAllowPrivateCallbacks set to 1 lets async callbacks reach loopback
-// and private addresses (Config.AllowPrivateCallbacks), for local
-// development; `yard up --allow-private-callbacks` sets it.
-const EnvAllowPrivateCallbacks = "YARD_ALLOW_PRIVATE_CALLBACKS"
-
 // Main runs a function as a program: it connects to NATS_URL (default
 // nats://127.0.0.1:4222, with the credentials file NATS_CREDS if set), serves until SIGINT or SIGTERM, then drains
 // in-flight requests and exits. With wire.ManifestFlag it prints the manifest
@@ -56,9 +51,6 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, cf
 			fmt.Fprintf(stderr, "unknown argument %q (try --help)\n", a)
 			return 2
 		}
-	}
-	if getenv(EnvAllowPrivateCallbacks) == "1" {
-		cfg.AllowPrivateCallbacks = true
 	}
 	// Handle returned h for this binary; deploy settings tune a copy.
 	hc := *h

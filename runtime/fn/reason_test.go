@@ -11,6 +11,7 @@ import (
 
 	"github.com/switchyard-dev/switchyard/internal/natstest"
 	"github.com/switchyard-dev/switchyard/runtime/fn"
+	"github.com/switchyard-dev/switchyard/runtime/fntest"
 	"github.com/switchyard-dev/switchyard/runtime/invocation"
 )
 
@@ -67,6 +68,7 @@ func chargeFn(ctx context.Context, in charge) (charged, error) {
 func TestInvokeReason(t *testing.T) {
 	s := natstest.Run(t)
 	nc := natstest.Connect(t, s)
+	fntest.Platform(t, nc)
 	start := func(cfg fn.Config, h *fn.Handler) {
 		inst, err := fn.Start(context.Background(), nc, cfg, h)
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/switchyard-dev/switchyard/internal/natstest"
 	"github.com/switchyard-dev/switchyard/runtime/fn"
+	"github.com/switchyard-dev/switchyard/runtime/fntest"
 	"github.com/switchyard-dev/switchyard/runtime/invocation"
 	"github.com/switchyard-dev/switchyard/runtime/registry"
 )
@@ -26,6 +27,7 @@ type tick struct {
 func TestScheduleRunsOncePerTick(t *testing.T) {
 	s := natstest.Run(t)
 	nc := natstest.Connect(t, s)
+	fntest.Platform(t, nc)
 	ctx := context.Background()
 	var mu sync.Mutex
 	runs := 0
@@ -79,6 +81,7 @@ func TestScheduleRunsOncePerTick(t *testing.T) {
 // TestScheduleChecks: a bad schedule fails the start with the field at fault.
 func TestScheduleChecks(t *testing.T) {
 	nc := natstest.Connect(t, natstest.Run(t))
+	fntest.Platform(t, nc)
 	for _, c := range []struct {
 		sched fn.Schedule
 		want  string
@@ -100,6 +103,7 @@ func TestScheduleChecks(t *testing.T) {
 // latest one, not a backlog.
 func TestMissedTicksDoNotPileUp(t *testing.T) {
 	nc := natstest.Connect(t, natstest.Run(t))
+	fntest.Platform(t, nc)
 	ctx := context.Background()
 	store, js := openStore(t, nc)
 	cfg := fn.Config{Name: "late-sweeper", Schedules: []fn.Schedule{{Cron: "@every 1s", Input: tick{Job: "sweep"}}}}
@@ -120,6 +124,7 @@ func TestMissedTicksDoNotPileUp(t *testing.T) {
 // it is delivered; only ticks a later one overtook are skipped.
 func TestLateLatestTickRuns(t *testing.T) {
 	nc := natstest.Connect(t, natstest.Run(t))
+	fntest.Platform(t, nc)
 	ctx := context.Background()
 	store, js := openStore(t, nc)
 	const subject = "yard.async.slowpoke"
@@ -155,6 +160,7 @@ func TestLateLatestTickRuns(t *testing.T) {
 // run by undeployed instances go when the last of them stops, not before.
 func TestLastUndeployedInstanceRemovesSchedules(t *testing.T) {
 	nc := natstest.Connect(t, natstest.Run(t))
+	fntest.Platform(t, nc)
 	ctx := context.Background()
 	cfg := fn.Config{Name: "dev-sweeper", Schedules: []fn.Schedule{{Cron: "@hourly", Input: tick{Job: "sweep"}}}}
 	h := fn.Handle(func(ctx context.Context, in tick) (tick, error) { return in, nil })

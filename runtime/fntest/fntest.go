@@ -13,9 +13,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard-dev/switchyard/internal/natstest"
 	"github.com/switchyard-dev/switchyard/runtime/fn"
+	"github.com/switchyard-dev/switchyard/runtime/provision"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
@@ -33,6 +35,7 @@ func Start(t testing.TB, cfg fn.Config, h *fn.Handler) *Harness {
 	t.Helper()
 	s := natstest.Run(t)
 	nc := natstest.Connect(t, s)
+	Platform(t, nc)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	inst, err := fn.Start(ctx, nc, cfg, h)
@@ -47,6 +50,58 @@ func Start(t testing.TB, cfg fn.Config, h *fn.Handler) *Harness {
 		}
 	})
 	return &Harness{Name: cfg.Name, NC: nc, Server: s, Instance: inst}
+}
+
+// Platform does in-process what the agents do, short of running
+// processes: it answers the registrations of functions run without a
+// deploy, and provisions every spec in the registry (consumers, streams,
+// buckets, schedules) as it changes, until the test ends. Start calls it;
+// call it yourself before fn.Start on a server of your own.
+func Platform(t testing.TB, nc *nats.Conn) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("fntest: %v", err)
+	}
+	p, err := provision.New(ctx, js, nil)
+	if err != nil {
+		t.Fatalf("fntest: platform: %v", err)
+	}
+	stop, err := p.Serve(context.Background(), nc)
+	if err != nil {
+		t.Fatalf("fntest: platform: %v", err)
+	}
+	fctx, cancelFollow := context.WithCancel(context.Background())
+	followed := make(chan struct{})
+	go func() {
+		defer close(followed)
+		_ = p.Follow(fctx)
+	}()
+	t.Cleanup(func() {
+		stop()
+		cancelFollow()
+		<-followed
+	})
+}
+
+// Buckets creates key-value buckets as the platform does for the buckets a
+// function declares, for tests that use fn.OpenKV outside a handler (with
+// fn.WithConn).
+func Buckets(t testing.TB, nc *nats.Conn, names ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("fntest: %v", err)
+	}
+	for _, b := range names {
+		if err := provision.EnsureBucket(ctx, js, b); err != nil {
+			t.Fatalf("fntest: %v", err)
+		}
+	}
 }
 
 // Request sends raw bytes to the function and returns the reply data or

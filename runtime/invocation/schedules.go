@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -45,9 +46,19 @@ func ensureSchedules(ctx context.Context, js jetstream.JetStream) (jetstream.Str
 		Discard:           jetstream.DiscardOld,
 		AllowMsgSchedules: true,
 		AllowRollup:       true,
+		// Instances read their schedule's last tick by direct get, which
+		// permissions can scope to their own subjects.
+		AllowDirect: true,
 	})
 	if err != nil {
 		return nil, err
+	}
+	if cfg := st.CachedInfo().Config; !cfg.AllowDirect {
+		// Made by an earlier release.
+		cfg.AllowDirect = true
+		if st, err = js.UpdateStream(ctx, cfg); err != nil {
+			return nil, fmt.Errorf("invocation: stream %s: allow direct gets: %w", wire.StreamSchedules, err)
+		}
 	}
 	if !st.CachedInfo().Config.AllowMsgSchedules {
 		// A server before 2.12 ignores the setting: schedules would be
@@ -253,8 +264,8 @@ func (s *Store) NewerTick(ctx context.Context, h nats.Header) bool {
 	if err != nil {
 		return false
 	}
-	last, err := s.schedules.GetLastMsgForSubject(ctx, wire.TicksPrefix+strings.TrimPrefix(scheduler, wire.SchedulesPrefix))
-	if err != nil {
+	last, err := directGet(ctx, s.js.Conn(), wire.StreamSchedules, wire.TicksPrefix+strings.TrimPrefix(scheduler, wire.SchedulesPrefix))
+	if err != nil || last == nil {
 		return false // run it: better a tick too many than none
 	}
 	lastNext, err := time.Parse(time.RFC3339Nano, last.Header.Get(HeaderScheduleNext))
@@ -271,4 +282,18 @@ func WrongLastSequence(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// ScheduledFunctions lists the functions that have schedule messages.
+func (s *Store) ScheduledFunctions(ctx context.Context) ([]string, error) {
+	info, err := s.schedules.Info(ctx, jetstream.WithSubjectFilter(wire.SchedulesPrefix+">"))
+	if err != nil {
+		return nil, fmt.Errorf("invocation: list schedules: %w", err)
+	}
+	seen := map[string]bool{}
+	for subj := range info.State.Subjects {
+		name, _, _ := strings.Cut(strings.TrimPrefix(subj, wire.SchedulesPrefix), ".")
+		seen[name] = true
+	}
+	return slices.Sorted(maps.Keys(seen)), nil
 }

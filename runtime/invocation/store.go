@@ -50,13 +50,26 @@ type Config struct {
 // ErrBacklogFull: the work queue holds Config.MaxBytes already.
 var ErrBacklogFull = errors.New("the asynchronous work queue is full; retry later")
 
-// Store reads and writes invocations.
+// Store reads and writes invocations. A store from Open (the platform's
+// components) holds every stream; one from Bind (a function instance)
+// only writes its function's records, dead letters and callbacks.
 type Store struct {
 	js        jetstream.JetStream
 	results   jetstream.KeyValue
 	async     jetstream.Stream
 	dlq       jetstream.Stream
 	schedules jetstream.Stream
+}
+
+// Bind returns the store a function instance uses: it creates nothing and
+// needs only the rights of the function's role (its own records, dead
+// letters and callbacks, and its schedule's last tick).
+func Bind(ctx context.Context, js jetstream.JetStream) (*Store, error) {
+	kv, err := js.KeyValue(ctx, wire.BucketResults)
+	if err != nil {
+		return nil, fmt.Errorf("invocation: bucket %s: %w (the platform creates it: is `yard up` or an agent running?)", wire.BucketResults, err)
+	}
+	return &Store{js: js, results: kv}, nil
 }
 
 // Open creates the streams and bucket when missing and returns the store.
@@ -104,6 +117,18 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 		MaxBytes:    cfg.MaxBytes,
 	})
 	if err != nil {
+		return nil, err
+	}
+	if _, err := ensureStream(ctx, js, jetstream.StreamConfig{
+		Name:        wire.StreamCallbacks,
+		Description: "Switchyard: callbacks of finished async invocations, to deliver",
+		Subjects:    []string{wire.CallbacksPrefix + ">"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Duplicates:  cfg.Duplicates,
+		MaxAge:      cfg.ResultsTTL,
+		MaxBytes:    cfg.MaxBytes,
+	}); err != nil {
 		return nil, err
 	}
 	kv, err := jskv.Open(ctx, js, jetstream.KeyValueConfig{
@@ -183,8 +208,9 @@ func (s *Store) Submit(ctx context.Context, sub Submission) (rec *Record, create
 		}
 		return rec, true, nil
 	}
+	key := wire.ResultKey(sub.Function, id)
 	data, _ := json.Marshal(rec)
-	if _, err := s.results.Create(ctx, id, data); err != nil {
+	if _, err := s.results.Create(ctx, key, data); err != nil {
 		if !errors.Is(err, jetstream.ErrKeyExists) {
 			return nil, false, fmt.Errorf("invocation: record %s: %w", id, err)
 		}
@@ -210,7 +236,7 @@ func (s *Store) Submit(ctx context.Context, sub Submission) (rec *Record, create
 		if created {
 			// Best effort: the client gets an error and will retry, so a
 			// record saying "queued" for work that never was would only lie.
-			_ = s.results.Delete(context.WithoutCancel(ctx), id)
+			_ = s.results.Delete(context.WithoutCancel(ctx), key)
 		}
 		return nil, false, publishError(subject, err)
 	}
@@ -219,10 +245,10 @@ func (s *Store) Submit(ctx context.Context, sub Submission) (rec *Record, create
 	// an instance wrote the record first, it has the sequence already.
 	rec.Seq = ack.Sequence
 	if data, err := json.Marshal(rec); err == nil {
-		if e, err := s.results.Get(ctx, id); err == nil {
+		if e, err := s.results.Get(ctx, key); err == nil {
 			var cur Record
 			if json.Unmarshal(e.Value(), &cur) == nil && cur.Status == Queued {
-				_, _ = s.results.Update(ctx, id, data, e.Revision())
+				_, _ = s.results.Update(ctx, key, data, e.Revision())
 			}
 		}
 	}
@@ -287,32 +313,95 @@ func (s *Store) queued(ctx context.Context, id string) *Record {
 	}
 }
 
-// Get returns the record of an invocation, or ErrNotFound.
+// Get returns the record of an invocation, whatever its function, or
+// ErrNotFound. It reads across functions: the platform's view.
 func (s *Store) Get(ctx context.Context, id string) (*Record, error) {
 	if err := ValidateID(id); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNotFound, err)
 	}
-	e, err := s.results.Get(ctx, id)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
+	data, err := s.lastRecord(ctx, id)
+	if errors.Is(err, ErrNotFound) {
 		if rec := s.queued(ctx, id); rec != nil {
 			return rec, nil
 		}
 		// An instance may have taken and finished it between the two
 		// lookups; it writes the record before the message leaves the
 		// queue, so one more look settles it.
-		e, err = s.results.Get(ctx, id)
+		data, err = s.lastRecord(ctx, id)
 	}
+	if err != nil {
+		return nil, err
+	}
+	return decodeRecord(id, data)
+}
+
+// GetOf returns the record of function name's invocation id: the
+// instance's view, which reads its own function's records only.
+func (s *Store) GetOf(ctx context.Context, name, id string) (*Record, error) {
+	e, err := s.results.Get(ctx, wire.ResultKey(name, id))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("invocation: get %s: %w", id, err)
 	}
+	return decodeRecord(id, e.Value())
+}
+
+func decodeRecord(id string, data []byte) (*Record, error) {
 	var rec Record
-	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+	if err := json.Unmarshal(data, &rec); err != nil {
 		return nil, fmt.Errorf("invocation: decode %s: %w", id, err)
 	}
 	return &rec, nil
+}
+
+// lastRecord reads the newest value of key <any function>.<id>: a direct
+// get of the last message on a wildcard subject, which the key-value API
+// cannot express.
+func (s *Store) lastRecord(ctx context.Context, id string) ([]byte, error) {
+	subject := "$KV." + wire.BucketResults + ".*." + id
+	m, err := directGet(ctx, s.js.Conn(), "KV_"+wire.BucketResults, subject)
+	if err != nil {
+		return nil, fmt.Errorf("invocation: get %s: %w", id, err)
+	}
+	if m == nil {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	return m.Data, nil
+}
+
+// directGet reads the last message on subject in stream (which allows
+// direct gets), or nil when there is none. A literal subject goes in the
+// request subject, so permissions can scope it; a wildcard in the body.
+func directGet(ctx context.Context, nc *nats.Conn, stream, subject string) (*nats.Msg, error) {
+	api := "$JS.API.DIRECT.GET." + stream
+	var body []byte
+	if strings.ContainsAny(subject, "*>") {
+		body, _ = json.Marshal(map[string]string{"last_by_subj": subject})
+	} else {
+		api += "." + subject
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
+	m, err := nc.RequestWithContext(ctx, api, body)
+	if err != nil {
+		return nil, err
+	}
+	switch m.Header.Get("Status") {
+	case "":
+		return m, nil
+	case "404":
+		return nil, nil
+	default:
+		return nil, fmt.Errorf("direct get %s: %s %s", subject, m.Header.Get("Status"), m.Header.Get("Description"))
+	}
 }
 
 // Put writes a record and waits for JetStream to store it.
@@ -328,7 +417,7 @@ func (s *Store) PutEncoded(ctx context.Context, rec *Record) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, err = s.results.Put(ctx, rec.ID, data)
+	_, err = s.results.Put(ctx, wire.ResultKey(rec.Function, rec.ID), data)
 	return data, err
 }
 
@@ -339,13 +428,16 @@ func (s *Store) PutAsync(rec *Record) (jetstream.PubAckFuture, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.js.PublishAsync("$KV."+wire.BucketResults+"."+rec.ID, data)
+	return s.js.PublishAsync("$KV."+wire.BucketResults+"."+wire.ResultKey(rec.Function, rec.ID), data)
 }
 
 // Wait blocks until the invocation reaches a final status or ctx ends, and
 // returns the last record seen.
 func (s *Store) Wait(ctx context.Context, id string) (*Record, error) {
-	w, err := s.results.Watch(ctx, id)
+	if err := ValidateID(id); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNotFound, err)
+	}
+	w, err := s.results.Watch(ctx, "*."+id)
 	if err != nil {
 		return nil, err
 	}
@@ -430,4 +522,25 @@ func carried(h nats.Header) nats.Header {
 		}
 	}
 	return out
+}
+
+// QueueCallback stores the callback of a finished invocation in
+// YARD_CALLBACKS, where the platform delivers it from: it survives a crash
+// of the instance and of the deliverer. The same outcome queued twice
+// (a crash before the ack) is stored once.
+func (s *Store) QueueCallback(ctx context.Context, rec *Record, url string, event []byte) error {
+	subject, err := wire.CallbacksSubject(rec.Function)
+	if err != nil {
+		return err
+	}
+	msg := &nats.Msg{Subject: subject, Data: event, Header: nats.Header{
+		wire.HeaderCallbackURL:  {url},
+		wire.HeaderInvocationID: {rec.ID},
+		wire.HeaderRequestID:    {rec.RequestID},
+	}}
+	_, err = s.js.PublishMsg(ctx, msg, jetstream.WithMsgID("cb-"+rec.ID+"-"+strconv.FormatUint(rec.Seq, 10)))
+	if err != nil {
+		return fmt.Errorf("invocation: queue callback of %s: %w", rec.ID, err)
+	}
+	return nil
 }

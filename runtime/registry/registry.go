@@ -36,6 +36,9 @@ import (
 // ErrNotFound is returned for a function the registry does not know.
 var ErrNotFound = errors.New("function not found")
 
+// ErrInvalidSpec is returned for a spec that fails validation.
+var ErrInvalidSpec = errors.New("invalid spec")
+
 // History is how many revisions of each function's spec the bucket keeps.
 const History = 10
 
@@ -324,4 +327,68 @@ func (r *Registry) Delete(ctx context.Context, name string) error {
 // ones. Deleted functions arrive with Operation() != KeyValuePut.
 func (r *Registry) Watch(ctx context.Context) (jetstream.KeyWatcher, error) {
 	return r.functions.WatchAll(ctx)
+}
+
+// Register records the spec of a function run without a deploy, unless a
+// deploy owns the function: then it writes nothing and returns the
+// deployed spec. Revision-checked, so it never overwrites a deploy that
+// lands meanwhile.
+func (r *Registry) Register(ctx context.Context, spec *Spec) (deployed *Spec, err error) {
+	if spec.Version != 0 || spec.Artifact != nil || len(spec.Env) > 0 {
+		return nil, fmt.Errorf("registry: %w: a self-registered spec has no version, artifact or env", ErrInvalidSpec)
+	}
+	if err := spec.Validate(); err != nil {
+		return nil, fmt.Errorf("registry: %w: %w", ErrInvalidSpec, err)
+	}
+	for range 5 {
+		cur, rev, err := r.GetEntry(ctx, spec.Name)
+		switch {
+		case errors.Is(err, ErrNotFound):
+		case err != nil:
+			return nil, err
+		case cur.Version > 0:
+			return cur, nil
+		case sameDefinition(cur, spec):
+			return nil, nil
+		}
+		spec.UpdatedAt = time.Now().UTC()
+		data, err := json.Marshal(spec)
+		if err != nil {
+			return nil, err
+		}
+		if rev == 0 {
+			_, err = r.functions.Create(ctx, spec.Name, data)
+		} else {
+			_, err = r.functions.Update(ctx, spec.Name, data, rev)
+		}
+		if err == nil {
+			return nil, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !wrongLastSequence(err) {
+			return nil, fmt.Errorf("registry: register %s: %w", spec.Name, err)
+		}
+	}
+	return nil, fmt.Errorf("registry: register %s: the spec kept changing", spec.Name)
+}
+
+// Unregister removes the spec of a function run without a deploy (its
+// last instance stopped); a deployed function is left alone.
+func (r *Registry) Unregister(ctx context.Context, name string) error {
+	cur, rev, err := r.GetEntry(ctx, name)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil || cur.Version > 0 {
+		return err
+	}
+	if err := r.functions.Delete(ctx, name, jetstream.LastRevision(rev)); err != nil && !wrongLastSequence(err) {
+		return fmt.Errorf("registry: unregister %s: %w", name, err)
+	}
+	return nil
+}
+
+func wrongLastSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }

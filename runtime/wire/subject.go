@@ -21,7 +21,19 @@ const (
 	// yard.async.<name>.
 	SchedulesPrefix = "yard.schedules."
 	TicksPrefix     = "yard.ticks."
+	// CallbacksPrefix: yard.callbacks.<name> holds the callbacks of a
+	// function's finished async invocations, delivered by the platform.
+	CallbacksPrefix = "yard.callbacks."
+	// RegisterPrefix: an instance run without a deploy asks the platform
+	// on yard.register.<name> to register and provision its function, and
+	// tells it on yard.unregister.<name> that it stops.
+	RegisterPrefix   = "yard.register."
+	UnregisterPrefix = "yard.unregister."
 )
+
+// RegisterQueue is the queue group of the platform components that answer
+// yard.register.* and yard.unregister.*.
+const RegisterQueue = "yard.register"
 
 // FnSubject is the request-reply subject of a function's live version:
 // fn.<name>. Instances listen on it in queue group QueueGroup(name).
@@ -148,4 +160,28 @@ func NameFromSubject(subject string) (string, bool) {
 		return "", false
 	}
 	return name, true
+}
+
+// CallbacksSubject holds the callbacks of a function: yard.callbacks.<name>.
+func CallbacksSubject(name string) (string, error) {
+	if err := ValidateName(name); err != nil {
+		return "", err
+	}
+	return CallbacksPrefix + name, nil
+}
+
+// RegisterSubject is where an undeployed instance of name registers.
+func RegisterSubject(name string) (string, error) {
+	if err := ValidateName(name); err != nil {
+		return "", err
+	}
+	return RegisterPrefix + name, nil
+}
+
+// UnregisterSubject is where an undeployed instance of name says it stops.
+func UnregisterSubject(name string) (string, error) {
+	if err := ValidateName(name); err != nil {
+		return "", err
+	}
+	return UnregisterPrefix + name, nil
 }

@@ -1,0 +1,233 @@
+// Package provision turns a function's spec into the JetStream state its
+// instances use: the async consumer, its event streams and consumers, the
+// key-value buckets it declares, and its schedules. It is the platform's
+// one writer of that state; function instances only bind to it.
+//
+// The agents run it whenever the registry changes (a deploy, a rollback,
+// an `yard rm`) and answer yard.register.<name> for instances run without
+// a deploy. Every step is idempotent and follows the registry, so several
+// agents applying the same spec agree.
+package provision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchyard-dev/switchyard/internal/jskv"
+	"github.com/switchyard-dev/switchyard/runtime/invocation"
+	"github.com/switchyard-dev/switchyard/runtime/registry"
+	"github.com/switchyard-dev/switchyard/runtime/wire"
+)
+
+// AckWaitMargin is how long past the function's timeout JetStream waits for
+// an ack before it redelivers: enough to write the result, short enough
+// that a crashed instance's work moves on quickly.
+const AckWaitMargin = 5 * time.Second
+
+// DefaultConcurrency is the concurrency of a spec that does not say.
+const DefaultConcurrency = 64
+
+// DefaultEventMaxAge is how long a declared event stream keeps events when
+// the declaration does not say.
+const DefaultEventMaxAge = 7 * 24 * time.Hour
+
+// Provisioner applies specs.
+type Provisioner struct {
+	js    jetstream.JetStream
+	reg   *registry.Registry
+	store *invocation.Store
+	log   *slog.Logger
+}
+
+// New opens the registry and the invocation store (creating the platform's
+// streams when missing).
+func New(ctx context.Context, js jetstream.JetStream, log *slog.Logger) (*Provisioner, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	reg, err := registry.Open(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	store, err := invocation.Open(ctx, js, invocation.Config{})
+	if err != nil {
+		return nil, err
+	}
+	return &Provisioner{js: js, reg: reg, store: store, log: log.With("component", "provision")}, nil
+}
+
+// Registry is the registry the provisioner follows.
+func (p *Provisioner) Registry() *registry.Registry { return p.reg }
+
+// Apply makes JetStream match spec, reporting every failed step.
+func (p *Provisioner) Apply(ctx context.Context, spec *registry.Spec) error {
+	var errs []error
+	for _, st := range spec.Streams {
+		if err := p.ensureStream(ctx, st); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, b := range spec.Buckets {
+		if err := EnsureBucket(ctx, p.js, b); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := p.asyncConsumer(ctx, spec); err != nil {
+		errs = append(errs, err)
+	}
+	for _, subject := range spec.Events {
+		if err := p.eventConsumer(ctx, spec, subject); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := p.syncSchedules(ctx, spec.Name, spec.Schedules); err != nil {
+		errs = append(errs, fmt.Errorf("schedules: %w", err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("provision %s: %w", spec.Name, err)
+	}
+	return nil
+}
+
+// Remove takes a removed function's schedules away, so no tick fires for
+// it. Its consumers stay: work queued meanwhile runs if it comes back.
+func (p *Provisioner) Remove(ctx context.Context, name string) error {
+	active, err := p.store.Schedules(ctx, name)
+	if err != nil || len(active) == 0 {
+		return err
+	}
+	return p.syncSchedules(ctx, name, nil)
+}
+
+// EnsureBucket creates a function's key-value bucket when missing: file
+// storage, one revision of history per key.
+func EnsureBucket(ctx context.Context, js jetstream.JetStream, bucket string) error {
+	if _, err := jskv.Open(ctx, js, jetstream.KeyValueConfig{
+		Bucket: bucket, Description: "Switchyard function data", History: 1, Storage: jetstream.FileStorage,
+	}); err != nil {
+		return fmt.Errorf("bucket %s: %w", bucket, err)
+	}
+	return nil
+}
+
+func (p *Provisioner) ensureStream(ctx context.Context, st registry.Stream) error {
+	maxAge := st.MaxAge.D()
+	if maxAge == 0 {
+		maxAge = DefaultEventMaxAge
+	}
+	_, err := jskv.EnsureStream(ctx, p.js, jetstream.StreamConfig{
+		Name: st.Name, Subjects: st.Subjects, Storage: jetstream.FileStorage, MaxAge: maxAge,
+		Description: "Switchyard events",
+	})
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", st.Name, err)
+	}
+	return nil
+}
+
+// consumerSettings are what every consumer of the function shares: the
+// function's timeout bounds how long a delivery may go unacknowledged, its
+// concurrency how many are out at once across all its instances.
+func consumerSettings(spec *registry.Spec) (ackWait time.Duration, maxAckPending int) {
+	concurrency := spec.Concurrency
+	if concurrency <= 0 {
+		concurrency = DefaultConcurrency
+	}
+	return spec.Timeout.D() + AckWaitMargin, concurrency
+}
+
+func (p *Provisioner) asyncConsumer(ctx context.Context, spec *registry.Spec) error {
+	subject, err := wire.AsyncSubject(spec.Name)
+	if err != nil {
+		return err
+	}
+	ackWait, pending := consumerSettings(spec)
+	_, err = p.js.CreateOrUpdateConsumer(ctx, wire.StreamAsync, jetstream.ConsumerConfig{
+		Durable:       wire.AsyncConsumer(spec.Name),
+		Description:   "Switchyard: async invocations of " + spec.Name,
+		FilterSubject: subject,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       ackWait,
+		MaxAckPending: pending,
+		MaxDeliver:    -1, // attempts are counted and bounded by the instances
+	})
+	if err != nil {
+		return fmt.Errorf("async consumer: %w", err)
+	}
+	return nil
+}
+
+func (p *Provisioner) eventConsumer(ctx context.Context, spec *registry.Spec, subject string) error {
+	stream, err := p.js.StreamNameBySubject(ctx, subject)
+	if err != nil {
+		return fmt.Errorf("event %s: no stream holds the subject (declare one in Config.Streams): %w", subject, err)
+	}
+	ackWait, pending := consumerSettings(spec)
+	_, err = p.js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		Durable:       wire.EventConsumer(spec.Name, subject),
+		Description:   "Switchyard: " + spec.Name + " on " + subject,
+		FilterSubject: subject,
+		DeliverPolicy: jetstream.DeliverNewPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       ackWait,
+		MaxAckPending: pending,
+		MaxDeliver:    -1,
+	})
+	if err != nil {
+		return fmt.Errorf("event %s: consumer: %w", subject, err)
+	}
+	return nil
+}
+
+// syncSchedules puts want in place, then reads the registry again and
+// follows it until the two agree: whichever writer came last, the
+// registry's schedules win, so a provisioner holding an older spec cannot
+// undo a newer one.
+func (p *Provisioner) syncSchedules(ctx context.Context, name string, want []registry.Schedule) error {
+	for range 5 {
+		if err := p.store.SyncSchedules(ctx, name, want); err != nil {
+			return err
+		}
+		cur, err := p.reg.Get(ctx, name)
+		var now []registry.Schedule
+		switch {
+		case errors.Is(err, registry.ErrNotFound):
+		case err != nil:
+			return err
+		default:
+			now = cur.Schedules
+		}
+		if sameSchedules(now, want) {
+			return nil
+		}
+		want = now
+	}
+	return errors.New("the registry kept changing while the schedules were set")
+}
+
+func sameSchedules(a, b []registry.Schedule) bool {
+	return slices.EqualFunc(a, b, func(x, y registry.Schedule) bool { return x.ID() == y.ID() })
+}
+
+// RemoveOrphans removes the schedules of functions not in known (the
+// registry's functions when an agent starts): they were removed while no
+// agent ran.
+func (p *Provisioner) RemoveOrphans(ctx context.Context, known map[string]bool) error {
+	names, err := p.store.ScheduledFunctions(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, name := range names {
+		if !known[name] {
+			errs = append(errs, p.Remove(ctx, name))
+		}
+	}
+	return errors.Join(errs...)
+}
