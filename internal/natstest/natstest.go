@@ -31,7 +31,20 @@ func Run(t testing.TB) *Server {
 // test can stop a server and start another on the same data.
 func RunIn(t testing.TB, dir string) *Server {
 	t.Helper()
-	ns, err := server.Start(server.Config{Port: -1, StoreDir: dir, ReadyTimeout: 20 * time.Second})
+	return run(t, server.Config{StoreDir: dir})
+}
+
+// RunWithUsers starts a server that accepts only users, each with its own
+// permissions.
+func RunWithUsers(t testing.TB, users []*natsserver.User) *Server {
+	t.Helper()
+	return run(t, server.Config{StoreDir: t.TempDir(), Users: users})
+}
+
+func run(t testing.TB, cfg server.Config) *Server {
+	t.Helper()
+	cfg.Port, cfg.ReadyTimeout = -1, 20*time.Second
+	ns, err := server.Start(cfg)
 	if err != nil {
 		t.Fatalf("natstest: start server: %v", err)
 	}
@@ -39,7 +52,7 @@ func RunIn(t testing.TB, dir string) *Server {
 		ns.Shutdown()
 		ns.WaitForShutdown()
 	})
-	return &Server{Server: ns, StoreDir: dir}
+	return &Server{Server: ns, StoreDir: cfg.StoreDir}
 }
 
 // Connect opens a client connection that the test's cleanup closes.

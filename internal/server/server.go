@@ -42,6 +42,9 @@ type Config struct {
 	Logger *slog.Logger
 	// ReadyTimeout bounds the wait for the server to accept clients.
 	ReadyTimeout time.Duration
+	// Users, when set, are the only identities the server accepts, each
+	// with its own permissions.
+	Users []*natsserver.User
 }
 
 // AddrInUseError reports that the server's port is taken.
@@ -92,6 +95,7 @@ func Start(cfg Config) (*natsserver.Server, error) {
 		SyncAlways:   cfg.SyncAlways,
 		NoSigs:       true,
 		MaxPayload:   8 << 20,
+		Users:        cfg.Users,
 	}
 	ns, err := natsserver.NewServer(opts)
 	if err != nil {

@@ -69,7 +69,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, cf
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	opts := []nats.Option{nats.Name("yard fn " + cfg.Name), nats.MaxReconnects(-1)}
+	// Replies come to an inbox of the function's own, which its
+	// credential may read (and no other function's may).
+	opts := []nats.Option{nats.Name("yard fn " + cfg.Name), nats.MaxReconnects(-1), nats.CustomInboxPrefix(wire.InboxPrefix(cfg.Name))}
 	if creds := getenv("NATS_CREDS"); creds != "" {
 		opts = append(opts, nats.UserCredentials(creds))
 	}

@@ -185,3 +185,8 @@ func UnregisterSubject(name string) (string, error) {
 	}
 	return UnregisterPrefix + name, nil
 }
+
+// InboxPrefix is the reply-inbox prefix of a function's instances:
+// _INBOX_fn.<name>. A prefix of its own lets a function's credential
+// receive only its own replies, never another's.
+func InboxPrefix(name string) string { return "_INBOX_fn." + name }
