@@ -210,7 +210,7 @@ func shopHint(names []string, httpAddr, serverFlag string) string {
 		return ""
 	}
 	return fmt.Sprintf(`
-The shop (README, "The example shop"):
+The shop (docs/shop.md):
   nats%s sub orders.placed
   curl -s -d '{"items":[{"sku":"TEA-0001","quantity":2}],"card":"4242424242424242","email":"ada@example.com"}' http://%s/fn/orders
 `, serverFlag, httpAddr)

@@ -34,6 +34,7 @@ import (
 	"github.com/switchyard-dev/switchyard/gateway"
 	"github.com/switchyard-dev/switchyard/internal/natstest"
 	"github.com/switchyard-dev/switchyard/internal/server"
+	"github.com/switchyard-dev/switchyard/runtime/fntest"
 	"github.com/switchyard-dev/switchyard/runtime/invocation"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
@@ -69,17 +70,20 @@ func TestCrash(t *testing.T) {
 	t.Cleanup(func() { nsMu.Lock(); ns.Shutdown(); nsMu.Unlock() })
 	url := ns.ClientURL()
 
-	fns := &fleet{t: t, bin: bin, env: []string{"NATS_URL=" + url, "CRASH_LOG_DIR=" + logDir}}
-	for i := range instances {
-		fns.start(i)
-	}
-	t.Cleanup(fns.stopAll)
-
 	gnc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer gnc.Close()
+	// What the agents do for the instances, which run without a deploy:
+	// register and provision them.
+	fntest.Platform(t, gnc)
+
+	fns := &fleet{t: t, bin: bin, env: []string{"NATS_URL=" + url, "CRASH_LOG_DIR=" + logDir}}
+	for i := range instances {
+		fns.start(i)
+	}
+	t.Cleanup(fns.stopAll)
 	// Refusals while NATS restarts are expected and counted below; their
 	// log lines would only bury the result.
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -177,7 +181,7 @@ func TestCrash(t *testing.T) {
 			if records[n] != nil && records[n].Status.Final() {
 				continue
 			}
-			e, err := kv.Get(context.Background(), id)
+			e, err := kv.Get(context.Background(), wire.ResultKey("crash", id))
 			if err == nil {
 				var rec invocation.Record
 				if json.Unmarshal(e.Value(), &rec) == nil {

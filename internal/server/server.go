@@ -35,7 +35,7 @@ type Config struct {
 	// crash (they are in the OS page cache) but not a power loss.
 	SyncInterval time.Duration
 	// SyncAlways fsyncs every write before acknowledging it: survives power
-	// loss at a measured throughput cost (see README, "Durability").
+	// loss at a measured throughput cost (see docs/operations.md).
 	SyncAlways bool
 	// Name of the server; defaults to one derived by nats-server.
 	Name   string

@@ -214,16 +214,18 @@ func (i *Instance) register(ctx context.Context) error {
 	defer cancel()
 	for {
 		m, err := i.nc.RequestWithContext(ctx, subject, body)
-		if errors.Is(err, nats.ErrNoResponders) {
+		if err != nil {
+			// No platform yet, or NATS is restarting: ask again until
+			// the wait is over. Only the platform's answer is final.
 			select {
 			case <-ctx.Done():
-				return fmt.Errorf("no Switchyard platform answered %s: run `yard up` (or `yard agent`) against this NATS server", subject)
+				if errors.Is(err, nats.ErrNoResponders) {
+					return fmt.Errorf("no Switchyard platform answered %s: run `yard up` (or `yard agent`) against this NATS server", subject)
+				}
+				return fmt.Errorf("register on %s: %w", subject, err)
 			case <-time.After(200 * time.Millisecond):
 				continue
 			}
-		}
-		if err != nil {
-			return fmt.Errorf("register on %s: %w", subject, err)
 		}
 		if werr := wire.ReplyError(m.Header, m.Data); werr != nil {
 			return fmt.Errorf("the platform refused the registration: %w", werr)

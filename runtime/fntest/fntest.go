@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -25,7 +26,7 @@ import (
 type Harness struct {
 	Name     string
 	NC       *nats.Conn
-	Server   *natstest.Server
+	Server   *natsserver.Server
 	Instance *fn.Instance
 }
 
@@ -49,7 +50,7 @@ func Start(t testing.TB, cfg fn.Config, h *fn.Handler) *Harness {
 			t.Errorf("fntest: stop %s: %v", cfg.Name, err)
 		}
 	})
-	return &Harness{Name: cfg.Name, NC: nc, Server: s, Instance: inst}
+	return &Harness{Name: cfg.Name, NC: nc, Server: s.Server, Instance: inst}
 }
 
 // Platform does in-process what the agents do, short of running

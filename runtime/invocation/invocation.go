@@ -120,7 +120,7 @@ func ValidateKey(key string) error {
 	return nil
 }
 
-// Retry policy defaults (DESIGN.md, "Defaults").
+// Retry policy defaults.
 var (
 	DefaultMaxAttempts = 5
 	DefaultBackoff     = []time.Duration{time.Second, 5 * time.Second, 30 * time.Second, 2 * time.Minute}

@@ -11,7 +11,7 @@ import (
 // one HTTP status; the table below is the only place that mapping lives.
 type Code string
 
-// The error codes of the platform (DESIGN.md, "Errors").
+// The error codes of the platform (docs/http-api.md lists them).
 const (
 	CodeInvalidArgument      Code = "invalid_argument"
 	CodeUnauthenticated      Code = "unauthenticated"
