@@ -2,6 +2,7 @@ package fn
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"sync"
@@ -113,6 +114,16 @@ func (i *Instance) runAsync(msg jetstream.Msg) {
 		// A redelivery: if this very message was settled before a crash
 		// lost its ack, settle it again instead of running it again.
 		if old, err := i.store.GetOf(ctx, i.cfg.Name, rec.ID); err == nil && old.Seq == rec.Seq && old.Status.Final() {
+			// The crash may have come before the callback was stored:
+			// store it again (a second copy is dropped as a duplicate).
+			if url := hdr.Get(wire.HeaderCallbackURL); url != "" {
+				event, _ := json.Marshal(old)
+				if err := i.store.QueueCallback(ctx, old, url, event); err != nil {
+					i.log.Error("queue callback failed; will redeliver", "invocation_id", rec.ID, logKeyErr, err)
+					_ = msg.NakWithDelay(time.Second)
+					return
+				}
+			}
 			_ = msg.Ack()
 			return
 		}

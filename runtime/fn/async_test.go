@@ -15,6 +15,8 @@ import (
 	"github.com/switchyard-dev/switchyard/runtime/fn"
 	"github.com/switchyard-dev/switchyard/runtime/fntest"
 	"github.com/switchyard-dev/switchyard/runtime/invocation"
+	"github.com/switchyard-dev/switchyard/runtime/provision"
+	"github.com/switchyard-dev/switchyard/runtime/registry"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
@@ -242,6 +244,59 @@ func TestAsyncCallbackQueued(t *testing.T) {
 	if got.ID != rec.ID || got.Status != invocation.Succeeded || string(got.Result) != `{"n":8}` ||
 		m.Header.Get(wire.HeaderCallbackURL) != "https://example.com/done?token=x" || m.Header.Get(wire.HeaderInvocationID) != rec.ID {
 		t.Fatalf("queued callback %+v, headers %v", got, m.Header)
+	}
+}
+
+// TestCallbackOfSettledRedelivery: an instance that stored an outcome and
+// died before storing its callback and acking leaves a redelivery; the
+// next instance does not run it again but stores the callback.
+func TestCallbackOfSettledRedelivery(t *testing.T) {
+	nc := natstest.Connect(t, natstest.Run(t))
+	fntest.Platform(t, nc)
+	ctx := context.Background()
+	s, js := openStore(t, nc)
+	p, err := provision.New(ctx, js, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Apply(ctx, &registry.Spec{Name: "double", Timeout: registry.Duration(time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	rec, _, err := s.Submit(ctx, invocation.Submission{Function: "double", Body: []byte(`{"n":1}`), CallbackURL: "https://example.com/hook"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What the dead instance did: the first delivery, its outcome stored.
+	cons, err := js.Consumer(ctx, wire.StreamAsync, wire.AsyncConsumer("double"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range batch.Messages() {
+		_ = m.Nak()
+	}
+	done := &invocation.Record{ID: rec.ID, Function: "double", Status: invocation.Succeeded, Seq: rec.Seq, Attempts: 1, Result: []byte(`{"n":2}`)}
+	if err := s.Put(ctx, done); err != nil {
+		t.Fatal(err)
+	}
+	var runs atomic.Int64
+	startFn(t, nc, fn.Config{Name: "double"}, fn.Handle(func(ctx context.Context, i in) (out, error) {
+		runs.Add(1)
+		return out{N: 2 * i.N}, nil
+	}))
+	st, err := js.Stream(ctx, wire.StreamCallbacks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.WaitFor(t, 10*time.Second, "the callback to be stored", func() bool {
+		m, err := st.GetLastMsgForSubject(ctx, "yard.callbacks.double")
+		return err == nil && m.Header.Get(wire.HeaderInvocationID) == rec.ID
+	})
+	if n := runs.Load(); n != 0 {
+		t.Fatalf("a settled invocation ran again (%d times)", n)
 	}
 }
 
