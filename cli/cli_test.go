@@ -401,7 +401,8 @@ func TestDescribeBreakers(t *testing.T) {
 		t.Fatalf("invoke: %+v", r)
 	}
 	r := yard(t, env, "", "describe", "caller")
-	if r.code != 0 || !regexpMatch(`circuit breakers[^\n]*\n(.*\n)*\s+absent-x\s+closed\s+\(instance \w+\)`, r.stdout) {
+	if r.code != 0 || !regexpMatch(`circuit breakers[^\n]*\n(.*\n)*\s+absent-x\s+closed\s+\(instance \w+\)`, r.stdout) ||
+		!regexpMatch(`calls\s+absent-x\n`, r.stdout) {
 		t.Fatalf("describe: %+v", r)
 	}
 	r = yard(t, env, "", "describe", "caller", "--json")

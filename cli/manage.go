@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -120,6 +121,18 @@ STATS, as 'nats micro stats <name>' shows them).`,
 				fmt.Fprintf(tw, "instances\tmin %d, max %d, concurrency %d each\n", live.MinInstances, live.MaxInstances, live.Concurrency)
 				if live.Artifact != nil {
 					fmt.Fprintf(tw, "artifact\t%s (%.1f MB)\n", live.Artifact.Digest, float64(live.Artifact.Size)/1e6)
+				}
+				// What it declares it uses: the rights it gets.
+				for _, d := range []struct {
+					label string
+					items []string
+				}{{"calls", live.Calls}, {"publishes", live.Publishes}, {"consumes", live.Events}, {"buckets", live.Buckets}} {
+					if len(d.items) > 0 {
+						fmt.Fprintf(tw, "%s\t%s\n", d.label, strings.Join(d.items, ", "))
+					}
+				}
+				for _, st := range live.Streams {
+					fmt.Fprintf(tw, "stream\t%s (%s)\n", st.Name, strings.Join(st.Subjects, ", "))
 				}
 				_ = tw.Flush()
 				fmt.Fprintf(out, "\ninput schema:\n%s\n\noutput schema:\n%s\n", indent(live.InputSchema), indent(live.OutputSchema))
