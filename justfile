@@ -16,7 +16,7 @@ ci:
 # async throughput vs raw JetStream (and the cost of --sync always).
 bench:
     go test ./gateway -run '^$' -bench GatewayOverhead -benchtime 3x
-    go test ./runtime -run '^$' -bench AsyncThroughput -benchtime 1x
+    go test ./runtime/fn -run '^$' -bench AsyncThroughput -benchtime 1x
     go test ./runtime/agent -run '^$' -bench ColdStart -benchtime 1x
     go test ./schemas -run '^$' -bench . -benchmem
 

@@ -86,20 +86,11 @@ func (p *Provisioner) reply(m *nats.Msg, handle func() (any, error)) {
 }
 
 func (p *Provisioner) register(ctx context.Context, m *nats.Msg) (*Registration, error) {
-	name := strings.TrimPrefix(m.Subject, wire.RegisterPrefix)
-	if err := wire.ValidateName(name); err != nil {
-		return nil, wire.Errorf(wire.CodeInvalidArgument, "%v", err)
-	}
-	if len(m.Data) > maxSpecBytes {
-		return nil, wire.Errorf(wire.CodePayloadTooLarge, "a registration is at most %d bytes", maxSpecBytes)
-	}
-	spec, err := registry.Decode(m.Data)
+	spec, err := parseRegistration(m.Subject, m.Data)
 	if err != nil {
-		return nil, wire.Errorf(wire.CodeInvalidArgument, "%v", err)
+		return nil, err
 	}
-	if spec.Name != name {
-		return nil, wire.Errorf(wire.CodeInvalidArgument, "the spec names %q, the subject %q", spec.Name, name)
-	}
+	name := spec.Name
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	deployed, err := p.reg.Register(ctx, spec)
@@ -173,4 +164,28 @@ func (p *Provisioner) Follow(ctx context.Context) error {
 			p.log.Error("provision", "fn", e.Key(), "err", err)
 		}
 	})
+}
+
+// parseRegistration reads a registration from anyone on NATS: the subject
+// names the function, the body is its spec, at most maxSpecBytes. Every
+// refusal is an invalid_argument (or payload_too_large) wire error.
+func parseRegistration(subject string, data []byte) (*registry.Spec, error) {
+	name := strings.TrimPrefix(subject, wire.RegisterPrefix)
+	if err := wire.ValidateName(name); err != nil {
+		return nil, wire.Errorf(wire.CodeInvalidArgument, "%v", err)
+	}
+	if len(data) > maxSpecBytes {
+		return nil, wire.Errorf(wire.CodePayloadTooLarge, "a registration is at most %d bytes", maxSpecBytes)
+	}
+	spec, err := registry.Decode(data)
+	if err != nil {
+		return nil, wire.Errorf(wire.CodeInvalidArgument, "%v", err)
+	}
+	if spec.Name != name {
+		return nil, wire.Errorf(wire.CodeInvalidArgument, "the spec names %q, the subject %q", spec.Name, name)
+	}
+	if err := spec.Validate(); err != nil {
+		return nil, wire.Errorf(wire.CodeInvalidArgument, "invalid spec: %v", err)
+	}
+	return spec, nil
 }
