@@ -76,8 +76,8 @@ func TestIdempotent(t *testing.T) {
 		t.Fatalf("repeat decline: %+v", r)
 	}
 	// Another amount under the same order id is a conflict.
-	if _, err := fntest.Invoke[Result](t, h, charge("once", "4242424242424242", 991)); !isCode(err, wire.CodeConflict) {
-		t.Fatalf("other amount: %v, want conflict", err)
+	if _, err := fntest.Invoke[Result](t, h, charge("once", "4242424242424242", 991)); !isCode(err, wire.CodeConflict) || fn.ReasonOf(err) != ReasonMismatch {
+		t.Fatalf("other amount: %v, want conflict, charge_mismatch", err)
 	}
 }
 
@@ -204,8 +204,8 @@ func TestStatusVoidAndRefund(t *testing.T) {
 	}
 	c := charge("s-1", "4242424242424242", 500)
 	c.Attempt = 2
-	if _, err := fntest.Invoke[Result](t, h, c); !isCode(err, wire.CodeConflict) {
-		t.Fatalf("late charge of attempt 2: %v, want conflict", err)
+	if _, err := fntest.Invoke[Result](t, h, c); !isCode(err, wire.CodeConflict) || fn.ReasonOf(err) != ReasonVoided {
+		t.Fatalf("late charge of attempt 2: %v, want conflict, charge_voided", err)
 	}
 	if r := status("s-1", 1); r.Status != StatusNone {
 		t.Fatalf("status 1 after 2: %+v", r)
