@@ -1,43 +1,8 @@
-// Command inventory keeps the example shop's stock and the reservations
-// orders hold on it, in the KV bucket shop_inventory. Every stock change is
-// one revision-checked, repeatable write on the stock key itself:
-// stock.<SKU> holds the available quantity and the holds of the orders that
-// reserved it ({"available": 98, "holds": {"o-1#1": 2}}). Taking stock for an
-// order that already holds the SKU does nothing, giving back only happens
-// while the hold exists (and deletes it), and committing deletes the hold
-// (the units stay sold). So concurrent orders, on any number of instances,
-// can never take stock below zero, and any step may be retried after a
-// crash without taking or giving back twice.
-//
-// Generations. A released reservation may be held again (the order is
-// retried), so one order may hold a SKU more than once over time. Every
-// time a reservation goes (back) to held its generation (Gen in res.<order>)
-// grows, and holds are keyed by order and generation, <order>#<gen>: take,
-// give back and commit name their generation and touch only its hold, so a
-// late give-back of a released generation can never take back the stock of
-// the newer one. A generation exists only once the one before was
-// released, so any of these writes also gives back the holds the order has
-// of older generations that are still there (a give-back that never ran).
-// A hold keyed by the order alone (written before generations existed) is
-// generation 0, the generation of a reservation record without one.
-//
-// An order first reserves its items, then commits the reservation once paid
-// or releases it (giving the items back). The reservation record
-// res.<order> says which SKUs the order touched and in which state it is
-// (held, committed, released); it carries the attempt (a fencing token from
-// orders, growing with every attempt at the order) that holds it, and
-// reserve, release and commit with an older attempt are refused (409), so a
-// slow earlier attempt cannot change a newer one's reservation. Callers
-// without an attempt (0) are not fenced.
-//
-// Reservations that are held, or whose commit or release has not finished
-// yet, are indexed in a second bucket, shop_inventory_held (one key per
-// order), so the sweep, which runs every minute, reads only those: it
-// releases the ones held for longer than SHOP_RESERVATION_TTL (left by an
-// orders instance that crashed) and finishes interrupted commits and
-// releases. Finished reservation records stay in shop_inventory: they
-// remember an order's outcome (a repeated reserve of an order that was out
-// of stock answers insufficient_stock again).
+// Command inventory keeps the example shop's stock, and the reservations
+// orders hold on it, in the KV bucket shop_inventory: stock.<SKU> holds the
+// available quantity and each reservation's hold on it, res.<order> the
+// reservation. No number of instances can oversell or give back twice;
+// docs/shop-design.md says how.
 package main
 
 import (
@@ -45,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -58,10 +24,6 @@ import (
 // Bucket holds the stock (stock.<SKU>) and reservations (res.<order id>).
 const Bucket = "shop_inventory"
 
-// HeldBucket indexes the reservations the sweep must look at: one key per
-// order, created on reserve, deleted once committed or released.
-const HeldBucket = "shop_inventory_held"
-
 // Input is one inventory operation.
 type Input struct {
 	Op string `json:"op" jsonschema:"enum=reserve,enum=release,enum=commit,enum=get,enum=restock,enum=sweep"`
@@ -71,7 +33,8 @@ type Input struct {
 	// available quantity); get reads the stock of the listed SKUs, or of all.
 	Items []Item `json:"items,omitempty" jsonschema:"maxItems=20"`
 	// Attempt fences reserve, release and commit: an attempt older than the
-	// one holding the reservation is refused with conflict. 0: not fenced.
+	// one holding the reservation is refused (409, stale_attempt). 0: not
+	// fenced.
 	Attempt int64 `json:"attempt,omitempty" jsonschema:"minimum=0"`
 }
 
@@ -89,8 +52,10 @@ type Output struct {
 	Stock []Stock `json:"stock,omitempty"`
 	// SKU is the item that was short, with insufficient_stock.
 	SKU string `json:"sku,omitempty"`
-	// Released counts the reservations a sweep released.
+	// Released counts the reservations a sweep released, Held the holds
+	// it left in place (reservations in flight).
 	Released int `json:"released,omitempty" jsonschema:"minimum=0"`
+	Held     int `json:"held,omitempty" jsonschema:"minimum=0"`
 }
 
 // Stock is the available quantity of one SKU.
@@ -108,6 +73,13 @@ const (
 	StatusOK                = "ok"
 )
 
+// Reasons of inventory's conflicts (409).
+const (
+	ReasonStale      = "stale_attempt"          // a newer attempt holds the reservation
+	ReasonReleased   = "reservation_released"   // commit found it released
+	ReasonIncomplete = "reservation_incomplete" // commit found it still being made
+)
+
 // States of a reservation.
 const (
 	stateHeld      = "held"
@@ -115,29 +87,47 @@ const (
 	stateReleased  = "released"
 )
 
-// seed is the stock of every SKU the shop sells (catalog's), written on
-// first use and never overwritten.
+// MaxReserveQuantity bounds the quantity of one SKU in a reservation;
+// settleTimeout a reserve's takes once started.
+const (
+	MaxReserveQuantity = 1000
+	settleTimeout      = 10 * time.Second
+)
+
+// seed is the stock of every SKU the shop sells (catalog's) until its
+// stock record is first written.
 var seed = map[string]int{"TEA-0001": 100, "TEA-0002": 0, "COF-0001": 50, "EQP-0001": 20}
 
 // ReservationTTL is how long a reservation may stay held before the sweep
 // releases it; SHOP_RESERVATION_TTL sets it (default 5m).
 var ReservationTTL = 5 * time.Minute
 
-// MaxReserveQuantity bounds the quantity of one SKU in a reservation.
-const MaxReserveQuantity = 1000
-
-// stockRecord is stock.<SKU>: what is available, and what each order with
-// a live reservation holds. Holds are deleted by commit and release, so
-// the map only ever holds the reservations in flight.
+// stockRecord is stock.<SKU>: what is available, and what each reservation
+// in flight holds, by holdKey.
 type stockRecord struct {
-	Available int `json:"available"`
-	// Holds are keyed by holdKey: <order>#<gen>, or <order> for gen 0.
-	Holds map[string]int `json:"holds,omitempty"`
+	Available int            `json:"available"`
+	Holds     map[string]int `json:"holds,omitempty"`
 }
 
-// holdKey is the key of a generation's hold in stockRecord.Holds. Order ids
-// have no #, so the key of generation 0 is the order id itself: the format
-// of holds written before generations existed.
+// reservation is res.<order>, held by the attempt with the fencing token
+// Attempt. Gen grows each time it goes (back) to held, for a retried
+// order or a newer attempt: each generation's holds are its own.
+type reservation struct {
+	Items     []Item    `json:"items"`
+	State     string    `json:"state"`
+	Attempt   int64     `json:"attempt,omitempty"`
+	Gen       int64     `json:"gen,omitempty"`
+	Complete  bool      `json:"complete"` // every item is taken
+	Short     string    `json:"short_sku,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+func stockKey(sku string) string { return "stock." + sku }
+func resKey(order string) string { return "res." + order }
+
+// holdKey is <order>#<gen>; generation 0 (holds written before there were
+// generations) is the order id alone.
 func holdKey(order string, gen int64) string {
 	if gen == 0 {
 		return order
@@ -145,72 +135,28 @@ func holdKey(order string, gen int64) string {
 	return order + "#" + strconv.FormatInt(gen, 10)
 }
 
-// parseHoldKey splits a hold key into order and generation.
 func parseHoldKey(k string) (order string, gen int64) {
-	i := strings.LastIndexByte(k, '#')
-	if i < 0 {
-		return k, 0
+	order, g, ok := strings.Cut(k, "#")
+	if n, err := strconv.ParseInt(g, 10, 64); ok && err == nil {
+		return order, n
 	}
-	g, err := strconv.ParseInt(k[i+1:], 10, 64)
-	if err != nil {
-		return k, 0
-	}
-	return k[:i], g
+	return k, 0
 }
 
-// reclaimOlder gives back the order's holds of generations older than gen:
-// those generations were released, and their give-back has not run yet.
-func (s *stockRecord) reclaimOlder(order string, gen int64) bool {
-	changed := false
-	for k, q := range s.Holds {
-		if o, g := parseHoldKey(k); o == order && g < gen {
-			s.Available += q
-			delete(s.Holds, k)
-			changed = true
-		}
-	}
-	return changed
+var (
+	errNoop       = errors.New("no change")
+	errShort      = errors.New("insufficient stock")
+	errSuperseded = errors.New("a newer generation of the reservation holds the SKU")
+)
+
+func stale(order string) error {
+	return fn.WithReason(fn.Errorf(fn.CodeConflict, "the reservation of order %s belongs to a newer attempt", order), ReasonStale)
 }
-
-type reservation struct {
-	Items []Item `json:"items"`
-	State string `json:"state"`
-	// Attempt is the fencing token of the attempt holding it.
-	Attempt int64 `json:"attempt,omitempty"`
-	// Gen grows every time the reservation goes (back) to held; the holds
-	// of the stock records carry it. 0: written before generations existed.
-	Gen int64 `json:"gen,omitempty"`
-	// Complete is set once every item is taken; until then a concurrent
-	// reserve of the same order cannot tell its outcome yet.
-	Complete  bool      `json:"complete"`
-	Short     string    `json:"short_sku,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
-}
-
-type heldEntry struct {
-	CreatedAt time.Time `json:"created_at"`
-}
-
-func stockKey(sku string) string { return "stock." + sku }
-func resKey(order string) string { return "res." + order }
-
-var errNoop = errors.New("no change")
-
-type buckets struct{ kv, held *fn.KV }
 
 // Inventory runs one operation.
 func Inventory(ctx context.Context, in Input) (Output, error) {
 	kv, err := fn.OpenKV(ctx, Bucket)
 	if err != nil {
-		return Output{}, err
-	}
-	held, err := fn.OpenKV(ctx, HeldBucket)
-	if err != nil {
-		return Output{}, err
-	}
-	b := buckets{kv, held}
-	if err := ensureSeeded(ctx, kv); err != nil {
 		return Output{}, err
 	}
 	if (in.Op == "reserve" || in.Op == "release" || in.Op == "commit") && in.OrderID == "" {
@@ -230,21 +176,21 @@ func Inventory(ctx context.Context, in Input) (Output, error) {
 	}
 	switch in.Op {
 	case "reserve":
-		return reserve(ctx, b, in.OrderID, in.Attempt, merge(in.Items))
+		return reserve(ctx, kv, in.OrderID, in.Attempt, merge(in.Items))
 	case "release":
-		if _, err := release(ctx, b, in.OrderID, in.Attempt, time.Time{}, ""); err != nil {
+		if _, err := release(ctx, kv, in.OrderID, in.Attempt, time.Time{}); err != nil {
 			return Output{}, err
 		}
 		return Output{OrderID: in.OrderID, Status: StatusReleased}, nil
 	case "commit":
-		return commit(ctx, b, in.OrderID, in.Attempt)
+		return commit(ctx, kv, in.OrderID, in.Attempt)
 	case "get":
 		return get(ctx, kv, in.Items)
 	case "restock":
 		return restock(ctx, kv, in.Items)
 	case "sweep":
-		n, err := sweep(ctx, b, time.Now().Add(-ReservationTTL))
-		return Output{Status: StatusOK, Released: n}, err
+		released, held, err := sweep(ctx, kv, time.Now().Add(-ReservationTTL))
+		return Output{Status: StatusOK, Released: released, Held: held}, err
 	}
 	return Output{}, fn.InvalidArgument("/op", "unknown operation")
 }
@@ -257,432 +203,261 @@ func merge(items []Item) []Item {
 		sum[it.SKU] += it.Quantity
 	}
 	out := make([]Item, 0, len(sum))
-	for sku, q := range sum {
-		out = append(out, Item{SKU: sku, Quantity: q})
+	for _, sku := range slices.Sorted(maps.Keys(sum)) {
+		out = append(out, Item{SKU: sku, Quantity: sum[sku]})
 	}
-	slices.SortFunc(out, func(a, b Item) int { return strings.Compare(a.SKU, b.SKU) })
 	return out
 }
 
-var seeded sync.Map // *fn.KV -> struct{}
-
-// ensureSeeded creates the stock of every SKU that has none yet.
-func ensureSeeded(ctx context.Context, kv *fn.KV) error {
-	if _, ok := seeded.Load(kv); ok {
-		return nil
+// readStock reads stock.<sku>, or the seed when it was never written.
+func readStock(ctx context.Context, kv *fn.KV, sku string) (stockRecord, error) {
+	s, _, err := fn.GetJSON[stockRecord](ctx, kv, stockKey(sku))
+	if errors.Is(err, fn.ErrKeyNotFound) {
+		return stockRecord{Available: seed[sku]}, nil
 	}
-	for sku, n := range seed {
-		_, err := kv.Create(ctx, stockKey(sku), []byte(fmt.Sprintf(`{"available":%d}`, n)))
-		if err != nil && !errors.Is(err, fn.ErrKeyExists) {
-			return err
-		}
-	}
-	seeded.Store(kv, struct{}{})
-	return nil
+	return s, err
 }
 
 // stockLocks serialise this instance's own updates of one SKU, so that
-// they do not race each other for the same revision; other instances are
-// kept out by the revision check.
+// they do not race each other for the revision; other instances are kept
+// out by the revision check.
 var stockLocks sync.Map // SKU -> *sync.Mutex
 
-// changeStock applies change to stock.<sku> in one revision-checked write.
+// changeStock applies change to stock.<sku> in one revision-checked write;
+// change returns errNoop to write nothing.
 func changeStock(ctx context.Context, kv *fn.KV, sku string, change func(s *stockRecord) error) (stockRecord, error) {
 	mu, _ := stockLocks.LoadOrStore(sku, &sync.Mutex{})
 	mu.(*sync.Mutex).Lock()
 	defer mu.(*sync.Mutex).Unlock()
-	return fn.UpdateJSON(ctx, kv, stockKey(sku), func(s *stockRecord, exists bool) error {
+	s, err := fn.UpdateJSON(ctx, kv, stockKey(sku), func(s *stockRecord, exists bool) error {
 		if !exists {
 			s.Available = seed[sku]
 		}
+		if s.Holds == nil {
+			s.Holds = map[string]int{}
+		}
 		return change(s)
 	})
+	if errors.Is(err, errNoop) {
+		err = nil
+	}
+	return s, err
 }
 
-var (
-	errShort      = errors.New("insufficient stock")
-	errSuperseded = errors.New("a newer generation of the reservation holds the SKU")
-)
+// giveBack returns the order's holds of generations up to gen to the
+// available stock, and reports whether there were any.
+func (s *stockRecord) giveBack(order string, gen int64) bool {
+	changed := false
+	for k, q := range s.Holds {
+		if o, g := parseHoldKey(k); o == order && g <= gen {
+			s.Available += q
+			delete(s.Holds, k)
+			changed = true
+		}
+	}
+	return changed
+}
 
 // take takes qty of sku for generation gen of the order's reservation,
-// unless that generation holds the SKU already. Holds of older generations
-// are given back in the same write; a newer generation's hold refuses it
-// (errSuperseded).
-func take(ctx context.Context, kv *fn.KV, sku, order string, gen int64, qty int) (int, error) {
-	s, err := changeStock(ctx, kv, sku, func(s *stockRecord) error {
+// unless it holds the SKU already; holds of older generations are given
+// back in the same write.
+func take(ctx context.Context, kv *fn.KV, sku, order string, gen int64, qty int) (stockRecord, error) {
+	return changeStock(ctx, kv, sku, func(s *stockRecord) error {
 		for k := range s.Holds {
 			if o, g := parseHoldKey(k); o == order && g > gen {
 				return errSuperseded
 			}
 		}
-		reclaimed := s.reclaimOlder(order, gen)
+		changed := s.giveBack(order, gen-1)
 		if _, ok := s.Holds[holdKey(order, gen)]; ok {
-			if reclaimed {
-				return nil
-			}
-			return errNoop
+			return noopUnless(changed)
 		}
 		if s.Available < qty {
-			// Short even with the older holds given back: nothing is
-			// written (they stay for their own give-back).
-			return errShort
+			return errShort // nothing is written: older holds go back on their own
 		}
 		s.Available -= qty
-		if s.Holds == nil {
-			s.Holds = map[string]int{}
-		}
 		s.Holds[holdKey(order, gen)] = qty
 		return nil
 	})
-	if errors.Is(err, errNoop) {
-		err = nil
-	}
-	return s.Available, err
 }
 
-// giveBack returns generation gen's hold of sku (and any of an older
-// generation) to the available stock, if it still has one. Newer
-// generations' holds are not touched.
-func giveBack(ctx context.Context, kv *fn.KV, sku, order string, gen int64) error {
+// settleHold ends generation gen's hold of sku: given back, or with sold
+// deleted (the units stay sold). Older generations' holds are given back.
+func settleHold(ctx context.Context, kv *fn.KV, sku, order string, gen int64, sold bool) error {
 	_, err := changeStock(ctx, kv, sku, func(s *stockRecord) error {
-		if !s.reclaimOlder(order, gen+1) {
-			return errNoop
-		}
-		return nil
-	})
-	if errors.Is(err, errNoop) {
-		return nil
-	}
-	return err
-}
-
-// settleHold deletes generation gen's hold of sku: the units stay sold.
-// Holds of older generations are given back.
-func settleHold(ctx context.Context, kv *fn.KV, sku, order string, gen int64) error {
-	_, err := changeStock(ctx, kv, sku, func(s *stockRecord) error {
-		reclaimed := s.reclaimOlder(order, gen)
-		if _, ok := s.Holds[holdKey(order, gen)]; !ok {
-			if reclaimed {
-				return nil
+		changed := s.giveBack(order, gen-1)
+		if q, ok := s.Holds[holdKey(order, gen)]; ok {
+			if !sold {
+				s.Available += q
 			}
-			return errNoop
+			delete(s.Holds, holdKey(order, gen))
+			changed = true
 		}
-		delete(s.Holds, holdKey(order, gen))
-		return nil
+		return noopUnless(changed)
 	})
-	if errors.Is(err, errNoop) {
-		return nil
-	}
 	return err
 }
 
-func staleAttempt(order string, attempt, holder int64) error {
-	return fn.Errorf(fn.CodeConflict, "the reservation of order %s belongs to a newer attempt (%d > %d)", order, holder, attempt)
+func noopUnless(changed bool) error {
+	if changed {
+		return nil
+	}
+	return errNoop
 }
 
-func reserve(ctx context.Context, b buckets, order string, attempt int64, items []Item) (Output, error) {
+// settleHolds ends generation gen's holds of every item; a failure does not
+// stop the others, and repeating it finishes the rest.
+func settleHolds(ctx context.Context, kv *fn.KV, order string, gen int64, items []Item, sold bool) error {
+	var errs []error
+	for _, it := range items {
+		errs = append(errs, settleHold(ctx, kv, it.SKU, order, gen, sold))
+	}
+	return errors.Join(errs...)
+}
+
+func reserve(ctx context.Context, kv *fn.KV, order string, attempt int64, items []Item) (Output, error) {
 	now := time.Now().UTC()
-	var existing reservation
-	var adopted bool
-	r, err := fn.UpdateJSON(ctx, b.kv, resKey(order), func(r *reservation, exists bool) error {
-		existing, adopted = *r, false
-		if exists {
-			if attempt != 0 && attempt < r.Attempt {
-				return staleAttempt(order, attempt, r.Attempt)
-			}
-			switch {
-			case r.State == stateHeld && r.Complete && attempt > r.Attempt:
-				// A newer attempt takes over the finished reservation.
-				r.Attempt, r.UpdatedAt, adopted = attempt, now, true
-				return nil
-			case r.State == stateHeld && !r.Complete && attempt != 0 && attempt == r.Attempt:
-				// The same attempt again (say, after a timeout): carry on,
-				// taking is repeatable.
-				return nil
-			case r.State != stateReleased || r.Short != "":
-				return errNoop
-			}
-			// A reservation released by release or the sweep may be held
-			// again: the order is being retried. It is a new generation,
-			// whose holds are its own.
+	r, err := fn.UpdateJSON(ctx, kv, resKey(order), func(r *reservation, exists bool) error {
+		switch {
+		case !exists:
+		case attempt != 0 && attempt < r.Attempt:
+			return stale(order)
+		case r.State == stateHeld && (attempt == r.Attempt || attempt == 0),
+			r.State == stateCommitted, r.Short != "":
+			return errNoop // the same attempt carries on, or the outcome stands
 		}
+		// New, released and retried, or held by an older attempt: a new
+		// generation (whose takes give the older one's holds back).
 		*r = reservation{Items: items, State: stateHeld, Attempt: attempt, Gen: r.Gen + 1, CreatedAt: now, UpdatedAt: now}
 		return nil
 	})
-	if errors.Is(err, errNoop) {
-		return existingOutcome(order, existing)
-	}
-	if err != nil {
+	switch {
+	case err != nil && !errors.Is(err, errNoop):
 		return Output{}, err
-	}
-	if adopted {
+	case r.State == stateReleased:
+		return Output{OrderID: order, Status: StatusInsufficientStock, SKU: r.Short}, nil
+	case r.State == stateCommitted || r.Complete:
 		return Output{OrderID: order, Status: StatusReserved}, nil
 	}
-	// Indexed before anything is taken, so the sweep finds whatever is.
-	if err := markHeld(ctx, b.held, order, r.CreatedAt); err != nil {
-		return Output{}, err
-	}
-	// From here on the steps must finish together (a take that lands after
-	// a sweep must be given back by this call), whatever the caller's
-	// deadline: only a crash stops them half way.
+	// The takes finish together whatever the caller's deadline: a take
+	// that lands after a release is given back by this call, so only a
+	// crash leaves one behind, for the sweep.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
 	defer cancel()
-
-	// gone ends this call when its generation was released meanwhile (a
-	// concurrent release or sweep), and maybe held again since: what this
-	// generation took after the release gave back is given back too, and
-	// a newer generation is left alone.
-	gone := func() (Output, error) {
-		cur, err := abandon(ctx, b, order, r, "")
-		switch {
-		case err != nil:
-			return Output{}, err
-		case cur.State == stateHeld && cur.Attempt > attempt:
-			return Output{}, staleAttempt(order, attempt, cur.Attempt)
-		case cur.Gen == r.Gen && cur.State != stateReleased:
-			// Finished by a concurrent call of the same attempt.
-			return Output{OrderID: order, Status: StatusReserved}, nil
-		}
-		return Output{OrderID: order, Status: StatusReleased}, nil
-	}
 	out := Output{OrderID: order, Status: StatusReserved, Stock: []Stock{}}
+	short := ""
 	for _, it := range r.Items {
-		avail, err := take(ctx, b.kv, it.SKU, order, r.Gen, it.Quantity)
-		if errors.Is(err, errSuperseded) {
-			return gone()
-		}
+		s, err := take(ctx, kv, it.SKU, order, r.Gen, it.Quantity)
 		if errors.Is(err, errShort) {
-			if _, err := abandon(ctx, b, order, r, it.SKU); err != nil {
-				return Output{}, err
-			}
-			return Output{OrderID: order, Status: StatusInsufficientStock, SKU: it.SKU}, nil
+			short = it.SKU
+		}
+		if errors.Is(err, errShort) || errors.Is(err, errSuperseded) {
+			break
 		}
 		if err != nil {
-			// The holds say what was taken: a retry, release or the sweep
-			// settles it.
-			return Output{}, err
+			return Output{}, err // the holds say what was taken: a retry, release or sweep settles it
 		}
-		out.Stock = append(out.Stock, Stock{SKU: it.SKU, Available: avail})
+		out.Stock = append(out.Stock, Stock{SKU: it.SKU, Available: s.Available})
 	}
-	gen := r.Gen
-	_, err = fn.UpdateJSON(ctx, b.kv, resKey(order), func(r *reservation, exists bool) error {
-		if !exists || r.State != stateHeld || r.Gen != gen || r.Attempt != attempt {
+	// Complete (or out of stock), unless released or taken over meanwhile.
+	cur, err := fn.UpdateJSON(ctx, kv, resKey(order), func(cur *reservation, exists bool) error {
+		if !exists || cur.Gen != r.Gen || cur.State != stateHeld || cur.Complete || cur.Attempt != r.Attempt {
 			return errNoop
 		}
-		r.Complete, r.UpdatedAt = true, time.Now().UTC()
+		if short != "" {
+			cur.State, cur.Short = stateReleased, short
+		}
+		cur.Complete, cur.UpdatedAt = short == "", time.Now().UTC()
 		return nil
 	})
-	if errors.Is(err, errNoop) {
-		return gone()
+	switch {
+	case err == nil && short == "":
+		return out, nil
+	case err == nil:
+		return Output{OrderID: order, Status: StatusInsufficientStock, SKU: short}, settleHolds(ctx, kv, order, r.Gen, r.Items, false)
+	case !errors.Is(err, errNoop):
+		return Output{}, err
+	case cur.Gen == r.Gen && cur.State == stateHeld && cur.Complete && cur.Attempt == r.Attempt:
+		return out, nil // finished by a concurrent call of the same attempt
 	}
-	return out, err
+	// Released, or started over by a newer attempt: what this call took
+	// goes back.
+	if err := settleHolds(ctx, kv, order, r.Gen, r.Items, false); err != nil {
+		return Output{}, err
+	}
+	if cur.Attempt > attempt && attempt != 0 {
+		return Output{}, stale(order)
+	}
+	return Output{OrderID: order, Status: StatusReleased}, nil
 }
 
-// settleTimeout bounds the steps of a reserve once it has started taking.
-const settleTimeout = 10 * time.Second
-
-// abandon ends generation mine.Gen of the order's reservation when reserve
-// cannot finish it: still held and incomplete, it is released (short names
-// the SKU that was short); then its holds are given back. A newer
-// generation, a complete one (finished, or taken over by a newer attempt)
-// or a commit is left alone. It returns the reservation as it found it.
-func abandon(ctx context.Context, b buckets, order string, mine reservation, short string) (reservation, error) {
-	var cur reservation
-	_, err := fn.UpdateJSON(ctx, b.kv, resKey(order), func(r *reservation, exists bool) error {
-		cur = *r
-		if !exists || r.Gen != mine.Gen || r.State != stateHeld || r.Complete {
+// release releases the order's reservation and gives its holds back; with
+// a non-zero olderThan (the sweep) only one held since before it. A
+// repeated release finishes a give-back that failed. It reports whether
+// this call released it.
+func release(ctx context.Context, kv *fn.KV, order string, attempt int64, olderThan time.Time) (bool, error) {
+	r, err := fn.UpdateJSON(ctx, kv, resKey(order), func(r *reservation, exists bool) error {
+		switch {
+		case !exists || r.State != stateHeld:
+			return errNoop
+		case attempt != 0 && attempt < r.Attempt:
+			return stale(order)
+		case !olderThan.IsZero() && !r.CreatedAt.Before(olderThan):
 			return errNoop
 		}
-		r.State, r.Short, r.UpdatedAt = stateReleased, short, time.Now().UTC()
-		cur = *r
+		r.State, r.UpdatedAt = stateReleased, time.Now().UTC()
 		return nil
 	})
 	if err != nil && !errors.Is(err, errNoop) {
-		return cur, err
-	}
-	switch {
-	case cur.Gen == mine.Gen && cur.State == stateReleased:
-		return cur, finishRelease(ctx, b, order, cur)
-	case cur.Gen != mine.Gen:
-		// A newer generation holds it now: give back this one's holds
-		// only; the held index is the newer one's.
-		var errs []error
-		for _, it := range mine.Items {
-			errs = append(errs, giveBack(ctx, b.kv, it.SKU, order, mine.Gen))
-		}
-		return cur, errors.Join(errs...)
-	}
-	return cur, nil
-}
-
-func markHeld(ctx context.Context, held *fn.KV, order string, created time.Time) error {
-	_, err := fn.UpdateJSON(ctx, held, order, func(h *heldEntry, _ bool) error {
-		h.CreatedAt = created
-		return nil
-	})
-	return err
-}
-
-// existingOutcome answers a repeated reserve of an order.
-func existingOutcome(order string, r reservation) (Output, error) {
-	switch {
-	case r.State == stateReleased:
-		return Output{OrderID: order, Status: StatusInsufficientStock, SKU: r.Short}, nil
-	case r.State == stateHeld && !r.Complete:
-		return Output{}, fn.Errorf(fn.CodeUnavailable, "the reservation of order %s is still being made; try again", order)
-	}
-	return Output{OrderID: order, Status: StatusReserved}, nil
-}
-
-// release gives back the stock of a reservation. The state change
-// held→released is revision-checked; then every SKU the reservation names
-// is given back where its generation still holds it, each a repeatable
-// write. A give-back that fails does not stop the others, and the
-// reservation stays in the held index, so a repeated release (or the sweep)
-// completes it. With a non-zero olderThan only reservations created before
-// it are released (the sweep). It reports whether this call moved it to
-// released.
-func release(ctx context.Context, b buckets, order string, attempt int64, olderThan time.Time, short string) (bool, error) {
-	cur, found, changed, err := markReleased(ctx, b, order, attempt, olderThan, short)
-	if err != nil {
 		return false, err
 	}
-	if !found {
-		return false, unindex(ctx, b, order, 0)
+	if r.State != stateReleased {
+		return false, nil
 	}
-	if cur.State != stateReleased {
-		return false, nil // held (too young for the sweep) or committed
-	}
-	return changed, finishRelease(ctx, b, order, cur)
+	return err == nil, settleHolds(ctx, kv, order, r.Gen, r.Items, false)
 }
 
-// markReleased is release's first step: it moves a held reservation to
-// released, and returns it as it is then.
-func markReleased(ctx context.Context, b buckets, order string, attempt int64, olderThan time.Time, short string) (cur reservation, found, changed bool, err error) {
-	_, err = fn.UpdateJSON(ctx, b.kv, resKey(order), func(r *reservation, exists bool) error {
-		cur, found = *r, exists
-		if !exists || r.State != stateHeld {
-			return errNoop
-		}
-		if attempt != 0 && attempt < r.Attempt {
-			return staleAttempt(order, attempt, r.Attempt)
-		}
-		if !olderThan.IsZero() && !r.CreatedAt.Before(olderThan) {
-			return errNoop
-		}
-		r.State, r.Short, r.UpdatedAt = stateReleased, short, time.Now().UTC()
-		cur = *r
-		return nil
-	})
-	if errors.Is(err, errNoop) {
-		return cur, found, false, nil
-	}
-	return cur, found, err == nil, err
-}
-
-// finishRelease gives back every hold of a released reservation (of its
-// generation r.Gen, and none of a newer one) and takes it out of the held
-// index.
-func finishRelease(ctx context.Context, b buckets, order string, r reservation) error {
-	var errs []error
-	for _, it := range r.Items {
-		if err := giveBack(ctx, b.kv, it.SKU, order, r.Gen); err != nil {
-			fn.Logger(ctx).Error("stock of a released reservation not given back yet", "order", order, "sku", it.SKU, "err", err)
-			errs = append(errs, err)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	return unindex(ctx, b, order, r.Gen)
-}
-
-// finishCommit deletes the holds of a committed reservation (of its
-// generation r.Gen) and takes it out of the held index.
-func finishCommit(ctx context.Context, b buckets, order string, r reservation) error {
-	var errs []error
-	for _, it := range r.Items {
-		if err := settleHold(ctx, b.kv, it.SKU, order, r.Gen); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	return unindex(ctx, b, order, r.Gen)
-}
-
-// unindex takes the order out of the held index once generation gen of its
-// reservation is settled. Should a newer generation have been made
-// meanwhile (its reserve indexes it before taking anything), the entry is
-// put back: the reservation is read after the delete, so a newer
-// generation whose entry the delete removed is always seen.
-func unindex(ctx context.Context, b buckets, order string, gen int64) error {
-	if err := b.held.Delete(ctx, order); err != nil {
-		return err
-	}
-	r, _, err := fn.GetJSON[reservation](ctx, b.kv, resKey(order))
-	switch {
-	case errors.Is(err, fn.ErrKeyNotFound):
-		return nil
-	case err != nil:
-		return err
-	case r.Gen != gen:
-		return markHeld(ctx, b.held, order, r.CreatedAt)
-	}
-	return nil
-}
-
-func commit(ctx context.Context, b buckets, order string, attempt int64) (Output, error) {
-	var cur reservation
-	_, err := fn.UpdateJSON(ctx, b.kv, resKey(order), func(r *reservation, exists bool) error {
-		if !exists {
+func commit(ctx context.Context, kv *fn.KV, order string, attempt int64) (Output, error) {
+	r, err := fn.UpdateJSON(ctx, kv, resKey(order), func(r *reservation, exists bool) error {
+		switch {
+		case !exists:
 			return fn.NotFound("no reservation for order %s", order)
-		}
-		cur = *r
-		if r.State != stateHeld || !r.Complete {
+		case r.State == stateCommitted:
 			return errNoop
-		}
-		if attempt != 0 && attempt < r.Attempt {
-			return staleAttempt(order, attempt, r.Attempt)
+		case r.State == stateReleased:
+			return fn.WithReason(fn.Errorf(fn.CodeConflict, "the reservation of order %s was released", order), ReasonReleased)
+		case attempt != 0 && attempt < r.Attempt:
+			return stale(order)
+		case !r.Complete:
+			return fn.WithReason(fn.Errorf(fn.CodeConflict, "the reservation of order %s is still being made", order), ReasonIncomplete)
 		}
 		r.State, r.UpdatedAt = stateCommitted, time.Now().UTC()
-		cur = *r
 		return nil
 	})
-	switch {
-	case err == nil, errors.Is(err, errNoop) && cur.State == stateCommitted:
-		if err := finishCommit(ctx, b, order, cur); err != nil {
-			return Output{}, err
-		}
-		return Output{OrderID: order, Status: StatusCommitted}, nil
-	case errors.Is(err, errNoop) && cur.State == stateReleased:
-		return Output{}, fn.Errorf(fn.CodeConflict, "the reservation of order %s was released", order)
-	case errors.Is(err, errNoop) && !cur.Complete:
-		return Output{}, fn.Errorf(fn.CodeConflict, "the reservation of order %s is not complete", order)
+	if err != nil && !errors.Is(err, errNoop) {
+		return Output{}, err
 	}
-	return Output{}, err
+	// The units stay sold: deleting the holds is bookkeeping, which the
+	// sweep finishes should it fail here.
+	if err := settleHolds(ctx, kv, order, r.Gen, r.Items, true); err != nil {
+		fn.Logger(ctx).Warn("committed, but holds not settled yet", "order", order, "err", err)
+	}
+	return Output{OrderID: order, Status: StatusCommitted}, nil
 }
 
 func get(ctx context.Context, kv *fn.KV, items []Item) (Output, error) {
-	var skus []string
-	for _, it := range items {
-		skus = append(skus, it.SKU)
-	}
-	if len(skus) == 0 {
+	if len(items) == 0 {
 		for sku := range seed {
-			skus = append(skus, sku)
+			items = append(items, Item{SKU: sku})
 		}
 	}
-	slices.Sort(skus)
-	skus = slices.Compact(skus)
 	out := Output{Status: StatusOK, Stock: []Stock{}}
-	for _, sku := range skus {
-		s, _, err := fn.GetJSON[stockRecord](ctx, kv, stockKey(sku))
+	for _, it := range merge(items) {
+		s, err := readStock(ctx, kv, it.SKU)
 		if err != nil {
 			return Output{}, err
 		}
-		out.Stock = append(out.Stock, Stock{SKU: sku, Available: s.Available})
+		out.Stock = append(out.Stock, Stock{SKU: it.SKU, Available: s.Available})
 	}
 	return out, nil
 }
@@ -702,91 +477,42 @@ func restock(ctx context.Context, kv *fn.KV, items []Item) (Output, error) {
 	return out, nil
 }
 
-// sweep looks at the reservations in the held index: it releases those
-// held since before cutoff, and finishes commits and releases that were
-// interrupted. It returns how many it released.
-func sweep(ctx context.Context, b buckets, cutoff time.Time) (int, error) {
-	orders, err := b.held.Keys(ctx)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
+// sweep settles the holds no reservation in flight needs, by the state of
+// their reservation: held since before cutoff, it is released; committed,
+// the hold is deleted; released before cutoff (a reserve may still be
+// taking for it until then), superseded by a newer generation or missing,
+// the hold is given back. It returns how many reservations it released,
+// and how many holds it left.
+func sweep(ctx context.Context, kv *fn.KV, cutoff time.Time) (released, held int, err error) {
 	var errs []error
-	for _, order := range orders {
-		r, _, err := fn.GetJSON[reservation](ctx, b.kv, resKey(order))
-		switch {
-		case errors.Is(err, fn.ErrKeyNotFound):
-			errs = append(errs, unindex(ctx, b, order, 0))
-			continue
-		case err != nil:
-			errs = append(errs, err)
-			continue
-		}
-		switch r.State {
-		case stateCommitted:
-			errs = append(errs, finishCommit(ctx, b, order, r))
-		case stateReleased:
-			// Only long after the release: a reserve of the order retried
-			// right now may be taking stock under the same order id.
-			if r.UpdatedAt.Before(cutoff) {
-				errs = append(errs, finishRelease(ctx, b, order, r))
-			}
-		case stateHeld:
-			if !r.CreatedAt.Before(cutoff) {
-				continue
-			}
-			released, err := release(ctx, b, order, 0, cutoff, "")
-			errs = append(errs, err)
-			if released {
-				fn.Logger(ctx).Warn("released an expired reservation", "order", order, "created_at", r.CreatedAt)
-				n++
-			}
-		}
-	}
-	errs = append(errs, settleOrphanHolds(ctx, b, cutoff))
-	return n, errors.Join(errs...)
-}
-
-// settleOrphanHolds walks the holds of every stock record and settles
-// those no held reservation accounts for: a process that crashed between
-// a take and its bookkeeping (after a sweep had already unindexed the
-// reservation) leaves one behind. A hold of a generation that was
-// released before cutoff, or that a newer generation replaced, is given
-// back; one of a committed generation is settled (the units stay sold).
-// Holds of generations still held are left to reserve, release and
-// commit.
-func settleOrphanHolds(ctx context.Context, b buckets, cutoff time.Time) error {
-	keys, err := b.kv.Keys(ctx)
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, k := range keys {
-		sku, ok := strings.CutPrefix(k, "stock.")
-		if !ok {
-			continue
-		}
-		st, _, err := fn.GetJSON[stockRecord](ctx, b.kv, k)
+	for _, sku := range slices.Sorted(maps.Keys(seed)) {
+		s, err := readStock(ctx, kv, sku)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		for hk := range st.Holds {
-			order, gen := parseHoldKey(hk)
-			r, _, err := fn.GetJSON[reservation](ctx, b.kv, resKey(order))
+		for k := range s.Holds {
+			order, gen := parseHoldKey(k)
+			r, _, err := fn.GetJSON[reservation](ctx, kv, resKey(order))
+			mine := err == nil && r.Gen == gen
 			switch {
-			case errors.Is(err, fn.ErrKeyNotFound), err == nil && r.Gen > gen,
-				err == nil && r.Gen == gen && r.State == stateReleased && r.UpdatedAt.Before(cutoff):
-				fn.Logger(ctx).Warn("giving back an orphaned hold", "sku", sku, "order", order, "gen", gen)
-				errs = append(errs, giveBack(ctx, b.kv, sku, order, gen))
-			case err == nil && r.Gen == gen && r.State == stateCommitted:
-				errs = append(errs, settleHold(ctx, b.kv, sku, order, gen))
-			case err != nil:
+			case err != nil && !errors.Is(err, fn.ErrKeyNotFound):
 				errs = append(errs, err)
+			case mine && r.State == stateHeld && r.CreatedAt.Before(cutoff):
+				ok, err := release(ctx, kv, order, 0, cutoff)
+				if ok {
+					fn.Logger(ctx).Warn("released an expired reservation", "order", order, "created_at", r.CreatedAt)
+					released++
+				}
+				errs = append(errs, err)
+			case mine && (r.State == stateHeld || r.State == stateReleased && !r.UpdatedAt.Before(cutoff)):
+				held++
+			default:
+				errs = append(errs, settleHold(ctx, kv, sku, order, gen, mine && r.State == stateCommitted))
 			}
 		}
 	}
-	return errors.Join(errs...)
+	return released, held, errors.Join(errs...)
 }
 
 // ParseTTL reads SHOP_RESERVATION_TTL (empty: the default).
@@ -805,7 +531,7 @@ func ParseTTL(s string) (time.Duration, error) {
 var Config = fn.Config{
 	Name:        "inventory",
 	Description: "Stock and reservations of the example shop",
-	Buckets:     []string{Bucket, HeldBucket},
+	Buckets:     []string{Bucket},
 	Schedules:   []fn.Schedule{{Cron: "@every 1m", Input: map[string]any{"op": "sweep"}}},
 }
 

@@ -38,11 +38,10 @@ func TestSeedAndGet(t *testing.T) {
 	if fmt.Sprint(out.Stock) != fmt.Sprint(want) || out.Status != StatusOK {
 		t.Fatalf("get all: %+v, want %v", out, want)
 	}
-	// Seeding never overwrites.
+	// The seed counts only until the stock is written.
 	invoke(t, h, Input{Op: "restock", Items: []Item{{SKU: "TEA-0002", Quantity: 7}}})
-	seeded.Clear()
 	if n := available(t, h, "TEA-0002"); n != 7 {
-		t.Fatalf("after reseed: %d, want 7", n)
+		t.Fatalf("after restock: %d, want 7", n)
 	}
 }
 
@@ -96,8 +95,8 @@ func TestReserveCommitRelease(t *testing.T) {
 	if a := available(t, h, "EQP-0001"); a != 20 {
 		t.Fatalf("after releases: %d, want 20", a)
 	}
-	if _, err := fntest.Invoke[Output](t, h, Input{Op: "commit", OrderID: "o-2"}); !isCode(err, wire.CodeConflict) {
-		t.Fatalf("commit released: %v, want conflict", err)
+	if _, err := fntest.Invoke[Output](t, h, Input{Op: "commit", OrderID: "o-2"}); !isCode(err, wire.CodeConflict) || fn.ReasonOf(err) != ReasonReleased {
+		t.Fatalf("commit released: %v, want conflict, reservation_released", err)
 	}
 	// Unknown orders: release is a no-op, commit is not found.
 	if out := invoke(t, h, Input{Op: "release", OrderID: "nope"}); out.Status != StatusReleased {
@@ -167,9 +166,9 @@ func TestConcurrentReservesNeverOversell(t *testing.T) {
 	}
 }
 
-// openBuckets returns a context with the harness's connection and the
-// function's buckets, to call the operations directly.
-func openBuckets(t *testing.T, h *fntest.Harness) (context.Context, buckets) {
+// openBucket returns a context with the harness's connection and the
+// function's bucket, to call the operations directly.
+func openBucket(t *testing.T, h *fntest.Harness) (context.Context, *fn.KV) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(fn.WithConn(context.Background(), h.NC), 20*time.Second)
 	t.Cleanup(cancel)
@@ -177,74 +176,71 @@ func openBuckets(t *testing.T, h *fntest.Harness) (context.Context, buckets) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	held, err := fn.OpenKV(ctx, HeldBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ctx, buckets{kv, held}
+	return ctx, kv
 }
 
-func stockOf(t *testing.T, ctx context.Context, b buckets, sku string) stockRecord {
+func stockOf(t *testing.T, ctx context.Context, kv *fn.KV, sku string) stockRecord {
 	t.Helper()
-	s, _, err := fn.GetJSON[stockRecord](ctx, b.kv, stockKey(sku))
+	s, _, err := fn.GetJSON[stockRecord](ctx, kv, stockKey(sku))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
 }
 
-func heldKeys(t *testing.T, ctx context.Context, b buckets) []string {
+// setState writes a reservation's state as a step of release or commit
+// does, before its holds are settled (a crash after it).
+func setState(t *testing.T, ctx context.Context, kv *fn.KV, order, state string) reservation {
 	t.Helper()
-	keys, err := b.held.Keys(ctx)
+	r, err := fn.UpdateJSON(ctx, kv, resKey(order), func(r *reservation, _ bool) error {
+		r.State, r.UpdatedAt = state, time.Now().UTC()
+		return nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return keys
+	return r
 }
 
 func TestSweepReleasesExpired(t *testing.T) {
 	h := fntest.Start(t, Config, fn.Handle(Inventory))
-	ctx, b := openBuckets(t, h)
+	ctx, kv := openBucket(t, h)
 
 	invoke(t, h, Input{Op: "reserve", OrderID: "old", Items: []Item{{SKU: "EQP-0001", Quantity: 5}}})
 	invoke(t, h, Input{Op: "reserve", OrderID: "paid", Items: []Item{{SKU: "EQP-0001", Quantity: 1}}})
 	invoke(t, h, Input{Op: "commit", OrderID: "paid"})
-	if n, err := sweep(ctx, b, time.Now().Add(-time.Hour)); n != 0 || err != nil {
-		t.Fatalf("early sweep: %d %v", n, err)
+	if n, held, err := sweep(ctx, kv, time.Now().Add(-time.Hour)); n != 0 || held != 1 || err != nil {
+		t.Fatalf("early sweep: %d released, %d held, %v", n, held, err)
 	}
 	cutoff := time.Now()
 	invoke(t, h, Input{Op: "reserve", OrderID: "fresh", Items: []Item{{SKU: "EQP-0001", Quantity: 2}}})
-	// Only the reservations still held are in the index: the sweep reads
-	// nothing else.
-	if keys := heldKeys(t, ctx, b); fmt.Sprint(keys) != "[fresh old]" {
-		t.Fatalf("held index %v, want [fresh old]", keys)
+	// Only the reservations in flight hold anything.
+	if s := stockOf(t, ctx, kv, "EQP-0001"); fmt.Sprint(s.Holds) != "map[fresh#1:2 old#1:5]" {
+		t.Fatalf("holds %v, want fresh's and old's", s.Holds)
 	}
-	if n, err := sweep(ctx, b, cutoff); n != 1 || err != nil {
-		t.Fatalf("sweep: %d %v, want 1 released", n, err)
+	if n, held, err := sweep(ctx, kv, cutoff); n != 1 || held != 1 || err != nil {
+		t.Fatalf("sweep: %d released, %d held, %v; want 1 and 1", n, held, err)
 	}
 	if a := available(t, h, "EQP-0001"); a != 20-1-2 {
 		t.Fatalf("stock %d, want 17", a)
 	}
-	if n, err := sweep(ctx, b, cutoff); n != 0 || err != nil {
+	if n, _, err := sweep(ctx, kv, cutoff); n != 0 || err != nil {
 		t.Fatalf("second sweep: %d %v", n, err)
 	}
-	if keys := heldKeys(t, ctx, b); fmt.Sprint(keys) != "[fresh]" {
-		t.Fatalf("held index %v, want [fresh]", keys)
-	}
-	if s := stockOf(t, ctx, b, "EQP-0001"); fmt.Sprint(s.Holds) != "map[fresh#1:2]" {
+	if s := stockOf(t, ctx, kv, "EQP-0001"); fmt.Sprint(s.Holds) != "map[fresh#1:2]" {
 		t.Fatalf("holds %v, want only fresh's", s.Holds)
 	}
 	// The scheduled operation sweeps with the TTL: nothing is that old.
-	if out := invoke(t, h, Input{Op: "sweep"}); out.Released != 0 || out.Status != StatusOK {
+	if out := invoke(t, h, Input{Op: "sweep"}); out.Released != 0 || out.Held != 1 || out.Status != StatusOK {
 		t.Fatalf("sweep op: %+v", out)
 	}
 }
 
 // Holds record what each order took; commit and release delete them, so
-// the stock keys stay small, and the held index empties.
+// the stock keys stay small.
 func TestHoldsAreBounded(t *testing.T) {
 	h := fntest.Start(t, Config, fn.Handle(Inventory))
-	ctx, b := openBuckets(t, h)
+	ctx, kv := openBucket(t, h)
 	for i := range 30 {
 		order := fmt.Sprintf("b-%d", i)
 		invoke(t, h, Input{Op: "reserve", OrderID: order, Items: []Item{{SKU: "TEA-0001", Quantity: 1}, {SKU: "COF-0001", Quantity: 1}}})
@@ -255,46 +251,41 @@ func TestHoldsAreBounded(t *testing.T) {
 		}
 	}
 	for _, sku := range []string{"TEA-0001", "COF-0001"} {
-		if s := stockOf(t, ctx, b, sku); len(s.Holds) != 0 {
+		if s := stockOf(t, ctx, kv, sku); len(s.Holds) != 0 {
 			t.Errorf("%s holds %v after every order settled", sku, s.Holds)
 		}
 	}
 	if a, c := available(t, h, "TEA-0001"), available(t, h, "COF-0001"); a != 85 || c != 35 {
 		t.Errorf("stock %d %d, want 85 35", a, c)
 	}
-	if keys := heldKeys(t, ctx, b); len(keys) != 0 {
-		t.Errorf("held index %v, want empty", keys)
-	}
 }
 
 // A reserve interrupted after taking some items (a crash) is finished by
-// repeating it, without taking anything twice; taking again for an order
-// that holds the SKU does nothing.
+// repeating it, without taking anything twice; a newer attempt starts it
+// over as a new generation, and an older one is refused.
 func TestReserveRepeatableAfterCrash(t *testing.T) {
 	h := fntest.Start(t, Config, fn.Handle(Inventory))
-	ctx, b := openBuckets(t, h)
+	ctx, kv := openBucket(t, h)
 	invoke(t, h, Input{Op: "get"}) // seeds
-	// The crash: the record says held and incomplete, one item is taken.
 	items := []Item{{SKU: "COF-0001", Quantity: 3}, {SKU: "TEA-0001", Quantity: 4}}
-	if _, err := fn.UpdateJSON(ctx, b.kv, resKey("crash"), func(r *reservation, _ bool) error {
-		*r = reservation{Items: items, State: stateHeld, Attempt: 7, CreatedAt: time.Now().UTC()}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
+	crash := func(order string) {
+		t.Helper()
+		// The record says held and incomplete, one item is taken.
+		if _, err := fn.UpdateJSON(ctx, kv, resKey(order), func(r *reservation, _ bool) error {
+			*r = reservation{Items: items, State: stateHeld, Attempt: 7, Gen: 1, CreatedAt: time.Now().UTC()}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			if _, err := take(ctx, kv, "COF-0001", order, 1, 3); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
-	if _, err := take(ctx, b.kv, "COF-0001", "crash", 0, 3); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := take(ctx, b.kv, "COF-0001", "crash", 0, 3); err != nil {
-		t.Fatal(err)
-	}
+	crash("crash")
 	if a := available(t, h, "COF-0001"); a != 47 {
 		t.Fatalf("taken twice: %d, want 47", a)
-	}
-	// Another attempt of the order cannot tell the outcome while it is
-	// being made, and an older one is refused.
-	if _, err := fntest.Invoke[Output](t, h, Input{Op: "reserve", OrderID: "crash", Attempt: 8, Items: items}); !isCode(err, wire.CodeUnavailable) {
-		t.Fatalf("other attempt: %v, want unavailable", err)
 	}
 	if _, err := fntest.Invoke[Output](t, h, Input{Op: "reserve", OrderID: "crash", Attempt: 6, Items: items}); !isCode(err, wire.CodeConflict) {
 		t.Fatalf("older attempt: %v, want conflict", err)
@@ -305,6 +296,18 @@ func TestReserveRepeatableAfterCrash(t *testing.T) {
 	}
 	if a, c := available(t, h, "COF-0001"), available(t, h, "TEA-0001"); a != 47 || c != 96 {
 		t.Fatalf("stock %d %d, want 47 96", a, c)
+	}
+	// A newer attempt takes over one still being made as generation 2: the
+	// units generation 1 took go back as generation 2 takes its own.
+	crash("over")
+	if out := invoke(t, h, Input{Op: "reserve", OrderID: "over", Attempt: 8, Items: items}); out.Status != StatusReserved {
+		t.Fatalf("newer attempt: %+v", out)
+	}
+	if s := stockOf(t, ctx, kv, "COF-0001"); s.Available != 44 || fmt.Sprint(s.Holds) != "map[crash#1:3 over#2:3]" {
+		t.Fatalf("stock %+v, want 44 and generation 2's hold", s)
+	}
+	if _, err := fntest.Invoke[Output](t, h, Input{Op: "commit", OrderID: "over", Attempt: 7}); fn.ReasonOf(err) != ReasonStale {
+		t.Fatalf("commit by attempt 7: %v, want stale_attempt", err)
 	}
 }
 
@@ -323,8 +326,8 @@ func TestAttemptsFence(t *testing.T) {
 		t.Fatalf("stock %d, want 18", a)
 	}
 	for _, op := range []string{"release", "commit", "reserve"} {
-		if _, err := fntest.Invoke[Output](t, h, Input{Op: op, OrderID: "f", Attempt: 1, Items: items}); !isCode(err, wire.CodeConflict) {
-			t.Fatalf("%s by attempt 1: %v, want conflict", op, err)
+		if _, err := fntest.Invoke[Output](t, h, Input{Op: op, OrderID: "f", Attempt: 1, Items: items}); !isCode(err, wire.CodeConflict) || fn.ReasonOf(err) != ReasonStale {
+			t.Fatalf("%s by attempt 1: %v, want conflict, stale_attempt", op, err)
 		}
 	}
 	if a := available(t, h, "EQP-0001"); a != 18 {
@@ -342,15 +345,15 @@ func TestAttemptsFence(t *testing.T) {
 // repeated release completes it.
 func TestReleaseCompletesAfterPartialFailure(t *testing.T) {
 	h := fntest.Start(t, Config, fn.Handle(Inventory))
-	ctx, b := openBuckets(t, h)
+	ctx, kv := openBucket(t, h)
 	invoke(t, h, Input{Op: "reserve", OrderID: "p", Items: []Item{
 		{SKU: "COF-0001", Quantity: 1}, {SKU: "EQP-0001", Quantity: 2}, {SKU: "TEA-0001", Quantity: 3}}})
 	// Break the middle SKU's record so its give-back fails.
-	good, _, err := b.kv.Get(ctx, stockKey("EQP-0001"))
+	good, _, err := kv.Get(ctx, stockKey("EQP-0001"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.kv.Put(ctx, stockKey("EQP-0001"), []byte("not json")); err != nil {
+	if _, err := kv.Put(ctx, stockKey("EQP-0001"), []byte("not json")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := fntest.Invoke[Output](t, h, Input{Op: "release", OrderID: "p"}); err == nil {
@@ -359,11 +362,11 @@ func TestReleaseCompletesAfterPartialFailure(t *testing.T) {
 	if a, c := available(t, h, "COF-0001"), available(t, h, "TEA-0001"); a != 50 || c != 100 {
 		t.Fatalf("the other SKUs were not given back: %d %d", a, c)
 	}
-	if keys := heldKeys(t, ctx, b); fmt.Sprint(keys) != "[p]" {
-		t.Fatalf("held index %v, want [p] until the release completes", keys)
-	}
-	if _, err := b.kv.Put(ctx, stockKey("EQP-0001"), good); err != nil {
+	if _, err := kv.Put(ctx, stockKey("EQP-0001"), good); err != nil {
 		t.Fatal(err)
+	}
+	if s := stockOf(t, ctx, kv, "EQP-0001"); fmt.Sprint(s.Holds) != "map[p#1:2]" {
+		t.Fatalf("holds %v, want p's until the release completes", s.Holds)
 	}
 	if out := invoke(t, h, Input{Op: "release", OrderID: "p"}); out.Status != StatusReleased {
 		t.Fatalf("release again: %+v", out)
@@ -371,8 +374,8 @@ func TestReleaseCompletesAfterPartialFailure(t *testing.T) {
 	if a, c, e := available(t, h, "COF-0001"), available(t, h, "TEA-0001"), available(t, h, "EQP-0001"); a != 50 || c != 100 || e != 20 {
 		t.Fatalf("stock %d %d %d, want 50 100 20", a, c, e)
 	}
-	if keys := heldKeys(t, ctx, b); len(keys) != 0 {
-		t.Fatalf("held index %v, want empty", keys)
+	if s := stockOf(t, ctx, kv, "EQP-0001"); len(s.Holds) != 0 {
+		t.Fatalf("holds %v, want none", s.Holds)
 	}
 }
 
@@ -420,21 +423,21 @@ func isCode(err error, code wire.Code) bool {
 	return ok && we.Code == code
 }
 
-// The review's case: the sweep marks an order's reservation released, but
-// before its give-back runs a retry of the order reserves again (held
-// again). The late give-back must give back only the released generation's
-// hold, never the new one's: the stock is exactly initial − held −
-// committed throughout.
+// A sweep marks an order's reservation released, but before its give-back
+// runs a retry of the order reserves again (generation 2). The late
+// give-back must give back only generation 1's holds, never generation 2's:
+// the stock is exactly initial − held − committed throughout.
 func TestLateGiveBackSparesNewerGeneration(t *testing.T) {
 	h := fntest.Start(t, Config, fn.Handle(Inventory))
-	ctx, b := openBuckets(t, h)
-	invoke(t, h, Input{Op: "reserve", OrderID: "r", Attempt: 1, Items: []Item{{SKU: "EQP-0001", Quantity: 5}, {SKU: "TEA-0001", Quantity: 1}}})
+	ctx, kv := openBucket(t, h)
+	items := []Item{{SKU: "EQP-0001", Quantity: 5}, {SKU: "TEA-0001", Quantity: 1}}
+	invoke(t, h, Input{Op: "reserve", OrderID: "r", Attempt: 1, Items: items})
 	invoke(t, h, Input{Op: "reserve", OrderID: "other", Items: []Item{{SKU: "EQP-0001", Quantity: 2}}})
 	invoke(t, h, Input{Op: "reserve", OrderID: "sold", Items: []Item{{SKU: "EQP-0001", Quantity: 3}}})
 	invoke(t, h, Input{Op: "commit", OrderID: "sold"})
 	want := func(step string, eqp, tea int, holds string) {
 		t.Helper()
-		e, te := stockOf(t, ctx, b, "EQP-0001"), stockOf(t, ctx, b, "TEA-0001")
+		e, te := stockOf(t, ctx, kv, "EQP-0001"), stockOf(t, ctx, kv, "TEA-0001")
 		if e.Available != eqp || te.Available != tea {
 			t.Fatalf("%s: available EQP-0001 %d, TEA-0001 %d; want %d, %d", step, e.Available, te.Available, eqp, tea)
 		}
@@ -444,65 +447,53 @@ func TestLateGiveBackSparesNewerGeneration(t *testing.T) {
 	}
 	want("reserved", 20-5-2-3, 100-1, "map[other#1:2 r#1:5] map[r#1:1]")
 
-	// The sweep's first step: generation 1 is released; its give-back has
+	// Release's first step: generation 1 is released; its give-back has
 	// not run yet.
-	swept, found, changed, err := markReleased(ctx, b, "r", 0, time.Now().Add(time.Hour), "")
-	if err != nil || !found || !changed || swept.State != stateReleased || swept.Gen != 1 {
-		t.Fatalf("mark released: %+v %v %v %v", swept, found, changed, err)
-	}
+	swept := setState(t, ctx, kv, "r", stateReleased)
 	// The retry holds it again: generation 2, which takes its own units
 	// (the units generation 1 still holds go back first).
-	out, err := reserve(ctx, b, "r", 2, merge([]Item{{SKU: "EQP-0001", Quantity: 5}, {SKU: "TEA-0001", Quantity: 1}}))
-	if err != nil || out.Status != StatusReserved {
-		t.Fatalf("reserve again: %+v %v", out, err)
+	if out := invoke(t, h, Input{Op: "reserve", OrderID: "r", Attempt: 2, Items: items}); out.Status != StatusReserved {
+		t.Fatalf("reserve again: %+v", out)
 	}
-	if r, _, _ := fn.GetJSON[reservation](ctx, b.kv, resKey("r")); r.Gen != 2 || r.State != stateHeld || !r.Complete {
+	if r, _, _ := fn.GetJSON[reservation](ctx, kv, resKey("r")); r.Gen != 2 || r.State != stateHeld || !r.Complete {
 		t.Fatalf("reservation %+v, want generation 2 held", r)
 	}
 	want("held again", 20-5-2-3, 100-1, "map[other#1:2 r#2:5] map[r#2:1]")
 	// A slow take of generation 1 arriving now is refused.
-	if _, err := take(ctx, b.kv, "EQP-0001", "r", 1, 5); !errors.Is(err, errSuperseded) {
+	if _, err := take(ctx, kv, "EQP-0001", "r", 1, 5); !errors.Is(err, errSuperseded) {
 		t.Fatalf("late take of generation 1: %v, want superseded", err)
 	}
-
-	// The sweep's give-back of generation 1 runs late: nothing of
-	// generation 2 is given back, and the order stays in the held index.
-	if err := finishRelease(ctx, b, "r", swept); err != nil {
+	// Generation 1's give-back runs late: nothing of generation 2 goes.
+	if err := settleHolds(ctx, kv, "r", swept.Gen, swept.Items, false); err != nil {
 		t.Fatal(err)
 	}
 	want("late give-back", 20-5-2-3, 100-1, "map[other#1:2 r#2:5] map[r#2:1]")
-	if keys := heldKeys(t, ctx, b); fmt.Sprint(keys) != "[other r]" {
-		t.Fatalf("held index %v, want [other r]", keys)
-	}
 	// Generation 2 commits what it holds: the units stay sold.
 	if out := invoke(t, h, Input{Op: "commit", OrderID: "r", Attempt: 2}); out.Status != StatusCommitted {
 		t.Fatalf("commit: %+v", out)
 	}
 	want("committed", 20-5-2-3, 100-1, "map[other#1:2] map[]")
 	// And a repeated late give-back, or sweep, changes nothing.
-	if err := finishRelease(ctx, b, "r", swept); err != nil {
+	if err := settleHolds(ctx, kv, "r", swept.Gen, swept.Items, false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sweep(ctx, b, time.Now().Add(time.Hour)); err != nil {
+	if _, _, err := sweep(ctx, kv, time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	want("swept", 20-3-5, 100-1, "map[] map[]")
 }
 
-// A hold give-back that never ran is given back by the next generation's
+// A hold whose give-back never ran is given back by the next generation's
 // take, and a hold in the format from before generations (keyed by the
 // order alone, in a reservation without a generation) is generation 0.
 func TestOldHoldsAreGenerationZero(t *testing.T) {
 	h := fntest.Start(t, Config, fn.Handle(Inventory))
-	ctx, b := openBuckets(t, h)
+	ctx, kv := openBucket(t, h)
 	invoke(t, h, Input{Op: "get"}) // seeds
 	legacy := func(order string, qty int) {
 		t.Helper()
-		if _, err := changeStock(ctx, b.kv, "COF-0001", func(s *stockRecord) error {
+		if _, err := changeStock(ctx, kv, "COF-0001", func(s *stockRecord) error {
 			s.Available -= qty
-			if s.Holds == nil {
-				s.Holds = map[string]int{}
-			}
 			s.Holds[order] = qty
 			return nil
 		}); err != nil {
@@ -510,10 +501,7 @@ func TestOldHoldsAreGenerationZero(t *testing.T) {
 		}
 		data := fmt.Sprintf(`{"items":[{"sku":"COF-0001","quantity":%d}],"state":"held","attempt":1,"complete":true,"created_at":%q,"updated_at":%q}`,
 			qty, time.Now().UTC().Format(time.RFC3339Nano), time.Now().UTC().Format(time.RFC3339Nano))
-		if _, err := b.kv.Put(ctx, resKey(order), []byte(data)); err != nil {
-			t.Fatal(err)
-		}
-		if err := markHeld(ctx, b.held, order, time.Now()); err != nil {
+		if _, err := kv.Put(ctx, resKey(order), []byte(data)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -527,57 +515,38 @@ func TestOldHoldsAreGenerationZero(t *testing.T) {
 	invoke(t, h, Input{Op: "release", OrderID: "old-release", Attempt: 1})
 	// old-retry is released, but its give-back is lost (a crash); the retry
 	// takes back the old hold and holds its own.
-	if _, _, _, err := markReleased(ctx, b, "old-retry", 1, time.Time{}, ""); err != nil {
-		t.Fatal(err)
-	}
+	setState(t, ctx, kv, "old-retry", stateReleased)
 	invoke(t, h, Input{Op: "reserve", OrderID: "old-retry", Attempt: 2, Items: []Item{{SKU: "COF-0001", Quantity: 2}}})
-	if s := stockOf(t, ctx, b, "COF-0001"); s.Available != 50-4-2 || fmt.Sprint(s.Holds) != "map[old-retry#1:2]" {
+	if s := stockOf(t, ctx, kv, "COF-0001"); s.Available != 50-4-2 || fmt.Sprint(s.Holds) != "map[old-retry#1:2]" {
 		t.Fatalf("stock %+v, want %d available and only old-retry#1 held", s, 50-4-2)
-	}
-	if keys := heldKeys(t, ctx, b); fmt.Sprint(keys) != "[old-retry]" {
-		t.Fatalf("held index %v", keys)
 	}
 }
 
-// TestSweepSettlesOrphanedHolds: holds that no held reservation accounts
-// for (a crash after a take, once the reservation was unindexed) are given
-// back when released, and settled when committed.
+// TestSweepSettlesOrphanedHolds: holds left by a release or commit that
+// crashed before settling them are given back when released (once the
+// release is older than the cutoff), and settled when committed.
 func TestSweepSettlesOrphanedHolds(t *testing.T) {
 	h := fntest.Start(t, Config, fn.Handle(Inventory))
-	ctx, b := openBuckets(t, h)
+	ctx, kv := openBucket(t, h)
 	before := available(t, h, "EQP-0001")
 	invoke(t, h, Input{Op: "reserve", OrderID: "lost", Items: []Item{{SKU: "EQP-0001", Quantity: 3}}})
 	invoke(t, h, Input{Op: "reserve", OrderID: "sold", Items: []Item{{SKU: "EQP-0001", Quantity: 2}}})
-	// "lost" is released but its give-back never ran; "sold" is committed
-	// but its hold was never settled; neither is indexed any more.
-	if _, _, _, err := markReleased(ctx, b, "lost", 0, time.Now().Add(time.Hour), ""); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := fn.UpdateJSON(ctx, b.kv, resKey("sold"), func(r *reservation, exists bool) error {
-		r.State = stateCommitted
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	for _, o := range []string{"lost", "sold"} {
-		if err := b.held.Delete(ctx, o); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if s := stockOf(t, ctx, b, "EQP-0001"); len(s.Holds) != 2 || s.Available != before-5 {
+	setState(t, ctx, kv, "lost", stateReleased)
+	setState(t, ctx, kv, "sold", stateCommitted)
+	if s := stockOf(t, ctx, kv, "EQP-0001"); len(s.Holds) != 2 || s.Available != before-5 {
 		t.Fatalf("before the sweep: %+v", s)
 	}
 	// Released after the cutoff: too fresh to touch.
-	if _, err := sweep(ctx, b, time.Now().Add(-time.Hour)); err != nil {
-		t.Fatal(err)
+	if _, held, err := sweep(ctx, kv, time.Now().Add(-time.Hour)); held != 1 || err != nil {
+		t.Fatalf("early sweep: %d held, %v", held, err)
 	}
-	if s := stockOf(t, ctx, b, "EQP-0001"); s.Available != before-5 || len(s.Holds) != 1 {
+	if s := stockOf(t, ctx, kv, "EQP-0001"); s.Available != before-5 || len(s.Holds) != 1 {
 		t.Fatalf("early sweep: %+v (only the committed hold may be settled)", s)
 	}
-	if _, err := sweep(ctx, b, time.Now().Add(time.Second)); err != nil {
-		t.Fatal(err)
+	if _, held, err := sweep(ctx, kv, time.Now().Add(time.Second)); held != 0 || err != nil {
+		t.Fatalf("sweep: %d held, %v", held, err)
 	}
-	if s := stockOf(t, ctx, b, "EQP-0001"); s.Available != before-2 || len(s.Holds) != 0 {
+	if s := stockOf(t, ctx, kv, "EQP-0001"); s.Available != before-2 || len(s.Holds) != 0 {
 		t.Fatalf("after the sweep: %+v, want %d available and no holds", s, before-2)
 	}
 }
