@@ -1,58 +1,12 @@
-// Command orders places the example shop's orders. It prices the items
+// Command orders places the example shop's orders: it prices the items
 // with catalog, reserves them with inventory, charges the card with
 // payments, and once paid commits the reservation and publishes
-// orders.placed (which notify consumes). A declined or failed payment
-// releases the reservation. Orders are kept in the KV bucket shop_orders
-// (order.<id>).
-//
-// Placing is idempotent per order id: an order that reached a final status
-// (paid, declined, out_of_stock) is returned as it is, and an order left
-// pending or failed is taken up again where it stopped. Placing an id again
-// with another body (items, card, email, currency) answers 409 conflict.
-//
-// Attempts. Each attempt at an order claims it with a revision-checked
-// write that stores an attempt number (one more than the last) and a lease
-// (Lease, a little over the settle timeout). While the lease is live a
-// second attempt at the same id (a client retrying after a timeout) answers
-// 409 conflict "order <id> is being placed; retry later" and touches
-// nothing. The attempt number travels to inventory and payments as a
-// fencing token, so a slow earlier attempt cannot release or commit a newer
-// one's reservation, nor charge after a newer attempt was told there is no
-// charge. Every write of the order's status is conditional: it never
-// overwrites a final status, and only the lease owner writes.
-//
-// Payments. A clear answer (approved, declined, 409 conflict: the id was
-// charged with another amount or card, passed on as 409) is acted on. When
-// payments certainly was not reached (circuit open, no instance) the stock
-// is released and the order fails with 503. Any other error (a timeout,
-// unavailable, internal) may hide a charge, so orders asks payments for the
-// order's charge ({"op":"status"}): approved goes on to paid, declined
-// ends declined, none (which also voids late charges of this attempt)
-// releases and fails with 503; if that cannot be asked either, the order
-// stays pending with its stock held, the caller gets 503, and a retry or
-// the reconcile schedule finishes it. A retry checks the recorded charge
-// before charging; if the stock has run out meanwhile but a charge exists,
-// the charge is refunded and the order ends out_of_stock with reason
-// "refunded".
-//
-// Reserving fails. A first attempt at an order (nothing can be charged yet)
-// fails it with 503 when inventory cannot reserve. An attempt that may find
-// a charge (a retry, reconcile, or an attempt that charged and must reserve
-// again) fails the order only when payments says no charge exists (the
-// binding status); a charge, or a status that cannot be asked, leaves the
-// order pending with 503 "retry later", and a retry or reconcile finishes it
-// (paid, or out_of_stock with the charge refunded). So an order never ends
-// failed while its card is charged.
-//
-// Reconcile. {"op":"reconcile"}, scheduled every minute, finishes the
-// orders left pending with an expired lease (a crash, or payments that
-// could not be asked): charge recorded → commit, publish, paid; no charge →
-// release, failed. Pending orders are indexed in the KV bucket
-// shop_orders_pending (one key per order) so reconcile reads only those.
-// Its answer is {"status":"reconciled","reconciled":<orders finished>,…}.
+// orders.placed. Placing is idempotent per order id, and an order is never
+// left failed while its card is charged; docs/shop-design.md says how.
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -60,42 +14,42 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/switchyard-dev/switchyard/runtime/fn"
 )
 
-// Bucket holds the orders.
-const Bucket = "shop_orders"
+// Bucket holds the orders (order.<id>), PendingBucket the ids of those that
+// may be left pending, for Reconcile. SubjectPlaced is the event of a paid
+// order.
+const (
+	Bucket        = "shop_orders"
+	PendingBucket = "shop_orders_pending"
+	SubjectPlaced = "orders.placed"
+)
 
-// PendingBucket indexes the orders that may be pending (one key per order
-// id), for reconcile.
-const PendingBucket = "shop_orders_pending"
-
-// Order statuses.
+// Order statuses; StatusReconciled answers {"op":"reconcile"}.
 const (
 	StatusPending    = "pending"
 	StatusPaid       = "paid"
 	StatusDeclined   = "declined"
 	StatusOutOfStock = "out_of_stock"
 	StatusFailed     = "failed"
-	// StatusReconciled is the answer of {"op":"reconcile"}.
 	StatusReconciled = "reconciled"
 )
 
-// ReasonRefunded is the reason of an order that ended out of stock after
-// its card was charged: the charge was refunded.
-const ReasonRefunded = "refunded"
+// ReasonRefunded: out of stock after the card was charged, and refunded.
+// The others are the reasons of orders' errors.
+const (
+	ReasonRefunded   = "refunded"
+	ReasonInProgress = "order_in_progress" // 409: another attempt is placing it
+	ReasonMismatch   = "order_mismatch"    // 409: the id was placed with another body
+	ReasonPending    = "order_pending"     // 503: left pending; retry later
+	ReasonFailed     = "order_failed"      // placing it again retries
+)
 
-// SubjectPlaced is the event of a paid order.
-const SubjectPlaced = "orders.placed"
-
-// PlaceOrder is an order to place. Items, card and email are required to
-// place; {"op":"reconcile"} takes nothing else.
+// PlaceOrder is an order to place; {"op":"reconcile"} takes nothing else.
 type PlaceOrder struct {
-	// Op is place (the default) or reconcile.
 	Op string `json:"op,omitempty" jsonschema:"enum=place,enum=reconcile"`
 	// OrderID makes placing idempotent; a new id is generated when absent.
 	OrderID  string   `json:"order_id,omitempty" jsonschema:"pattern=^[a-z0-9][a-z0-9-]{0\\,63}$"`
@@ -149,18 +103,14 @@ type OrderPlaced struct {
 	PlacedAt time.Time `json:"placed_at"`
 }
 
-// record is an order as stored: the order, whom to notify, and who is
-// placing it.
+// record is an order as stored. Its lease is held by the attempt placing
+// it; the lease's token numbers the attempts and fences them off each other
+// at inventory and payments.
 type record struct {
 	Order
-	Email string `json:"email"`
-	// BodyHash identifies the request that placed it (items, card, email,
-	// currency): the id with another body is a conflict.
+	Email    string `json:"email"`
 	BodyHash string `json:"body_hash,omitempty"`
-	// Attempt numbers the attempts at the order; the last one owns it.
-	Attempt int64 `json:"attempt,omitempty"`
-	// LeaseUntil is when the owning attempt is presumed gone.
-	LeaseUntil time.Time `json:"lease_until,omitzero"`
+	fn.Lease
 }
 
 // The contracts of the functions orders calls, as far as it uses them.
@@ -171,20 +121,15 @@ type (
 		Quantity int    `json:"quantity"`
 	}
 	product struct {
-		SKU       string `json:"sku"`
 		Name      string `json:"name"`
 		Price     Money  `json:"price"`
 		LineTotal Money  `json:"line_total"`
 	}
-	invItem struct {
-		SKU      string `json:"sku"`
-		Quantity int    `json:"quantity"`
-	}
 	invRequest struct {
-		Op      string    `json:"op"`
-		OrderID string    `json:"order_id"`
-		Items   []invItem `json:"items,omitempty"`
-		Attempt int64     `json:"attempt,omitempty"`
+		Op      string   `json:"op"`
+		OrderID string   `json:"order_id"`
+		Items   []ItemIn `json:"items,omitempty"`
+		Attempt int64    `json:"attempt,omitempty"`
 	}
 	invResult struct {
 		Status string `json:"status"`
@@ -204,53 +149,41 @@ type (
 	}
 )
 
-// Statuses of payments' answers.
+// What orders reads of inventory's and payments' answers.
 const (
+	invReserved = "reserved"
+	invShort    = "insufficient_stock"
+	invStale    = "stale_attempt"
+	invReleased = "reservation_released"
 	payApproved = "approved"
-	payDeclined = "declined"
 	payRefunded = "refunded"
 	payNone     = "none"
 )
 
-func final(status string) bool {
-	return status == StatusPaid || status == StatusDeclined || status == StatusOutOfStock
-}
-
-func key(id string) string { return "order." + id }
+// SettleTimeout bounds the steps that settle an order in flight, whatever
+// the caller's deadline; Lease, how long an attempt owns an order, adds a
+// margin. Another attempt, or reconcile, may take it over after that.
+var (
+	SettleTimeout = 10 * time.Second
+	Lease         = SettleTimeout + 2*time.Second
+)
 
 var (
 	errFinal     = errors.New("order is final")
-	errBusy      = errors.New("order is being placed")
 	errOtherBody = errors.New("order placed with another body")
-	errMoved     = errors.New("another attempt took the attempt number")
-	errNotOwner  = errors.New("not the owner of the order")
 )
 
-func busy(id string) error {
-	return fn.Errorf(fn.CodeConflict, "order %s is being placed; retry later", id)
-}
+func key(id string) string { return "order." + id }
 
-func otherBody(id string) error {
-	return fn.Errorf(fn.CodeConflict, "order %s was placed with another body (items, card, email or currency)", id)
-}
-
-// bodyHash identifies a placing request.
-func bodyHash(in PlaceOrder, currency string) string {
-	data, _ := json.Marshal(struct {
-		Items    []ItemIn `json:"items"`
-		Card     string   `json:"card"`
-		Email    string   `json:"email"`
-		Currency string   `json:"currency"`
-	}{in.Items, in.Card, in.Email, currency})
-	sum := sha256.Sum256(data)
-	return hex.EncodeToString(sum[:])
+func final(status string) bool {
+	return status == StatusPaid || status == StatusDeclined || status == StatusOutOfStock
 }
 
 // Place places an order, or with {"op":"reconcile"} finishes the orders
 // left pending.
 func Place(ctx context.Context, in PlaceOrder) (Order, error) {
 	if in.Op == "reconcile" {
-		n, err := Reconcile(ctx, time.Now())
+		n, err := Reconcile(ctx)
 		return Order{Status: StatusReconciled, Total: Money{Currency: "EUR"}, Items: []Line{}, Reconciled: n}, err
 	}
 	switch {
@@ -265,339 +198,250 @@ func Place(ctx context.Context, in PlaceOrder) (Order, error) {
 	if err != nil {
 		return Order{}, err
 	}
-	id := in.OrderID
-	if id == "" {
-		id = newOrderID()
-	}
-	cur := in.Currency
-	if cur == "" {
-		cur = "EUR"
-	}
+	id, cur := cmp.Or(in.OrderID, newOrderID()), cmp.Or(in.Currency, "EUR")
 	hash := bodyHash(in, cur)
 	prev, _, err := fn.GetJSON[record](ctx, kv, key(id))
-	exists := err == nil
+	if err == nil {
+		err = claimable(&prev, hash)
+		if err == nil && prev.Live(time.Now()) {
+			err = fn.ErrLeaseHeld
+		}
+	}
 	if err != nil && !errors.Is(err, fn.ErrKeyNotFound) {
-		return Order{}, err
+		return notClaimed(id, prev, err)
 	}
-	if exists {
-		if err := claimable(&prev, hash, time.Now()); err != nil {
-			return notClaimed(id, prev, err)
-		}
-	}
-
-	// Price every item, unless an earlier attempt with this body did.
-	var lines []Line
-	var total Money
-	if exists && prev.BodyHash == hash && len(prev.Items) > 0 {
-		lines, total = prev.Items, prev.Total
-	} else {
-		lines = make([]Line, 0, len(in.Items))
-		total = Money{Currency: cur}
-		for _, it := range in.Items {
-			p, err := fn.Invoke[product](ctx, "catalog", lookup{SKU: it.SKU, Currency: cur, Quantity: it.Quantity})
-			if err != nil {
-				return Order{}, err
-			}
-			lines = append(lines, Line{SKU: it.SKU, Name: p.Name, Quantity: it.Quantity, UnitPrice: p.Price, LineTotal: p.LineTotal})
-			total.Amount += p.LineTotal.Amount
-		}
-	}
-
-	// Index it under the attempt it expects to be (so reconcile finds it
-	// should this attempt die), then claim it, unless a concurrent attempt
-	// owns or finished it.
-	// The claim only takes the attempt number it indexed; when another
-	// attempt took that number first, index the next one and try again, so
-	// a claimed attempt always has its index entry.
-	expect := int64(1)
-	if exists {
-		expect = prev.Attempt + 1
-	}
-	var (
-		claimed record
-		before  record
-		existed bool
-	)
-	for try := 0; ; try++ {
-		if err := indexPending(ctx, idx, id, expect); err != nil {
+	lines, total := prev.Items, prev.Total
+	if len(lines) == 0 {
+		if lines, total, err = price(ctx, in.Items, cur); err != nil {
 			return Order{}, err
 		}
-		now := time.Now().UTC()
-		var seen int64
-		claimed, err = fn.UpdateJSON(ctx, kv, key(id), func(r *record, exists bool) error {
-			before, existed = *r, exists
-			if exists {
-				if err := claimable(r, hash, now); err != nil {
-					return err
-				}
-			}
-			if r.Attempt+1 != expect {
-				seen = r.Attempt
-				return errMoved
-			}
-			created := r.CreatedAt
-			if !exists {
-				created = now
-			}
-			*r = record{Order: Order{OrderID: id, Status: StatusPending, Total: total, Items: lines,
-				CreatedAt: created, UpdatedAt: now}, Email: in.Email, BodyHash: hash,
-				Attempt: expect, LeaseUntil: now.Add(Lease)}
-			return nil
-		})
-		if errors.Is(err, errMoved) && try < 5 {
-			expect = seen + 1
-			continue
-		}
-		break
 	}
+	// Indexed before it is claimed: reconcile finds it should this attempt die.
+	rev, err := indexPending(ctx, idx, id)
 	if err != nil {
-		return notClaimed(id, before, err)
+		return Order{}, err
 	}
-	a := newAttempt(ctx, kv, idx, claimed)
+	existed := false
+	rec, err := fn.TakeLease(ctx, kv, key(id), Lease, func(r *record, exists bool) error {
+		if exists {
+			if err := claimable(r, hash); err != nil {
+				return err
+			}
+		}
+		now := time.Now().UTC()
+		existed, r.CreatedAt = exists, cmp.Or(r.CreatedAt, now)
+		r.Order = Order{OrderID: id, Status: StatusPending, Total: total, Items: lines, CreatedAt: r.CreatedAt, UpdatedAt: now}
+		r.Email, r.BodyHash = in.Email, hash
+		return nil
+	})
+	if err != nil {
+		return notClaimed(id, rec, err)
+	}
+	a := newAttempt(ctx, kv, idx, rec, rev, existed)
 	defer a.cancel()
-	a.mayBeCharged = existed
-	return a.place(in.Card, existed)
+	return a.place(in.Card)
 }
 
-// openBuckets opens the orders and their pending index.
 func openBuckets(ctx context.Context) (kv, idx *fn.KV, err error) {
 	if kv, err = fn.OpenKV(ctx, Bucket); err != nil {
 		return nil, nil, err
 	}
-	if idx, err = fn.OpenKV(ctx, PendingBucket); err != nil {
-		return nil, nil, err
-	}
-	return kv, idx, nil
+	idx, err = fn.OpenKV(ctx, PendingBucket)
+	return kv, idx, err
 }
 
-// claimable says why an attempt may not claim the stored order r:
-// errOtherBody, errFinal or errBusy; nil when it may.
-func claimable(r *record, hash string, now time.Time) error {
+// bodyHash identifies a placing request: the same id with another body is
+// a conflict.
+func bodyHash(in PlaceOrder, currency string) string {
+	data, _ := json.Marshal(struct {
+		Items    []ItemIn `json:"items"`
+		Card     string   `json:"card"`
+		Email    string   `json:"email"`
+		Currency string   `json:"currency"`
+	}{in.Items, in.Card, in.Email, currency})
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
+
+// claimable says why an attempt may not claim the stored order r.
+func claimable(r *record, hash string) error {
 	switch {
-	case r.BodyHash != "" && r.BodyHash != hash:
+	case r.BodyHash != hash:
 		return errOtherBody
 	case final(r.Status):
 		return errFinal
-	case r.Status == StatusPending && now.Before(r.LeaseUntil):
-		return errBusy
 	}
 	return nil
 }
 
-// notClaimed is Place's answer when it could not claim the order: err is
-// why, r the order as the attempt found it.
+// notClaimed answers an attempt that could not claim the order r.
 func notClaimed(id string, r record, err error) (Order, error) {
 	switch {
 	case errors.Is(err, errFinal):
 		return r.Order, nil
-	case errors.Is(err, errBusy), errors.Is(err, errMoved):
+	case errors.Is(err, fn.ErrLeaseHeld):
 		return Order{}, busy(id)
 	case errors.Is(err, errOtherBody):
-		return Order{}, otherBody(id)
+		return Order{}, fn.WithReason(fn.Errorf(fn.CodeConflict,
+			"order %s was placed with another body (items, card, email or currency)", id), ReasonMismatch)
 	}
 	return Order{}, err
 }
 
-// The pending index has one key per attempt, <order id>.<attempt>, so an
-// attempt that settles removes its own entry and never that of a newer
-// attempt of the same order.
-func indexKey(id string, attempt int64) string { return id + "." + strconv.FormatInt(attempt, 10) }
+func busy(id string) error {
+	return fn.WithReason(fn.Errorf(fn.CodeConflict, "order %s is being placed; retry later", id), ReasonInProgress)
+}
 
-// parseIndexKey splits an index key; ok is false for anything else.
-func parseIndexKey(k string) (id string, attempt int64, ok bool) {
-	i := strings.LastIndexByte(k, '.')
-	if i < 1 {
-		return "", 0, false
+func price(ctx context.Context, items []ItemIn, cur string) ([]Line, Money, error) {
+	lines, total := make([]Line, 0, len(items)), Money{Currency: cur}
+	for _, it := range items {
+		p, err := fn.Invoke[product](ctx, "catalog", lookup{SKU: it.SKU, Currency: cur, Quantity: it.Quantity})
+		if err != nil {
+			return nil, Money{}, err
+		}
+		lines = append(lines, Line{SKU: it.SKU, Name: p.Name, Quantity: it.Quantity, UnitPrice: p.Price, LineTotal: p.LineTotal})
+		total.Amount += p.LineTotal.Amount
 	}
-	n, err := strconv.ParseInt(k[i+1:], 10, 64)
-	return k[:i], n, err == nil
+	return lines, total, nil
 }
 
-func indexPending(ctx context.Context, idx *fn.KV, id string, attempt int64) error {
-	_, err := idx.Put(ctx, indexKey(id, attempt), []byte(fmt.Sprintf(`{"at":%q}`, time.Now().UTC().Format(time.RFC3339Nano))))
-	return err
+// indexPending notes that order id may be left pending, and returns the
+// entry's revision: the attempt deletes the entry once the order is
+// settled, unless a newer attempt wrote it since.
+func indexPending(ctx context.Context, idx *fn.KV, id string) (uint64, error) {
+	return idx.Put(ctx, id, []byte(time.Now().UTC().Format(time.RFC3339Nano)))
 }
-
-// Lease is how long an attempt owns an order: the settle timeout and a
-// margin. Another attempt (or reconcile) may take it over after that.
-var Lease = SettleTimeout + 2*time.Second
-
-// SettleTimeout bounds the steps that settle an order once it is in
-// flight, whatever the caller's deadline.
-var SettleTimeout = 10 * time.Second
 
 // attempt is one claimed attempt at an order.
 type attempt struct {
-	ctx    context.Context // the caller's
-	sctx   context.Context // settling: the caller's values, not its deadline
-	cancel context.CancelFunc
-	kv     *fn.KV
-	idx    *fn.KV
-	rec    record
-	id     string
-	gen    int64
-	// mayBeCharged: an earlier attempt (this one is a retry or reconcile)
-	// or this one may have charged the card, so a failure to reserve must
-	// not fail the order unless payments says there is no charge.
+	ctx, sctx context.Context // the caller's; settling (without its deadline)
+	cancel    context.CancelFunc
+	kv, idx   *fn.KV
+	rec       record
+	id        string
+	token     int64  // the lease's, sent to inventory and payments as the attempt
+	idxRev    uint64 // of the index entry this attempt wrote
+	// mayBeCharged: an earlier attempt, or this one, may have charged the
+	// card, so the order may fail only once payments says it is not.
 	mayBeCharged bool
 }
 
-func newAttempt(ctx context.Context, kv, idx *fn.KV, rec record) *attempt {
-	// From here on the order is in flight: the steps that settle it (give
-	// back the stock, publish, commit, store the final status) must not
-	// depend on the caller's deadline, which may have just passed.
+func newAttempt(ctx context.Context, kv, idx *fn.KV, rec record, idxRev uint64, retry bool) *attempt {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), SettleTimeout)
-	return &attempt{ctx: ctx, sctx: sctx, cancel: cancel, kv: kv, idx: idx, rec: rec, id: rec.OrderID, gen: rec.Attempt}
+	return &attempt{ctx: ctx, sctx: sctx, cancel: cancel, kv: kv, idx: idx, rec: rec, id: rec.OrderID,
+		token: rec.Token, idxRev: idxRev, mayBeCharged: retry}
 }
 
-// place runs a claimed attempt. retry: the order existed (failed, or
-// pending with an expired lease), so a charge may exist.
-func (a *attempt) place(card string, retry bool) (Order, error) {
-	res, o, ok, err := a.reserve()
-	if !ok {
+func (a *attempt) place(card string) (Order, error) {
+	if o, done, err := a.reserve(); done {
 		return o, err
 	}
-	if res.Status == "insufficient_stock" {
-		if retry {
-			return a.outOfStockAfterRetry(res.SKU)
-		}
-		return a.finish(StatusOutOfStock, "insufficient stock of "+res.SKU)
-	}
-
-	charged := false
-	if retry {
-		// Only a look: this attempt may still charge.
-		st, err := a.lookupCharge()
-		if err != nil {
-			return Order{}, a.leavePending(fn.Errorf(fn.CodeUnavailable,
-				"order %s is pending: its earlier charge could not be checked (%s); retry later", a.id, message(err)))
-		}
-		switch st.Status {
-		case payApproved:
-			charged = true
-		case payDeclined, payRefunded:
-			a.release()
-			return a.finish(uncharged(st))
-		}
-	}
-	if !charged {
-		amount := a.rec.Total
-		ch, err := fn.Invoke[chargeResult](a.ctx, "payments", chargeRequest{OrderID: a.id, Card: card, Amount: &amount, Attempt: a.gen})
-		switch {
-		case err == nil && ch.Status == payApproved:
-		case err == nil:
-			a.release()
-			return a.finish(StatusDeclined, ch.Reason)
-		case hasCode(err, fn.CodeConflict):
-			// The id was charged with another amount or card (or this
-			// attempt was voided by a newer one: then inventory refuses the
-			// release and the status write is not ours).
-			a.release()
-			return a.fail("payments refused the charge: "+message(err),
-				fn.Errorf(fn.CodeConflict, "order %s failed: payments refused the charge: %s", a.id, message(err)))
-		case notReached(err):
-			a.release()
-			return a.fail("payments unavailable: "+message(err),
-				fn.Errorf(fn.CodeUnavailable, "order %s failed: payments unavailable: %s", a.id, message(err)))
-		default:
-			// The charge may have been made: ask.
-			st, serr := a.chargeStatus()
-			if serr != nil {
-				return Order{}, a.leavePending(fn.Errorf(fn.CodeUnavailable,
-					"order %s is pending: payments did not answer (%s) and the charge could not be checked (%s); retry later",
-					a.id, message(err), message(serr)))
-			}
-			switch st.Status {
-			case payApproved:
-			case payDeclined, payRefunded:
-				a.release()
-				return a.finish(uncharged(st))
-			default: // none, and no charge of this attempt can land any more
-				a.release()
-				return a.fail("payments unavailable: "+message(err),
-					fn.Errorf(fn.CodeUnavailable, "order %s failed: payments unavailable: %s", a.id, message(err)))
-			}
+	amount := a.rec.Total
+	ch, err := fn.Invoke[chargeResult](a.ctx, "payments", chargeRequest{OrderID: a.id, Card: card, Amount: &amount, Attempt: a.token})
+	switch {
+	case err == nil && ch.Status == payApproved:
+	case err == nil:
+		a.release()
+		return a.finish(uncharged(ch))
+	case hasCode(err, fn.CodeConflict):
+		// Charged with another amount or card, or voided by a newer
+		// attempt (which then owns the order and the reservation).
+		a.release()
+		return a.fail(fn.CodeConflict, "payments refused the charge: "+message(err))
+	case fn.NotDelivered(err) && !a.mayBeCharged:
+		a.release()
+		return a.fail(fn.CodeUnavailable, "payments unavailable: "+message(err))
+	default:
+		// The charge may have been made: payments decides.
+		if o, charged, err := a.unlessCharged("payments unavailable: " + message(err)); !charged {
+			return o, err
 		}
 	}
 	return a.paid()
 }
 
-// reserve reserves the order's items. ok is false when the attempt is
-// over: (o, err) is its answer, and the failure has been dealt with (the
-// order is failed or finished, left pending, or owned by another attempt).
-func (a *attempt) reserve() (res invResult, o Order, ok bool, err error) {
-	items := make([]invItem, len(a.rec.Items))
+// reserve holds the order's items; done: the attempt ended, with (o, err).
+func (a *attempt) reserve() (o Order, done bool, err error) {
+	items := make([]ItemIn, len(a.rec.Items))
 	for i, l := range a.rec.Items {
-		items[i] = invItem{SKU: l.SKU, Quantity: l.Quantity}
+		items[i] = ItemIn{SKU: l.SKU, Quantity: l.Quantity}
 	}
-	res, err = fn.Invoke[invResult](a.ctx, "inventory", invRequest{Op: "reserve", OrderID: a.id, Items: items, Attempt: a.gen})
+	res, err := fn.Invoke[invResult](a.ctx, "inventory", invRequest{Op: "reserve", OrderID: a.id, Items: items, Attempt: a.token})
 	switch {
-	case err == nil && (res.Status == "reserved" || res.Status == "insufficient_stock"):
-		return res, Order{}, true, nil
-	case err == nil && res.Status == "released":
-		// Released while it was being made (the sweep, or a release by
-		// hand): nothing is held.
-		o, err := a.reserveFailed(false, "the reservation was released while it was made",
-			fn.Errorf(fn.CodeUnavailable, "order %s failed: its reservation was released while it was made; retry", a.id))
-		return res, o, false, err
+	case err == nil && res.Status == invReserved:
+		return Order{}, false, nil
+	case err == nil && res.Status == invShort:
+		o, err = a.outOfStock(res.SKU)
 	case err == nil:
-		return res, Order{}, false, fmt.Errorf("inventory answered reserve with status %q", res.Status)
-	case hasCode(err, fn.CodeConflict):
-		// A newer attempt holds the reservation: it is not ours to touch.
-		return res, Order{}, false, busy(a.id)
-	case stillBeingMade(err):
-		// Another attempt's reservation is being made: leave it alone.
-		return res, Order{}, false, a.leavePending(busy(a.id))
+		o, err = a.reserveFailed("its reservation was " + res.Status + " while it was made")
+	case fn.ReasonOf(err) == invStale:
+		err = busy(a.id)
 	default:
-		// When inventory never saw the call (not reached) this attempt took
-		// nothing; else whatever it took is given back (the attempt fences
-		// off anybody else's reservation).
-		o, err := a.reserveFailed(!notReached(err), "inventory unavailable: "+message(err),
-			fn.Errorf(fn.CodeUnavailable, "order %s failed: inventory unavailable: %s", a.id, message(err)))
-		return res, o, false, err
+		o, err = a.reserveFailed("inventory unavailable: " + message(err))
 	}
+	return o, true, err
 }
 
-// reserveFailed ends an attempt whose reserve failed; release: this
-// attempt may have taken stock. A first attempt that has not charged
-// fails the order. An attempt that may have a charge (a retry, reconcile,
-// or one that charged) fails it only when payments says no charge exists
-// (binding: no later charge of this or an earlier attempt can land); a
-// charge, or a status that cannot be had, leaves the order pending for a
-// retry or reconcile to finish, and the caller gets 503 "retry later".
-func (a *attempt) reserveFailed(release bool, reason string, failure error) (Order, error) {
+// reserveFailed ends an attempt that could not reserve: the order fails,
+// unless its card may be charged and payments does not say it is not.
+func (a *attempt) reserveFailed(why string) (Order, error) {
 	if !a.mayBeCharged {
-		if release {
-			a.release()
-		}
-		return a.fail(reason, failure)
+		a.release()
+		return a.fail(fn.CodeUnavailable, why)
+	}
+	o, charged, err := a.unlessCharged(why)
+	if charged {
+		return Order{}, a.leavePending("its card is charged, but " + why)
+	}
+	return o, err
+}
+
+// unlessCharged asks payments for the order's charge, bindingly: after
+// "none" no charge of this attempt or an earlier one can land. Unless the
+// card is charged it ends the attempt: declined or refunded as payments
+// says, failed (why) without a charge, left pending when payments cannot
+// tell.
+func (a *attempt) unlessCharged(why string) (o Order, charged bool, err error) {
+	st, err := a.chargeStatus()
+	switch {
+	case err != nil:
+		return Order{}, false, a.leavePending(fmt.Sprintf("%s, and its charge could not be checked (%s)", why, message(err)))
+	case st.Status == payApproved:
+		return Order{}, true, nil
+	}
+	a.release()
+	if st.Status == payNone {
+		o, err = a.fail(fn.CodeUnavailable, why)
+	} else {
+		o, err = a.finish(uncharged(st))
+	}
+	return o, false, err
+}
+
+// outOfStock ends an order whose stock ran out; a charge an earlier
+// attempt made is refunded.
+func (a *attempt) outOfStock(sku string) (Order, error) {
+	reason := "insufficient stock of " + sku
+	if !a.mayBeCharged {
+		return a.finish(StatusOutOfStock, reason)
 	}
 	st, err := a.chargeStatus()
 	if err != nil {
-		return Order{}, a.leavePending(fn.Errorf(fn.CodeUnavailable,
-			"order %s is pending: %s, and its charge could not be checked (%s); retry later", a.id, reason, message(err)))
+		return Order{}, a.leavePending("out of stock, but its charge could not be checked (" + message(err) + ")")
 	}
 	switch st.Status {
-	case payNone:
-		if release {
-			a.release()
-		}
-		return a.fail(reason, failure)
-	case payDeclined, payRefunded:
-		if release {
-			a.release()
-		}
-		return a.finish(uncharged(st))
 	case payApproved:
-		return Order{}, a.leavePending(fn.Errorf(fn.CodeUnavailable,
-			"order %s is pending: its card is charged, but %s; retry later", a.id, reason))
+		if _, err := fn.Invoke[chargeResult](a.sctx, "payments", chargeRequest{Op: "refund", OrderID: a.id}); err != nil {
+			return Order{}, a.leavePending("out of stock, and the refund failed (" + message(err) + ")")
+		}
+		reason = ReasonRefunded
+	case payRefunded:
+		reason = ReasonRefunded
 	}
-	return Order{}, a.leavePending(fn.Errorf(fn.CodeUnavailable,
-		"order %s is pending: %s, and payments answered status %q for its charge; retry later", a.id, reason, st.Status))
+	return a.finish(StatusOutOfStock, reason)
 }
 
-// uncharged is how an order ends whose charge payments declined, or
-// refunded (then its stock had run out).
+// uncharged is how an order ends whose charge was declined, or refunded.
 func uncharged(st chargeResult) (status, reason string) {
 	if st.Status == payRefunded {
 		return StatusOutOfStock, ReasonRefunded
@@ -605,176 +449,121 @@ func uncharged(st chargeResult) (status, reason string) {
 	return StatusDeclined, st.Reason
 }
 
-// outOfStockAfterRetry ends an order whose stock ran out on a retry: a
-// charge an earlier attempt made is refunded.
-func (a *attempt) outOfStockAfterRetry(sku string) (Order, error) {
-	st, err := a.chargeStatus()
-	if err != nil {
-		return Order{}, a.leavePending(fn.Errorf(fn.CodeUnavailable,
-			"order %s is pending: out of stock, but its earlier charge could not be checked (%s); retry later", a.id, message(err)))
-	}
-	switch st.Status {
-	case payApproved:
-		if _, err := fn.Invoke[chargeResult](a.sctx, "payments", chargeRequest{Op: "refund", OrderID: a.id}); err != nil {
-			return Order{}, a.leavePending(fn.Errorf(fn.CodeUnavailable,
-				"order %s is pending: out of stock, and the refund failed (%s); retry later", a.id, message(err)))
-		}
-		return a.finish(StatusOutOfStock, ReasonRefunded)
-	case payRefunded:
-		return a.finish(StatusOutOfStock, ReasonRefunded)
-	}
-	return a.finish(StatusOutOfStock, "insufficient stock of "+sku)
-}
-
-// paid keeps the stock taken, tells the world and stores the order paid.
-// A failing step leaves the order pending; a retry or reconcile finishes
-// it.
+// paid keeps the stock, publishes the event and stores the order paid. A
+// step that fails leaves the order pending, for a retry or reconcile.
 func (a *attempt) paid() (Order, error) {
 	err := a.commit()
-	switch {
-	case err == nil:
-	case hasCode(err, fn.CodeConflict) && strings.Contains(message(err), "was released"):
-		// The reservation was released (it expired) although the order is
-		// paid: take the stock again, or refund.
-		fn.Logger(a.ctx).Warn("paid order's reservation was released before commit; reserving again", "order", a.id)
+	if fn.ReasonOf(err) == invReleased {
+		// The reservation expired before the commit: hold the stock again,
+		// or refund.
 		a.mayBeCharged = true
-		res, o, ok, err := a.reserve()
-		if !ok {
+		if o, done, err := a.reserve(); done {
 			return o, err
 		}
-		if res.Status == "insufficient_stock" {
-			return a.outOfStockAfterRetry(res.SKU)
-		}
-		if err := a.commit(); err != nil {
-			return Order{}, a.notCommitted(err)
-		}
-	case hasCode(err, fn.CodeConflict):
+		err = a.commit()
+	}
+	switch {
+	case fn.ReasonOf(err) == invStale:
 		return Order{}, busy(a.id)
-	default:
-		return Order{}, a.notCommitted(err)
+	case err != nil:
+		return Order{}, a.leavePending("it is paid, but its reservation was not committed: " + message(err))
 	}
 	ev := OrderPlaced{OrderID: a.id, Email: a.rec.Email, Total: a.rec.Total, Items: a.rec.Items, PlacedAt: time.Now().UTC()}
 	if err := fn.Publish(a.sctx, SubjectPlaced, ev, fn.WithEventID(a.id)); err != nil {
-		return Order{}, a.leavePending(fmt.Errorf("order %s is paid but %s was not published: %w", a.id, SubjectPlaced, err))
+		fn.Logger(a.ctx).Error("publishing a paid order", "order", a.id, "err", err)
+		return Order{}, a.leavePending("it is paid, but " + SubjectPlaced + " was not published")
 	}
 	return a.finish(StatusPaid, "")
 }
 
-// commit keeps the stock this attempt reserved.
-func (a *attempt) commit() error {
-	_, err := fn.Invoke[invResult](a.sctx, "inventory", invRequest{Op: "commit", OrderID: a.id, Attempt: a.gen})
-	return err
-}
-
-// notCommitted leaves a paid order whose commit failed pending, for a
-// retry or reconcile to finish.
-func (a *attempt) notCommitted(err error) error {
-	return a.leavePending(fn.Errorf(fn.CodeUnavailable,
-		"order %s is paid but its reservation was not committed (retry): %s", a.id, message(err)))
-}
-
-// finish stores the outcome, only as the owner of the order and never
-// over a final status. Should another attempt have finished it, its
-// outcome is returned.
+// finish stores the outcome, as the owner of the order. Should another
+// attempt have taken it over, its outcome is returned once it has one.
 func (a *attempt) finish(status, reason string) (Order, error) {
-	var cur record
-	r, err := fn.UpdateJSON(a.sctx, a.kv, key(a.id), func(r *record, exists bool) error {
-		cur = *r
-		if !exists || final(r.Status) || r.Attempt != a.gen {
-			return errNotOwner
-		}
-		r.Status, r.Reason, r.UpdatedAt, r.LeaseUntil = status, reason, time.Now().UTC(), time.Time{}
+	r, err := fn.UpdateLeased(a.sctx, a.kv, key(a.id), a.token, func(r *record) error {
+		r.Status, r.Reason, r.UpdatedAt = status, reason, time.Now().UTC()
+		r.End()
 		return nil
 	})
 	switch {
-	case errors.Is(err, errNotOwner) && final(cur.Status):
-		return cur.Order, nil
-	case errors.Is(err, errNotOwner):
+	case errors.Is(err, fn.ErrLeaseLost) && final(r.Status):
+		return r.Order, nil
+	case errors.Is(err, fn.ErrLeaseLost):
 		return Order{}, busy(a.id)
 	case err != nil:
 		return Order{}, err
 	}
-	if err := a.idx.Delete(a.sctx, indexKey(a.id, a.gen)); err != nil {
+	if err := a.idx.DeleteRevision(a.sctx, a.id, a.idxRev); err != nil && !errors.Is(err, fn.ErrRevisionConflict) {
 		fn.Logger(a.ctx).Warn("order settled but still indexed as pending", "order", a.id, "err", err)
 	}
 	return r.Order, nil
 }
 
-// fail stores the order failed and returns failure (or the outcome another
-// attempt reached).
-func (a *attempt) fail(reason string, failure error) (Order, error) {
-	o, err := a.finish(StatusFailed, reason)
-	if err != nil {
-		fn.Logger(a.ctx).Error("storing failed order", "order", a.id, "err", err)
+// fail stores the order failed (why) and returns it with the error code
+// tells, or the outcome another attempt reached.
+func (a *attempt) fail(code fn.Code, why string) (Order, error) {
+	failure := fn.WithReason(fn.Errorf(code, "order %s failed: %s", a.id, why), ReasonFailed)
+	o, err := a.finish(StatusFailed, why)
+	switch {
+	case err != nil:
+		fn.Logger(a.ctx).Error("storing a failed order", "order", a.id, "err", err)
 		return Order{}, failure
-	}
-	if o.Status != StatusFailed {
+	case o.Status != StatusFailed:
 		return o, nil
 	}
-	return Order{}, failure
+	return o, failure
 }
 
-// leavePending gives up the lease and leaves the order pending, for a
-// retry or reconcile to finish; it returns failure.
-func (a *attempt) leavePending(failure error) error {
-	_, err := fn.UpdateJSON(a.sctx, a.kv, key(a.id), func(r *record, exists bool) error {
-		if !exists || r.Status != StatusPending || r.Attempt != a.gen {
-			return errNotOwner
-		}
-		r.LeaseUntil, r.UpdatedAt = time.Now().UTC(), time.Now().UTC()
+// leavePending hands the order back, pending, for a retry or reconcile to
+// finish, and returns the error that says so.
+func (a *attempt) leavePending(why string) error {
+	_, err := fn.UpdateLeased(a.sctx, a.kv, key(a.id), a.token, func(r *record) error {
+		r.UpdatedAt = time.Now().UTC()
+		r.End()
 		return nil
 	})
-	if err != nil && !errors.Is(err, errNotOwner) {
-		fn.Logger(a.ctx).Warn("could not give up the lease of a pending order", "order", a.id, "err", err)
+	if err != nil && !errors.Is(err, fn.ErrLeaseLost) {
+		fn.Logger(a.ctx).Warn("could not hand back a pending order", "order", a.id, "err", err)
 	}
-	return failure
+	return fn.WithReason(fn.Errorf(fn.CodeUnavailable, "order %s is pending: %s; retry later", a.id, why), ReasonPending)
 }
 
-// release gives this attempt's reservation back, best effort: should it
-// fail, inventory's sweep releases it once it expires. Inventory refuses
-// it if a newer attempt holds the reservation.
+// release gives the reservation back, best effort: should it fail,
+// inventory's sweep releases it once it expires.
 func (a *attempt) release() {
-	if _, err := fn.Invoke[invResult](a.sctx, "inventory", invRequest{Op: "release", OrderID: a.id, Attempt: a.gen}); err != nil {
+	if _, err := fn.Invoke[invResult](a.sctx, "inventory", invRequest{Op: "release", OrderID: a.id, Attempt: a.token}); err != nil {
 		fn.Logger(a.ctx).Warn("release failed; the sweep will release it", "order", a.id, "err", err)
 	}
 }
 
-// lookupCharge reads the order's recorded charge without voiding
-// anything.
-func (a *attempt) lookupCharge() (chargeResult, error) {
-	return fn.Invoke[chargeResult](a.sctx, "payments", chargeRequest{Op: "status", OrderID: a.id})
+func (a *attempt) commit() error {
+	_, err := fn.Invoke[invResult](a.sctx, "inventory", invRequest{Op: "commit", OrderID: a.id, Attempt: a.token})
+	return err
 }
 
-// chargeStatus asks payments for the order's recorded charge. "none" is
-// binding: payments refuses any later charge of this or an earlier
-// attempt.
+// chargeStatus asks payments for the order's charge; "none" is binding
+// (see unlessCharged).
 func (a *attempt) chargeStatus() (chargeResult, error) {
-	return fn.Invoke[chargeResult](a.sctx, "payments", chargeRequest{Op: "status", OrderID: a.id, Attempt: a.gen})
+	return fn.Invoke[chargeResult](a.sctx, "payments", chargeRequest{Op: "status", OrderID: a.id, Attempt: a.token})
 }
 
-// Reconcile finishes the orders left pending whose lease expired before
-// now, and returns how many it finished.
-func Reconcile(ctx context.Context, now time.Time) (int, error) {
+// Reconcile finishes the orders left pending whose lease ended, and
+// returns how many it finished.
+func Reconcile(ctx context.Context) (int, error) {
 	kv, idx, err := openBuckets(ctx)
 	if err != nil {
 		return 0, err
 	}
-	keys, err := idx.Keys(ctx)
+	ids, err := idx.Keys(ctx)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	var errs []error
-	for _, k := range keys {
+	for _, id := range ids {
 		if ctx.Err() != nil {
-			break // the next tick goes on
+			break // the next run goes on
 		}
-		id, attempt, ok := parseIndexKey(k)
-		if !ok {
-			_ = idx.Delete(ctx, k)
-			continue
-		}
-		done, err := reconcileOne(ctx, kv, idx, id, attempt, now)
+		done, err := reconcileOne(ctx, kv, idx, id)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("order %s: %w", id, err))
 		}
@@ -785,106 +574,65 @@ func Reconcile(ctx context.Context, now time.Time) (int, error) {
 	return n, errors.Join(errs...)
 }
 
-func reconcileOne(ctx context.Context, kv, idx *fn.KV, id string, attempt int64, now time.Time) (bool, error) {
-	ik := indexKey(id, attempt)
+func reconcileOne(ctx context.Context, kv, idx *fn.KV, id string) (bool, error) {
 	rec, _, err := fn.GetJSON[record](ctx, kv, key(id))
 	switch {
-	case errors.Is(err, fn.ErrKeyNotFound), err == nil && rec.Attempt < attempt:
-		// Indexed by an attempt about to claim it, or one that never did.
-		var at struct {
-			At time.Time `json:"at"`
-		}
-		// Only the entry as read: an attempt that wrote it again since
-		// (and is about to claim) keeps it.
-		if data, rev, err := idx.Get(ctx, ik); err == nil && json.Unmarshal(data, &at) == nil && now.Sub(at.At) > Lease {
-			if err := idx.DeleteRevision(ctx, ik, rev); err != nil && !errors.Is(err, fn.ErrRevisionConflict) {
-				return false, err
-			}
-		}
-		return false, nil
-	case err != nil:
+	case errors.Is(err, fn.ErrKeyNotFound), err == nil && rec.Status != StatusPending:
+		return false, dropStale(ctx, idx, id)
+	case err != nil || rec.Live(time.Now()):
 		return false, err
-	case rec.Status != StatusPending:
-		return false, idx.Delete(ctx, ik)
-	case now.Before(rec.LeaseUntil):
-		return false, nil
 	}
-	claimed, err := fn.UpdateJSON(ctx, kv, key(id), func(r *record, exists bool) error {
-		if !exists || r.Status != StatusPending || now.Before(r.LeaseUntil) {
-			return errBusy
+	rec, err = fn.TakeLease(ctx, kv, key(id), Lease, func(r *record, exists bool) error {
+		if !exists || r.Status != StatusPending {
+			return errFinal
 		}
-		r.Attempt++
-		// The lease runs from the claim, not from the start of this
-		// reconcile run (which may have been going for a while).
-		claimedAt := time.Now().UTC()
-		from := claimedAt
-		if now.After(from) {
-			from = now
-		}
-		r.LeaseUntil, r.UpdatedAt = from.Add(Lease), claimedAt
 		return nil
 	})
-	if errors.Is(err, errBusy) {
+	if errors.Is(err, errFinal) || errors.Is(err, fn.ErrLeaseHeld) {
 		return false, nil
 	}
 	if err != nil {
 		return false, err
 	}
-	// The order is this reconcile's attempt now: index it as such, and
-	// drop the entry of the attempt that gave up.
-	if err := indexPending(ctx, idx, id, claimed.Attempt); err != nil {
+	rev, err := indexPending(ctx, idx, id)
+	if err != nil {
 		return false, err
 	}
-	if attempt != claimed.Attempt {
-		_ = idx.Delete(ctx, ik)
-	}
-	a := newAttempt(ctx, kv, idx, claimed)
+	a := newAttempt(ctx, kv, idx, rec, rev, true)
 	defer a.cancel()
-	a.mayBeCharged = true
-	o, err := a.reconcile()
-	if err != nil {
+	// Reconcile never charges: without a charge the order fails; with one
+	// its stock is held (reserving is idempotent) and it is paid.
+	o, charged, err := a.unlessCharged("abandoned before it was charged")
+	if charged {
+		var done bool
+		if o, done, err = a.reserve(); !done {
+			o, err = a.paid()
+		}
+	}
+	if o.Status == "" || o.Status == StatusPending {
 		return false, err
 	}
 	fn.Logger(ctx).Warn("reconciled a pending order", "order", id, "status", o.Status, "reason", o.Reason)
 	return true, nil
 }
 
-// reconcile finishes a pending order it claimed: it never charges.
-func (a *attempt) reconcile() (Order, error) {
-	st, err := a.chargeStatus()
-	if err != nil {
-		return Order{}, a.leavePending(fmt.Errorf("charge not checked: %w", err))
+// dropStale deletes the index entry of an order that is not pending, once
+// it is older than any claim can be late (an attempt writes it just before
+// claiming), and only as read.
+func dropStale(ctx context.Context, idx *fn.KV, id string) error {
+	data, rev, err := idx.Get(ctx, id)
+	if errors.Is(err, fn.ErrKeyNotFound) {
+		return nil
+	} else if err != nil {
+		return err
 	}
-	switch st.Status {
-	case payApproved:
-	case payDeclined, payRefunded:
-		a.release()
-		return a.finish(uncharged(st))
-	default:
-		a.release()
-		return a.finish(StatusFailed, "abandoned before it was charged")
+	if at, err := time.Parse(time.RFC3339Nano, string(data)); err == nil && time.Since(at) <= Lease {
+		return nil
 	}
-	// Charged: make sure the stock is held (reserving is idempotent), then
-	// finish as paid.
-	res, o, ok, err := a.reserve()
-	if !ok {
-		return o, err
+	if err := idx.DeleteRevision(ctx, id, rev); err != nil && !errors.Is(err, fn.ErrRevisionConflict) {
+		return err
 	}
-	if res.Status == "insufficient_stock" {
-		return a.outOfStockAfterRetry(res.SKU)
-	}
-	return a.paid()
-}
-
-// notReached reports an error of a call that certainly did not reach the
-// function: its circuit is open, or no instance runs.
-func notReached(err error) bool { return fn.NotDelivered(err) }
-
-// stillBeingMade reports inventory's answer to a reserve that meets
-// another attempt's reservation in the making.
-func stillBeingMade(err error) bool {
-	var fe *fn.Error
-	return errors.As(err, &fe) && fe.Code == fn.CodeUnavailable && strings.Contains(fe.Message, "still being made")
+	return nil
 }
 
 func hasCode(err error, code fn.Code) bool {
@@ -907,8 +655,7 @@ func newOrderID() string {
 	return "ord-" + hex.EncodeToString(b)
 }
 
-// Config is orders' identity; it creates the stream of order events and
-// reconciles pending orders every minute.
+// Config is orders' identity; it reconciles pending orders every minute.
 var Config = fn.Config{
 	Name:        "orders",
 	Description: "Places orders of the example shop",

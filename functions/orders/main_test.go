@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -42,21 +41,21 @@ func fakeCatalog(_ context.Context, in fakeLookup) (product, error) {
 		return product{}, fn.NotFound("no product with SKU %s", in.SKU)
 	}
 	cur := in.Currency
-	return product{SKU: in.SKU, Name: "name of " + in.SKU, Price: Money{p, cur},
+	return product{Name: "name of " + in.SKU, Price: Money{p, cur},
 		LineTotal: Money{p * int64(in.Quantity), cur}}, nil
 }
 
 type fakeInvIn struct {
-	Op      string    `json:"op" jsonschema:"enum=reserve,enum=release,enum=commit"`
-	OrderID string    `json:"order_id"`
-	Items   []invItem `json:"items,omitempty"`
-	Attempt int64     `json:"attempt,omitempty"`
+	Op      string   `json:"op" jsonschema:"enum=reserve,enum=release,enum=commit"`
+	OrderID string   `json:"order_id"`
+	Items   []ItemIn `json:"items,omitempty"`
+	Attempt int64    `json:"attempt,omitempty"`
 }
 
 // fakeInventory behaves as inventory does: a reservation is made one item
-// at a time (a concurrent reserve of the same order meanwhile answers
-// unavailable "still being made"), holds are per order and SKU, and calls
-// of an attempt older than the reservation's are refused with conflict.
+// at a time (a newer attempt meanwhile starts it over), holds are per order
+// and SKU, and calls of an attempt older than the reservation's are
+// refused with conflict (stale_attempt).
 type fakeInventory struct {
 	mu       sync.Mutex
 	stock    map[string]int
@@ -74,7 +73,7 @@ type fakeInventory struct {
 }
 
 type fakeRes struct {
-	items    []invItem
+	items    []ItemIn
 	state    string
 	short    string
 	attempt  int64
@@ -88,7 +87,7 @@ func newFakeInventory() *fakeInventory {
 }
 
 func stale(order string) error {
-	return fn.Errorf(fn.CodeConflict, "the reservation of order %s belongs to a newer attempt", order)
+	return fn.WithReason(fn.Errorf(fn.CodeConflict, "the reservation of order %s belongs to a newer attempt", order), invStale)
 }
 
 func (f *fakeInventory) handle(_ context.Context, in fakeInvIn) (invResult, error) {
@@ -114,7 +113,7 @@ func (f *fakeInventory) handle(_ context.Context, in fakeInvIn) (invResult, erro
 				r.attempt = max(r.attempt, in.Attempt)
 				return invResult{Status: "reserved"}, nil
 			case r.state == "held":
-				return invResult{}, fn.Errorf(fn.CodeUnavailable, "the reservation of order %s is still being made; try again", in.OrderID)
+				f.giveBack(r)
 			case r.state == "committed":
 				return invResult{Status: "reserved"}, nil
 			case r.short != "":
@@ -169,7 +168,7 @@ func (f *fakeInventory) handle(_ context.Context, in fakeInvIn) (invResult, erro
 		}
 		switch {
 		case r.state == "released":
-			return invResult{}, fn.Errorf(fn.CodeConflict, "the reservation of order %s was released", in.OrderID)
+			return invResult{}, fn.WithReason(fn.Errorf(fn.CodeConflict, "the reservation of order %s was released", in.OrderID), invReleased)
 		case r.state == "held" && !r.complete:
 			return invResult{}, fn.Errorf(fn.CodeConflict, "the reservation of order %s is not complete", in.OrderID)
 		case r.state == "held" && in.Attempt != 0 && in.Attempt < r.attempt:
@@ -225,7 +224,8 @@ type fakePayments struct {
 	down, blind, broken, late atomic.Bool
 	mu                        sync.Mutex
 	charges                   map[string]*fakeCharge
-	calls                     atomic.Int32
+	calls                     atomic.Int32 // charge requests
+	made                      atomic.Int32 // charges made (a repeated charge answers the first)
 	lateDone                  atomic.Int32
 }
 
@@ -297,6 +297,7 @@ func (f *fakePayments) handle(ctx context.Context, in fakeChargeIn) (chargeResul
 		r = chargeResult{Status: "declined", Reason: "card_declined"}
 	}
 	f.charges[in.OrderID] = &fakeCharge{res: r, amount: *in.Amount, card: in.Card, charged: true}
+	f.made.Add(1)
 	return r, nil
 }
 
@@ -512,8 +513,8 @@ func TestPaymentsDownReleasesAndRetryFinishes(t *testing.T) {
 	s.pay.down.Store(true)
 	in := PlaceOrder{OrderID: "f-1", Items: []ItemIn{{"EQP-0001", 2}}, Card: goodCard, Email: "ada@example.com"}
 	_, err := fntest.Invoke[Order](t, s.h, in)
-	if !isCode(err, wire.CodeUnavailable) {
-		t.Fatalf("got %v, want unavailable", err)
+	if !isCode(err, wire.CodeUnavailable) || fn.ReasonOf(err) != ReasonFailed {
+		t.Fatalf("got %v, want unavailable, order_failed", err)
 	}
 	if st, stock := s.inv.state("f-1"); st != "released" || stock["EQP-0001"] != 20 {
 		t.Fatalf("inventory %s %v", st, stock)
@@ -541,8 +542,8 @@ func TestPublishFailureKeepsPendingUntilRetry(t *testing.T) {
 		t.Fatal(err)
 	}
 	in := PlaceOrder{OrderID: "p-1", Items: []ItemIn{{"TEA-0001", 1}}, Card: goodCard, Email: "ada@example.com"}
-	if _, err := fntest.Invoke[Order](t, s.h, in); !isCode(err, wire.CodeInternal) {
-		t.Fatalf("got %v, want internal", err)
+	if _, err := fntest.Invoke[Order](t, s.h, in); !isCode(err, wire.CodeUnavailable) || fn.ReasonOf(err) != ReasonPending {
+		t.Fatalf("got %v, want unavailable, order_pending", err)
 	}
 	// Paid, so the stock is committed first; the event waits for a retry.
 	if st, _ := s.inv.state("p-1"); st != "committed" {
@@ -685,7 +686,7 @@ func TestConcurrentAttemptsAtOneOrder(t *testing.T) {
 		switch {
 		case errs[i] == nil && orders[i].Status == StatusPaid:
 			paid++
-		case isCode(errs[i], wire.CodeConflict) && strings.Contains(errs[i].Error(), "is being placed"):
+		case isCode(errs[i], wire.CodeConflict) && fn.ReasonOf(errs[i]) == ReasonInProgress:
 		default:
 			t.Errorf("attempt %d: %+v %v", i, orders[i], errs[i])
 		}
@@ -725,7 +726,7 @@ func TestRetryWhileFirstAttemptRuns(t *testing.T) {
 	<-s.inv.entered // the first attempt is half-way through its reserve
 	_, errs := placeAll(t, s, in, 5)
 	for _, err := range errs {
-		if !isCode(err, wire.CodeConflict) || !strings.Contains(err.Error(), "order slow is being placed; retry later") {
+		if !isCode(err, wire.CodeConflict) || fn.ReasonOf(err) != ReasonInProgress {
 			t.Errorf("second attempt: %v, want 409 being placed", err)
 		}
 	}
@@ -751,8 +752,8 @@ func TestSameIDOtherBodyConflicts(t *testing.T) {
 		{OrderID: "body", Items: []ItemIn{{"TEA-0001", 1}}, Card: goodCard, Email: "bob@example.com"},
 		{OrderID: "body", Items: []ItemIn{{"TEA-0001", 1}}, Card: goodCard, Email: "ada@example.com", Currency: "GBP"},
 	} {
-		if _, err := fntest.Invoke[Order](t, s.h, other); !isCode(err, wire.CodeConflict) {
-			t.Errorf("%+v: %v, want conflict", other, err)
+		if _, err := fntest.Invoke[Order](t, s.h, other); !isCode(err, wire.CodeConflict) || fn.ReasonOf(err) != ReasonMismatch {
+			t.Errorf("%+v: %v, want conflict, order_mismatch", other, err)
 		}
 	}
 	// EUR is the default: naming it is the same body.
@@ -820,11 +821,11 @@ func TestUncheckableChargeStaysPendingThenReconciles(t *testing.T) {
 	}
 	// Reconcile cannot tell either: it leaves it.
 	ctx := fn.WithConn(context.Background(), s.h.NC)
-	if n, err := Reconcile(ctx, time.Now().Add(time.Hour)); n != 0 || err == nil {
+	if n, err := Reconcile(ctx); n != 0 || err == nil {
 		t.Fatalf("blind reconcile: %d %v", n, err)
 	}
 	s.pay.blind.Store(false)
-	if n, err := Reconcile(ctx, time.Now().Add(time.Hour)); n != 1 || err != nil {
+	if n, err := Reconcile(ctx); n != 1 || err != nil {
 		t.Fatalf("reconcile: %d %v", n, err)
 	}
 	rec := s.checkBooks(t, "blind", initialStock, map[string]int{"EQP-0001": 3})
@@ -859,12 +860,12 @@ func (s *shop) seedPending(t *testing.T, in PlaceOrder, attempt int64) {
 	}
 	now := time.Now().UTC()
 	rec := record{Order: Order{OrderID: in.OrderID, Status: StatusPending, Total: total, Items: lines, CreatedAt: now, UpdatedAt: now},
-		Email: in.Email, BodyHash: bodyHash(in, "EUR"), Attempt: attempt, LeaseUntil: now.Add(-time.Second)}
+		Email: in.Email, BodyHash: bodyHash(in, "EUR"), Lease: fn.Lease{Token: attempt, Until: now.Add(-time.Second)}}
 	data, _ := json.Marshal(rec)
 	if _, err := kv.Put(ctx, key(in.OrderID), data); err != nil {
 		t.Fatal(err)
 	}
-	if err := indexPending(ctx, idx, in.OrderID, attempt); err != nil {
+	if _, err := indexPending(ctx, idx, in.OrderID); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -896,7 +897,7 @@ func TestReconcileFinishesAbandonedOrders(t *testing.T) {
 	ctx := fn.WithConn(context.Background(), s.h.NC)
 	for _, in := range []PlaceOrder{charged, unpaid} {
 		s.seedPending(t, in, 1)
-		if _, err := s.inv.handle(ctx, fakeInvIn{Op: "reserve", OrderID: in.OrderID, Items: []invItem{{in.Items[0].SKU, in.Items[0].Quantity}}, Attempt: 1}); err != nil {
+		if _, err := s.inv.handle(ctx, fakeInvIn{Op: "reserve", OrderID: in.OrderID, Items: []ItemIn{{in.Items[0].SKU, in.Items[0].Quantity}}, Attempt: 1}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -907,7 +908,7 @@ func TestReconcileFinishesAbandonedOrders(t *testing.T) {
 	s.seedPending(t, live, 1)
 	kv, _ := fn.OpenKV(ctx, Bucket)
 	if _, err := fn.UpdateJSON(ctx, kv, key("live"), func(r *record, _ bool) error {
-		r.LeaseUntil = time.Now().Add(time.Hour)
+		r.Until = time.Now().Add(time.Hour)
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -934,10 +935,10 @@ func TestReconcileFinishesAbandonedOrders(t *testing.T) {
 		t.Fatalf("%d events", len(msgs))
 	}
 	idx, _ := fn.OpenKV(ctx, PendingBucket)
-	if keys, _ := idx.Keys(ctx); fmt.Sprint(keys) != "[live.1]" {
-		t.Fatalf("pending index %v, want [live.1]", keys)
+	if keys, _ := idx.Keys(ctx); fmt.Sprint(keys) != "[live]" {
+		t.Fatalf("pending index %v, want [live]", keys)
 	}
-	if n, err := Reconcile(ctx, time.Now()); n != 0 || err != nil {
+	if n, err := Reconcile(ctx); n != 0 || err != nil {
 		t.Fatalf("second reconcile: %d %v", n, err)
 	}
 }
@@ -976,8 +977,8 @@ func TestChargedOrderNeverFailsWhileInventoryFails(t *testing.T) {
 				retry := func(i int) {
 					t.Helper()
 					_, err := fntest.Invoke[Order](t, s.h, in)
-					if !isCode(err, wire.CodeUnavailable) || !strings.Contains(err.Error(), "retry later") {
-						t.Errorf("retry %d: %v, want unavailable, retry later", i, err)
+					if !isCode(err, wire.CodeUnavailable) || fn.ReasonOf(err) != ReasonPending {
+						t.Errorf("retry %d: %v, want unavailable, order_pending", i, err)
 					}
 					if rec := s.checkBooks(t, "stuck", initialStock, qty); rec.Status != StatusPending {
 						t.Fatalf("retry %d left it %s (%s) with the card %s", i, rec.Status, rec.Reason, s.pay.charged("stuck"))
@@ -985,7 +986,7 @@ func TestChargedOrderNeverFailsWhileInventoryFails(t *testing.T) {
 				}
 				reconcile := func() {
 					t.Helper()
-					if n, err := Reconcile(ctx, time.Now()); n != 0 || err == nil {
+					if n, err := Reconcile(ctx); n != 0 || err == nil {
 						t.Errorf("reconcile while inventory fails: %d %v", n, err)
 					}
 					if rec := s.checkBooks(t, "stuck", initialStock, qty); rec.Status != StatusPending {
@@ -1018,7 +1019,7 @@ func TestChargedOrderNeverFailsWhileInventoryFails(t *testing.T) {
 				var err error
 				if end == "reconcile" {
 					var n int
-					if n, err = Reconcile(ctx, time.Now()); n != 1 || err != nil {
+					if n, err = Reconcile(ctx); n != 1 || err != nil {
 						t.Fatalf("reconcile: %d %v", n, err)
 					}
 					o = s.stored(t, "stuck").Order
@@ -1047,12 +1048,12 @@ func TestChargedOrderNeverFailsWhileInventoryFails(t *testing.T) {
 						t.Fatalf("%d events", len(msgs))
 					}
 				}
-				if s.pay.calls.Load() != 1 {
-					t.Fatalf("%d charge calls, want 1", s.pay.calls.Load())
+				if s.pay.made.Load() != 1 {
+					t.Fatalf("%d charges made, want 1", s.pay.made.Load())
 				}
 				// The entries of the attempts that gave up are dropped by the
 				// next reconcile, which finds nothing to do.
-				if n, err := Reconcile(ctx, time.Now()); n != 0 || err != nil {
+				if n, err := Reconcile(ctx); n != 0 || err != nil {
 					t.Fatalf("reconcile after: %d %v", n, err)
 				}
 				idx, _ := fn.OpenKV(ctx, PendingBucket)
@@ -1073,8 +1074,8 @@ func TestPaidOrderWhoseReservationWasSweptStaysPending(t *testing.T) {
 	qty := map[string]int{"COF-0001": 3}
 	s.inv.releaseOnCommit.Store(true)
 	_, err := fntest.Invoke[Order](t, s.h, in)
-	if !isCode(err, wire.CodeUnavailable) || !strings.Contains(err.Error(), "retry later") {
-		t.Fatalf("got %v, want unavailable, retry later", err)
+	if !isCode(err, wire.CodeUnavailable) || fn.ReasonOf(err) != ReasonPending {
+		t.Fatalf("got %v, want unavailable, order_pending", err)
 	}
 	if rec := s.checkBooks(t, "swept", initialStock, qty); rec.Status != StatusPending || s.pay.charged("swept") != "approved" {
 		t.Fatalf("stored %s (%s), charge %q", rec.Status, rec.Reason, s.pay.charged("swept"))
@@ -1085,8 +1086,8 @@ func TestPaidOrderWhoseReservationWasSweptStaysPending(t *testing.T) {
 		t.Fatalf("retry: %+v %v", o, err)
 	}
 	s.checkBooks(t, "swept", initialStock, qty)
-	if s.pay.calls.Load() != 1 {
-		t.Fatalf("%d charge calls", s.pay.calls.Load())
+	if s.pay.made.Load() != 1 {
+		t.Fatalf("%d charges made, want 1", s.pay.made.Load())
 	}
 }
 
