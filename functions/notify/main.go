@@ -1,12 +1,7 @@
-// Command notify tells customers that their order is paid. It consumes the
-// orders.placed events of the stream SHOP_ORDERS (at least once) and
-// records at most one notification record per order in the KV bucket
-// shop_notifications (notification.<order id>): a redelivered or
-// republished event finds the record already there and sends nothing. The
-// record is the notification here; a real sender would record "sent"
-// after sending. An event whose order id is not a valid order id (the
-// pattern orders uses) fails as invalid_argument. Invoked, it returns the
-// notification of an order.
+// Command notify tells customers that their order is paid: it consumes
+// orders.placed (at least once) and records at most one notification per
+// order in the KV bucket shop_notifications, so a redelivered event sends
+// nothing. Invoked, it returns the notification of an order.
 package main
 
 import (
