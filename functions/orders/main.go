@@ -217,8 +217,7 @@ func Place(ctx context.Context, in PlaceOrder) (Order, error) {
 		}
 	}
 	// Indexed before it is claimed: reconcile finds it should this attempt die.
-	rev, err := indexPending(ctx, idx, id)
-	if err != nil {
+	if err := indexPending(ctx, idx, id); err != nil {
 		return Order{}, err
 	}
 	existed := false
@@ -237,7 +236,7 @@ func Place(ctx context.Context, in PlaceOrder) (Order, error) {
 	if err != nil {
 		return notClaimed(id, rec, err)
 	}
-	a := newAttempt(ctx, kv, idx, rec, rev, existed)
+	a := newAttempt(ctx, kv, idx, rec, existed)
 	defer a.cancel()
 	return a.place(in.Card)
 }
@@ -305,11 +304,12 @@ func price(ctx context.Context, items []ItemIn, cur string) ([]Line, Money, erro
 	return lines, total, nil
 }
 
-// indexPending notes that order id may be left pending, and returns the
-// entry's revision: the attempt deletes the entry once the order is
-// settled, unless a newer attempt wrote it since.
-func indexPending(ctx context.Context, idx *fn.KV, id string) (uint64, error) {
-	return idx.Put(ctx, id, []byte(time.Now().UTC().Format(time.RFC3339Nano)))
+// indexPending notes that order id may be left pending. The entry goes
+// when the order is final; a failed order may be retried by an attempt
+// that indexed it already, so reconcile drops its entry later (dropStale).
+func indexPending(ctx context.Context, idx *fn.KV, id string) error {
+	_, err := idx.Put(ctx, id, []byte(time.Now().UTC().Format(time.RFC3339Nano)))
+	return err
 }
 
 // attempt is one claimed attempt at an order.
@@ -319,17 +319,16 @@ type attempt struct {
 	kv, idx   *fn.KV
 	rec       record
 	id        string
-	token     int64  // the lease's, sent to inventory and payments as the attempt
-	idxRev    uint64 // of the index entry this attempt wrote
+	token     int64 // the lease's, sent to inventory and payments as the attempt
 	// mayBeCharged: an earlier attempt, or this one, may have charged the
 	// card, so the order may fail only once payments says it is not.
 	mayBeCharged bool
 }
 
-func newAttempt(ctx context.Context, kv, idx *fn.KV, rec record, idxRev uint64, retry bool) *attempt {
+func newAttempt(ctx context.Context, kv, idx *fn.KV, rec record, retry bool) *attempt {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), SettleTimeout)
 	return &attempt{ctx: ctx, sctx: sctx, cancel: cancel, kv: kv, idx: idx, rec: rec, id: rec.OrderID,
-		token: rec.Token, idxRev: idxRev, mayBeCharged: retry}
+		token: rec.Token, mayBeCharged: retry}
 }
 
 func (a *attempt) place(card string) (Order, error) {
@@ -492,8 +491,10 @@ func (a *attempt) finish(status, reason string) (Order, error) {
 	case err != nil:
 		return Order{}, err
 	}
-	if err := a.idx.DeleteRevision(a.sctx, a.id, a.idxRev); err != nil && !errors.Is(err, fn.ErrRevisionConflict) {
-		fn.Logger(a.ctx).Warn("order settled but still indexed as pending", "order", a.id, "err", err)
+	if final(status) {
+		if err := a.idx.Delete(a.sctx, a.id); err != nil {
+			fn.Logger(a.ctx).Warn("order settled but still indexed as pending", "order", a.id, "err", err)
+		}
 	}
 	return r.Order, nil
 }
@@ -594,11 +595,7 @@ func reconcileOne(ctx context.Context, kv, idx *fn.KV, id string) (bool, error) 
 	if err != nil {
 		return false, err
 	}
-	rev, err := indexPending(ctx, idx, id)
-	if err != nil {
-		return false, err
-	}
-	a := newAttempt(ctx, kv, idx, rec, rev, true)
+	a := newAttempt(ctx, kv, idx, rec, true)
 	defer a.cancel()
 	// Reconcile never charges: without a charge the order fails; with one
 	// its stock is held (reserving is idempotent) and it is paid.
@@ -618,7 +615,7 @@ func reconcileOne(ctx context.Context, kv, idx *fn.KV, id string) (bool, error) 
 
 // dropStale deletes the index entry of an order that is not pending, once
 // it is older than any claim can be late (an attempt writes it just before
-// claiming), and only as read.
+// claiming), and only as read: not one an attempt wrote since.
 func dropStale(ctx context.Context, idx *fn.KV, id string) error {
 	data, rev, err := idx.Get(ctx, id)
 	if errors.Is(err, fn.ErrKeyNotFound) {

@@ -865,7 +865,7 @@ func (s *shop) seedPending(t *testing.T, in PlaceOrder, attempt int64) {
 	if _, err := kv.Put(ctx, key(in.OrderID), data); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := indexPending(ctx, idx, in.OrderID); err != nil {
+	if err := indexPending(ctx, idx, in.OrderID); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -934,12 +934,20 @@ func TestReconcileFinishesAbandonedOrders(t *testing.T) {
 	if msgs := s.placedEvents(t); len(msgs) != 1 {
 		t.Fatalf("%d events", len(msgs))
 	}
+	// The paid order's entry went; the failed one's stays (a retry may be
+	// about to claim it) until a reconcile finds it older than a lease.
 	idx, _ := fn.OpenKV(ctx, PendingBucket)
-	if keys, _ := idx.Keys(ctx); fmt.Sprint(keys) != "[live]" {
-		t.Fatalf("pending index %v, want [live]", keys)
+	if keys, _ := idx.Keys(ctx); fmt.Sprint(keys) != "[abandoned-unpaid live]" {
+		t.Fatalf("pending index %v, want [abandoned-unpaid live]", keys)
+	}
+	if _, err := idx.Put(ctx, "abandoned-unpaid", []byte(time.Now().Add(-2*Lease).Format(time.RFC3339Nano))); err != nil {
+		t.Fatal(err)
 	}
 	if n, err := Reconcile(ctx); n != 0 || err != nil {
 		t.Fatalf("second reconcile: %d %v", n, err)
+	}
+	if keys, _ := idx.Keys(ctx); fmt.Sprint(keys) != "[live]" {
+		t.Fatalf("pending index %v, want [live]", keys)
 	}
 }
 
