@@ -5,9 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
-	"github.com/switchyard-dev/switchyard/runtime/wire"
+	"github.com/switchyard-dev/switchyard/runtime/registry"
 )
 
 // ErrUndeclared is wrapped by every error for a call, publish or bucket
@@ -58,61 +57,16 @@ func checkBucket(ctx context.Context, bucket string) error {
 	return fmt.Errorf("fn %s uses bucket %s, which it does not declare: add %q to Config.Buckets: %w", d.name, bucket, bucket, ErrUndeclared)
 }
 
-// validateDeclarations checks the declarations' syntax, so a typo fails at
-// start rather than at the first call.
+// validateDeclarations checks the declarations with the platform's own
+// rules, so a typo fails at start rather than at the first call (and the
+// platform would refuse them anyway).
 func validateDeclarations(cfg Config) []error {
-	var errs []error
-	for _, c := range cfg.Calls {
-		if err := wire.ValidateName(c); err != nil {
-			errs = append(errs, fmt.Errorf("calls: %w", err))
-		}
-	}
-	for _, p := range cfg.Publishes {
-		if !validSubject(p, true) || strings.HasPrefix(p, "yard.") || strings.HasPrefix(p, "$") || strings.HasPrefix(p, wire.FnPrefix) || strings.HasPrefix(p, "_INBOX") {
-			errs = append(errs, fmt.Errorf("publishes: %q is not an event subject (tokens separated by dots, * and > as wildcards, not under fn., yard., $ or _INBOX)", p))
-		}
-	}
-	for _, b := range cfg.Buckets {
-		if !bucketNameRe.MatchString(b) || strings.HasPrefix(b, "yard_") {
-			errs = append(errs, fmt.Errorf("buckets: %q is not a bucket name of a function (letters, digits, - and _, not starting yard_)", b))
-		}
+	spec := &registry.Spec{Name: cfg.Name, Calls: cfg.Calls, Publishes: cfg.Publishes, Buckets: cfg.Buckets}
+	for _, sub := range cfg.Events {
+		spec.Events = append(spec.Events, sub.subject)
 	}
 	for _, st := range cfg.Streams {
-		if st.Name == "" || strings.ContainsAny(st.Name, ".*> \t") || strings.HasPrefix(st.Name, "YARD_") || strings.HasPrefix(st.Name, "KV_") || strings.HasPrefix(st.Name, "OBJ_") {
-			errs = append(errs, fmt.Errorf("streams: %q is not a stream name of a function", st.Name))
-		}
-		for _, subj := range st.Subjects {
-			if !validSubject(subj, true) || strings.HasPrefix(subj, "yard.") || strings.HasPrefix(subj, "$") || strings.HasPrefix(subj, wire.FnPrefix) {
-				errs = append(errs, fmt.Errorf("streams: %s: %q is not an event subject", st.Name, subj))
-			}
-		}
+		spec.Streams = append(spec.Streams, registry.Stream{Name: st.Name, Subjects: st.Subjects})
 	}
-	for _, sub := range cfg.Events {
-		if !validSubject(sub.subject, true) {
-			errs = append(errs, fmt.Errorf("events: %q is not a subject", sub.subject))
-		}
-	}
-	return errs
-}
-
-// validSubject reports whether s is a NATS subject: non-empty tokens
-// without whitespace; with wildcards, * as a whole token and > last.
-func validSubject(s string, wildcards bool) bool {
-	if s == "" || strings.ContainsAny(s, " \t\r\n") {
-		return false
-	}
-	toks := strings.Split(s, ".")
-	for k, t := range toks {
-		switch {
-		case t == "":
-			return false
-		case t == "*" || t == ">":
-			if !wildcards || (t == ">" && k != len(toks)-1) {
-				return false
-			}
-		case strings.ContainsAny(t, "*>"):
-			return false
-		}
-	}
-	return true
+	return spec.ValidateDeclarations()
 }

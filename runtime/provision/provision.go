@@ -67,6 +67,14 @@ func (p *Provisioner) Registry() *registry.Registry { return p.reg }
 
 // Apply makes JetStream match spec, reporting every failed step.
 func (p *Provisioner) Apply(ctx context.Context, spec *registry.Spec) error {
+	if err := wire.ValidateName(spec.Name); err != nil {
+		return fmt.Errorf("provision: %w", err)
+	}
+	// Whoever wrote the spec, nothing outside the function's own space
+	// is provisioned.
+	if err := errors.Join(spec.ValidateDeclarations()...); err != nil {
+		return fmt.Errorf("provision %s: refusing its declarations: %w", spec.Name, err)
+	}
 	var errs []error
 	for _, st := range spec.Streams {
 		if err := p.ensureStream(ctx, st); err != nil {
@@ -95,14 +103,24 @@ func (p *Provisioner) Apply(ctx context.Context, spec *registry.Spec) error {
 	return nil
 }
 
-// Remove takes a removed function's schedules away, so no tick fires for
-// it. Its consumers stay: work queued meanwhile runs if it comes back.
+// Remove makes a function's schedules follow the registry after its spec
+// went (none), or changed hands meanwhile (the registry's). Its consumers
+// stay: work queued meanwhile runs if it comes back.
 func (p *Provisioner) Remove(ctx context.Context, name string) error {
-	active, err := p.store.Schedules(ctx, name)
-	if err != nil || len(active) == 0 {
+	var want []registry.Schedule
+	cur, err := p.reg.Get(ctx, name)
+	switch {
+	case errors.Is(err, registry.ErrNotFound):
+		active, err := p.store.Schedules(ctx, name)
+		if err != nil || len(active) == 0 {
+			return err
+		}
+	case err != nil:
 		return err
+	default:
+		want = cur.Schedules
 	}
-	return p.syncSchedules(ctx, name, nil)
+	return p.syncSchedules(ctx, name, want)
 }
 
 // EnsureBucket creates a function's key-value bucket when missing: file

@@ -147,6 +147,7 @@ func (s *Spec) Validate() error {
 		}
 	}
 	errs = append(errs, validateSchedules(s.Schedules)...)
+	errs = append(errs, s.ValidateDeclarations()...)
 	if s.Artifact != nil {
 		if err := s.Artifact.Validate(); err != nil {
 			errs = append(errs, err)
@@ -167,6 +168,9 @@ func sameDefinition(a, b *Spec) bool {
 		a.MaxInstances == b.MaxInstances && maps.Equal(a.Env, b.Env) && a.DeployedAt.Equal(b.DeployedAt) &&
 		a.IdleTimeout == b.IdleTimeout && slices.EqualFunc(a.Schedules, b.Schedules, func(x, y Schedule) bool {
 		return x.Cron == y.Cron && bytes.Equal(x.Input, y.Input)
+	}) && slices.Equal(a.Calls, b.Calls) && slices.Equal(a.Publishes, b.Publishes) && slices.Equal(a.Buckets, b.Buckets) &&
+		slices.Equal(a.Events, b.Events) && slices.EqualFunc(a.Streams, b.Streams, func(x, y Stream) bool {
+		return x.Name == y.Name && x.MaxAge == y.MaxAge && slices.Equal(x.Subjects, y.Subjects)
 	})
 }
 
@@ -332,7 +336,8 @@ func (r *Registry) Watch(ctx context.Context) (jetstream.KeyWatcher, error) {
 // Register records the spec of a function run without a deploy, unless a
 // deploy owns the function: then it writes nothing and returns the
 // deployed spec. Revision-checked, so it never overwrites a deploy that
-// lands meanwhile.
+// lands meanwhile; it always writes a new revision otherwise, so an
+// Unregister that read the spec before this registration fails.
 func (r *Registry) Register(ctx context.Context, spec *Spec) (deployed *Spec, err error) {
 	if spec.Version != 0 || spec.Artifact != nil || len(spec.Env) > 0 {
 		return nil, fmt.Errorf("registry: %w: a self-registered spec has no version, artifact or env", ErrInvalidSpec)
@@ -348,8 +353,6 @@ func (r *Registry) Register(ctx context.Context, spec *Spec) (deployed *Spec, er
 			return nil, err
 		case cur.Version > 0:
 			return cur, nil
-		case sameDefinition(cur, spec):
-			return nil, nil
 		}
 		spec.UpdatedAt = time.Now().UTC()
 		data, err := json.Marshal(spec)
@@ -371,20 +374,18 @@ func (r *Registry) Register(ctx context.Context, spec *Spec) (deployed *Spec, er
 	return nil, fmt.Errorf("registry: register %s: the spec kept changing", spec.Name)
 }
 
-// Unregister removes the spec of a function run without a deploy (its
-// last instance stopped); a deployed function is left alone.
-func (r *Registry) Unregister(ctx context.Context, name string) error {
-	cur, rev, err := r.GetEntry(ctx, name)
-	if errors.Is(err, ErrNotFound) {
-		return nil
+// Unregister removes the spec of a function run without a deploy if it is
+// still at revision rev; dropped is false when it changed since (an
+// instance registered, or a deploy took it over).
+func (r *Registry) Unregister(ctx context.Context, name string, rev uint64) (dropped bool, err error) {
+	err = r.functions.Delete(ctx, name, jetstream.LastRevision(rev))
+	if err != nil {
+		if wrongLastSequence(err) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return false, nil
+		}
+		return false, fmt.Errorf("registry: unregister %s: %w", name, err)
 	}
-	if err != nil || cur.Version > 0 {
-		return err
-	}
-	if err := r.functions.Delete(ctx, name, jetstream.LastRevision(rev)); err != nil && !wrongLastSequence(err) {
-		return fmt.Errorf("registry: unregister %s: %w", name, err)
-	}
-	return nil
+	return true, nil
 }
 
 func wrongLastSequence(err error) bool {

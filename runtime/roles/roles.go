@@ -6,6 +6,8 @@
 package roles
 
 import (
+	"errors"
+	"fmt"
 	"slices"
 
 	"github.com/switchyard-dev/switchyard/runtime/registry"
@@ -23,8 +25,16 @@ type Rights struct {
 
 // Function returns the rights of an instance of spec's function. The
 // instance must connect with the inbox prefix wire.InboxPrefix(name) (as
-// fn.Main does).
-func Function(spec *registry.Spec) Rights {
+// fn.Main does). A spec whose name or declarations are invalid gets none:
+// its declarations could reach into another function's or the platform's
+// subjects.
+func Function(spec *registry.Spec) (Rights, error) {
+	if err := wire.ValidateName(spec.Name); err != nil {
+		return Rights{}, err
+	}
+	if err := errors.Join(spec.ValidateDeclarations()...); err != nil {
+		return Rights{}, fmt.Errorf("roles: %s: %w", spec.Name, err)
+	}
 	n := spec.Name
 	async := wire.AsyncConsumer(n)
 	results := "KV_" + wire.BucketResults
@@ -43,7 +53,6 @@ func Function(spec *registry.Spec) Rights {
 			"$JS.ACK." + wire.StreamAsync + "." + async + ".>",
 			// Its own invocation records, result events, dead letters and
 			// callbacks, and its schedule's last tick.
-			"$JS.API.STREAM.INFO." + results,
 			"$KV." + wire.BucketResults + "." + n + ".>",
 			"$JS.API.DIRECT.GET." + results + ".$KV." + wire.BucketResults + "." + n + ".>",
 			wire.ResultsPrefix + n + ".>",
@@ -70,7 +79,7 @@ func Function(spec *registry.Spec) Rights {
 			"$JS.API.CONSUMER.CREATE."+kv, "$JS.API.CONSUMER.CREATE."+kv+".>", "$JS.API.CONSUMER.DELETE."+kv+".>")
 	}
 	r.Publish = slices.Compact(r.Publish)
-	return r
+	return r, nil
 }
 
 // Caller returns the rights of a plain NATS caller of the named functions:

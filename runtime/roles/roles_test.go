@@ -108,9 +108,16 @@ func connectAs(t *testing.T, s *natstest.Server, name, inbox string, v *violatio
 // call to another function and a callback. Then it shows orders' identity
 // cannot touch another function's subjects or results, or the registry.
 func TestFunctionRole(t *testing.T) {
-	orders, payments := roles.Function(specOf(ordersCfg)), roles.Function(specOf(paymentsCfg))
+	rights := func(spec *registry.Spec) roles.Rights {
+		r, err := roles.Function(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	orders, payments := rights(specOf(ordersCfg)), rights(specOf(paymentsCfg))
 	notifyCfg := fn.Config{Name: "notify"}
-	notify := roles.Function(specOf(notifyCfg, "orders.placed"))
+	notify := rights(specOf(notifyCfg, "orders.placed"))
 	caller := roles.Caller("_INBOX_caller", "orders")
 	s := natstest.RunWithUsers(t, []*natsserver.User{
 		user("platform", nil), user("orders", &orders), user("payments", &payments),
@@ -257,6 +264,10 @@ func TestFunctionRole(t *testing.T) {
 		"$JS.API.DIRECT.GET.KV_yard_results.$KV.yard_results.payments." + ok.ID: func() {
 			_, _ = onc.RequestWithContext(short(), "$JS.API.DIRECT.GET.KV_yard_results.$KV.yard_results.payments."+ok.ID, nil)
 		},
+		// Listing the results bucket's keys would reveal every invocation id.
+		"$JS.API.STREAM.INFO.KV_yard_results": func() {
+			_, _ = onc.RequestWithContext(short(), "$JS.API.STREAM.INFO.KV_yard_results", []byte(`{"subjects_filter":">"}`))
+		},
 		"$JS.API.STREAM.PURGE.YARD_ASYNC": func() { _, _ = onc.RequestWithContext(short(), "$JS.API.STREAM.PURGE.YARD_ASYNC", nil) },
 		"$JS.API.CONSUMER.MSG.NEXT.YARD_ASYNC.fn-payments": func() {
 			_ = onc.PublishRequest("$JS.API.CONSUMER.MSG.NEXT.YARD_ASYNC.fn-payments", wire.InboxPrefix("orders")+".x", []byte(`{"batch":1}`))
@@ -271,5 +282,27 @@ func TestFunctionRole(t *testing.T) {
 	// And orders still serves: the violations changed nothing.
 	if m, err := cnc.Request("fn.orders", []byte(`{"n":8}`), 10*time.Second); err != nil || string(m.Data) != `{"n":8}` {
 		t.Fatalf("after the attempts: %v %v", m, err)
+	}
+}
+
+// TestNoRightsOutsideOwnSpace: declarations that would reach into another
+// function's or the platform's subjects get no rights at all.
+func TestNoRightsOutsideOwnSpace(t *testing.T) {
+	for _, spec := range []*registry.Spec{
+		{Name: "spy", Events: []string{"$KV.yard_results.>"}},
+		{Name: "spy", Events: []string{"yard.dlq.>"}},
+		{Name: "spy", Events: []string{">"}},
+		{Name: "spy", Publishes: []string{">"}},
+		{Name: "spy", Publishes: []string{"*.payments"}},
+		{Name: "spy", Publishes: []string{"fn.payments"}},
+		{Name: "spy", Buckets: []string{"yard_functions"}},
+		{Name: "spy", Streams: []registry.Stream{{Name: "GRAB", Subjects: []string{"fn.*"}}}},
+		{Name: "spy", Streams: []registry.Stream{{Name: "GRAB", Subjects: []string{"*.*"}}}},
+		{Name: "spy", Calls: []string{"fn.>"}},
+		{Name: "Spy"},
+	} {
+		if r, err := roles.Function(spec); err == nil {
+			t.Errorf("%+v got rights %+v", spec, r)
+		}
 	}
 }
