@@ -19,8 +19,16 @@ import (
 // loses it.
 const DefaultCallbackAckWait = 30 * time.Second
 
-// callbackBudget bounds one callback's delivery, retries included.
-const callbackBudget = 5 * time.Minute
+// callbackBudget bounds one callback's delivery, retries included, and
+// maxCallbackDeliveries how often a delivery cut short (a gateway that
+// died) starts again.
+const (
+	callbackBudget        = 5 * time.Minute
+	maxCallbackDeliveries = 5
+	// maxCallbacksInFlight bounds the callbacks being delivered at once
+	// across all gateways; slow targets hold a slot for their budget.
+	maxCallbacksInFlight = 1024
+)
 
 // deliverCallbacks posts the callbacks that instances queued in
 // YARD_CALLBACKS, through the durable consumer every gateway shares: a
@@ -29,16 +37,27 @@ const callbackBudget = 5 * time.Minute
 // the gateway delivering it. It returns once ctx ends and every delivery
 // in progress has stopped.
 func deliverCallbacks(ctx context.Context, js jetstream.JetStream, client *callback.Client, ackWait time.Duration, log *slog.Logger) error {
-	cons, err := js.CreateOrUpdateConsumer(ctx, wire.StreamCallbacks, jetstream.ConsumerConfig{
-		Durable:       wire.CallbacksConsumer,
-		Description:   "Switchyard: callbacks the gateways deliver",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       ackWait,
-		MaxAckPending: 256,
-		MaxDeliver:    -1,
-	})
-	if err != nil {
-		return err
+	var cons jetstream.Consumer
+	for wait := time.Second; ; wait = min(2*wait, time.Minute) {
+		var err error
+		cons, err = js.CreateOrUpdateConsumer(ctx, wire.StreamCallbacks, jetstream.ConsumerConfig{
+			Durable:       wire.CallbacksConsumer,
+			Description:   "Switchyard: callbacks the gateways deliver",
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       ackWait,
+			MaxAckPending: maxCallbacksInFlight,
+			MaxDeliver:    -1,
+		})
+		if err == nil {
+			break
+		}
+		// Callbacks wait in their stream meanwhile; keep trying.
+		log.Error("cannot attach to the callbacks stream; retrying", "in", wait, logKeyErr, err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
 	}
 	var wg sync.WaitGroup
 	cc, err := cons.Consume(func(msg jetstream.Msg) {
@@ -48,7 +67,7 @@ func deliverCallbacks(ctx context.Context, js jetstream.JetStream, client *callb
 			deliverOne(ctx, msg, client, ackWait, log)
 		}()
 	}, jetstream.PullMaxMessages(64), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		log.Debug("callback consumer", logKeyErr, err)
+		log.Warn("callback consumer", logKeyErr, err)
 	}))
 	if err != nil {
 		return err
@@ -65,6 +84,11 @@ func deliverCallbacks(ctx context.Context, js jetstream.JetStream, client *callb
 func deliverOne(ctx context.Context, msg jetstream.Msg, client *callback.Client, ackWait time.Duration, log *slog.Logger) {
 	hdr := msg.Headers()
 	id := hdr.Get(wire.HeaderInvocationID)
+	if meta, err := msg.Metadata(); err == nil && meta.NumDelivered > maxCallbackDeliveries {
+		log.Error("callback dropped: its delivery was cut short too often", "invocation_id", id, "deliveries", meta.NumDelivered)
+		_ = msg.Term()
+		return
+	}
 	beat := time.NewTicker(max(ackWait/3, 10*time.Millisecond))
 	defer beat.Stop()
 	done := make(chan error, 1)
@@ -88,7 +112,10 @@ func deliverOne(ctx context.Context, msg jetstream.Msg, client *callback.Client,
 			case err != nil:
 				log.Warn("callback gave up after its delivery budget", "invocation_id", id, logKeyErr, err)
 			}
-			_ = msg.Ack()
+			// Confirmed, so a lost ack does not post it again later.
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_ = msg.DoubleAck(actx)
+			cancel()
 			return
 		}
 	}

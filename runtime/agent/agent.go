@@ -63,7 +63,11 @@ type Config struct {
 	// crashed, or lost its connection) still counts as alive; its share of
 	// instances moves to the others after that. Default 6s.
 	PresenceTTL time.Duration
-	Logger      *slog.Logger
+	// UnservedSweep is how often the agent looks for functions run without
+	// a deploy whose instances all died unannounced; two sweeps with no
+	// instance answering remove one. Default 1m.
+	UnservedSweep time.Duration
+	Logger        *slog.Logger
 	// Output receives every instance's log lines, prefixed with its id;
 	// nil discards them (they are on yard.logs.<name>.<instance> anyway).
 	Output io.Writer
@@ -122,6 +126,9 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Agent, error) {
 	}
 	if cfg.PresenceTTL == 0 {
 		cfg.PresenceTTL = 6 * time.Second
+	}
+	if cfg.UnservedSweep == 0 {
+		cfg.UnservedSweep = time.Minute
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -190,7 +197,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("agent: %w", err)
 	}
 	defer stopServe()
-	a.wg.Add(3)
+	a.wg.Add(4)
+	go func() {
+		defer a.wg.Done()
+		a.prov.Sweep(ctx, a.nc, a.cfg.UnservedSweep)
+	}()
 	go func() {
 		defer a.wg.Done()
 		a.scaleLoop(ctx)

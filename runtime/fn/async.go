@@ -25,10 +25,7 @@ const ackWaitMargin = 5 * time.Second
 // one consumer, so JetStream spreads the work and redelivers what a
 // crashed instance left unacknowledged.
 func (i *Instance) startAsync(ctx context.Context, js jetstream.JetStream) error {
-	store, err := invocation.Bind(ctx, js)
-	if err != nil {
-		return err
-	}
+	store := invocation.Bind(js)
 	cons, err := js.Consumer(ctx, wire.StreamAsync, wire.AsyncConsumer(i.cfg.Name))
 	if err != nil {
 		return fmt.Errorf("async consumer %s: the platform has not provisioned it (is the function deployed, or registered?): %w", wire.AsyncConsumer(i.cfg.Name), err)
@@ -116,13 +113,15 @@ func (i *Instance) runAsync(msg jetstream.Msg) {
 		if old, err := i.store.GetOf(ctx, i.cfg.Name, rec.ID); err == nil && old.Seq == rec.Seq && old.Status.Final() {
 			// The crash may have come before the callback was stored:
 			// store it again (a second copy is dropped as a duplicate).
-			if url := hdr.Get(wire.HeaderCallbackURL); url != "" {
+			if url := hdr.Get(wire.HeaderCallbackURL); url != "" && rec.Attempts <= i.h.maxAttempts+giveUpAfter {
 				event, _ := json.Marshal(old)
 				if err := i.store.QueueCallback(ctx, old, url, event); err != nil {
 					i.log.Error("queue callback failed; will redeliver", "invocation_id", rec.ID, logKeyErr, err)
 					_ = msg.NakWithDelay(time.Second)
 					return
 				}
+			} else if url != "" {
+				i.log.Error("dropping the callback of a settled invocation that could not be stored", "invocation_id", rec.ID, "deliveries", rec.Attempts)
 			}
 			_ = msg.Ack()
 			return

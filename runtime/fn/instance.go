@@ -95,6 +95,9 @@ type Instance struct {
 	// registered says this instance registered its function with the
 	// platform (it runs without a deploy), so it unregisters on Stop.
 	registered bool
+	// ownedBy is the deployed version that owns the function when this
+	// instance runs without a deploy beside it.
+	ownedBy int
 }
 
 // Start serves h on nc until Stop. It returns once the instance is
@@ -168,6 +171,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, h *Handler) (*Instanc
 	}
 	if !cfg.CoreOnly {
 		if err := i.startJetStream(ctx); err != nil {
+			i.abortJetStream(ctx)
 			_ = svc.Stop()
 			return nil, fmt.Errorf("fn %s: %w (CoreOnly serves without the platform)", cfg.Name, err)
 		}
@@ -191,9 +195,32 @@ func (i *Instance) startJetStream(ctx context.Context) error {
 		return err
 	}
 	if err := i.startAsync(ctx, js); err != nil {
-		return err
+		return i.ownerHint(err)
 	}
-	return i.startEvents(ctx, js)
+	return i.ownerHint(i.startEvents(ctx, js))
+}
+
+// ownerHint says, for an undeployed instance of a deployed function, that
+// the platform provisioned the deployed version's declarations, not this
+// instance's.
+func (i *Instance) ownerHint(err error) error {
+	if err != nil && i.ownedBy > 0 {
+		return fmt.Errorf("%w (the function is deployed: the platform provisioned v%d's declarations, not this instance's)", err, i.ownedBy)
+	}
+	return err
+}
+
+// abortJetStream undoes a start that failed half way: no consumer keeps
+// pulling work for an instance that will not serve, and a registration
+// is withdrawn.
+func (i *Instance) abortJetStream(ctx context.Context) {
+	if i.consume != nil {
+		i.consume.Stop()
+	}
+	for _, cc := range i.eventConsumers {
+		cc.Stop()
+	}
+	i.unregister(ctx, i.svc.Info().ID)
 }
 
 // registerWait bounds how long an instance run without a deploy waits for
@@ -237,6 +264,7 @@ func (i *Instance) register(ctx context.Context) error {
 			return fmt.Errorf("register on %s: unreadable answer: %w", subject, err)
 		}
 		if reg.DeployedVersion > 0 {
+			i.ownedBy = reg.DeployedVersion
 			// An undeployed instance (a developer's `go run`) of a deployed
 			// function serves without changing the registry.
 			i.log.Warn("function is deployed; this undeployed instance serves under the deployed version's settings", "version", reg.DeployedVersion)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -56,14 +57,18 @@ func (s *Store) DeadLetters(ctx context.Context, name string, limit int) ([]Dead
 		if err != nil {
 			return out, err
 		}
-		out = append(out, decodeDeadLetter(meta.Sequence.Stream, meta.Timestamp, msg.Headers(), msg.Data()))
+		out = append(out, decodeDeadLetter(meta.Sequence.Stream, meta.Timestamp, msg.Subject(), msg.Headers(), msg.Data()))
 		pending = meta.NumPending
 	}
 	return out, nil
 }
 
-func decodeDeadLetter(seq uint64, at time.Time, h nats.Header, data []byte) DeadLetter {
-	d := DeadLetter{Seq: seq, ID: h.Get(wire.HeaderInvocationID), Function: h.Get(HeaderFunction), DeadAt: at.UTC()}
+// decodeDeadLetter reads a dead letter. Its function is the one whose
+// subject (yard.dlq.<name>) it was published on, whatever its headers say:
+// a function may dead-letter only onto its own subject, so a forged
+// Yard-Function header cannot make a replay run another function.
+func decodeDeadLetter(seq uint64, at time.Time, subject string, h nats.Header, data []byte) DeadLetter {
+	d := DeadLetter{Seq: seq, ID: h.Get(wire.HeaderInvocationID), Function: strings.TrimPrefix(subject, wire.DLQPrefix), DeadAt: at.UTC()}
 	d.Attempts, _ = strconv.Atoi(h.Get(HeaderAttempts))
 	d.CreatedAt, _ = time.Parse(time.RFC3339Nano, h.Get(HeaderCreated))
 	if e := h.Get(HeaderError); e != "" {
@@ -130,7 +135,7 @@ func (s *Store) replaySeq(ctx context.Context, seq uint64) (*Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := decodeDeadLetter(seq, raw.Time, raw.Header, raw.Data)
+	d := decodeDeadLetter(seq, raw.Time, raw.Subject, raw.Header, raw.Data)
 	subject, err := wire.AsyncSubject(d.Function)
 	if err != nil {
 		return nil, fmt.Errorf("dead letter %d: %w", seq, err)

@@ -2,14 +2,17 @@ package invocation_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard-dev/switchyard/internal/natstest"
 	"github.com/switchyard-dev/switchyard/runtime/invocation"
+	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
 func open(t *testing.T) *invocation.Store {
@@ -85,5 +88,52 @@ func TestDelay(t *testing.T) {
 	}
 	if invocation.Delay(nil, 3) != 0 {
 		t.Error("no backoff must mean no delay")
+	}
+}
+
+// TestLegacyRecords: records an earlier release keyed by id alone are
+// still found by id, and still hold their idempotency key.
+func TestLegacyRecords(t *testing.T) {
+	s, js := openJS(t, invocation.Config{})
+	ctx := context.Background()
+	id := invocation.IDForKey("greet", "order-1")
+	old := invocation.Record{ID: id, Function: "greet", Status: invocation.Succeeded, BodyHash: invocation.BodyHash([]byte(`{}`)), Seq: 9}
+	data, _ := json.Marshal(old)
+	if _, err := js.Publish(ctx, "$KV."+wire.BucketResults+"."+id, data); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := s.Get(ctx, id); err != nil || rec.Status != invocation.Succeeded {
+		t.Fatalf("legacy record: %+v %v", rec, err)
+	}
+	rec, created, err := s.Submit(ctx, invocation.Submission{Function: "greet", Body: []byte(`{}`), IdempotencyKey: "order-1"})
+	if err != nil || created || rec.Status != invocation.Succeeded {
+		t.Fatalf("resubmit over a legacy record: %+v created=%v %v", rec, created, err)
+	}
+}
+
+// TestDeadLetterFunctionFromSubject: a dead letter belongs to the function
+// whose subject it is on, whatever its Yard-Function header claims.
+func TestDeadLetterFunctionFromSubject(t *testing.T) {
+	s, js := openJS(t, invocation.Config{})
+	ctx := context.Background()
+	msg := &nats.Msg{Subject: "yard.dlq.orders", Data: []byte(`{}`), Header: nats.Header{
+		invocation.HeaderFunction: {"payments"}, wire.HeaderInvocationID: {"forged"},
+	}}
+	if _, err := js.PublishMsg(ctx, msg); err != nil {
+		t.Fatal(err)
+	}
+	letters, err := s.DeadLetters(ctx, "orders", 10)
+	if err != nil || len(letters) != 1 || letters[0].Function != "orders" {
+		t.Fatalf("%+v %v", letters, err)
+	}
+	if _, err := s.Replay(ctx, "forged"); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := js.Stream(ctx, wire.StreamAsync)
+	if _, err := st.GetLastMsgForSubject(ctx, "yard.async.payments"); err == nil {
+		t.Fatal("a forged dead letter of orders was replayed into payments")
+	}
+	if _, err := st.GetLastMsgForSubject(ctx, "yard.async.orders"); err != nil {
+		t.Fatalf("replayed into orders: %v", err)
 	}
 }

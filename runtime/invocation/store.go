@@ -63,13 +63,11 @@ type Store struct {
 
 // Bind returns the store a function instance uses: it creates nothing and
 // needs only the rights of the function's role (its own records, dead
-// letters and callbacks, and its schedule's last tick).
-func Bind(ctx context.Context, js jetstream.JetStream) (*Store, error) {
-	kv, err := js.KeyValue(ctx, wire.BucketResults)
-	if err != nil {
-		return nil, fmt.Errorf("invocation: bucket %s: %w (the platform creates it: is `yard up` or an agent running?)", wire.BucketResults, err)
-	}
-	return &Store{js: js, results: kv}, nil
+// letters and callbacks, and its schedule's last tick), reading and
+// writing records by their subjects, so not even the bucket's
+// configuration (or the list of its keys) is needed.
+func Bind(js jetstream.JetStream) *Store {
+	return &Store{js: js}
 }
 
 // Open creates the streams and bucket when missing and returns the store.
@@ -125,9 +123,11 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 		Subjects:    []string{wire.CallbacksPrefix + ">"},
 		Retention:   jetstream.WorkQueuePolicy,
 		Storage:     jetstream.FileStorage,
-		Duplicates:  cfg.Duplicates,
-		MaxAge:      cfg.ResultsTTL,
-		MaxBytes:    cfg.MaxBytes,
+		// Long enough that a redelivered settled invocation (after its
+		// function's timeout) stores its callback once, not twice.
+		Duplicates: min(max(cfg.Duplicates, 2*time.Hour), cfg.ResultsTTL),
+		MaxAge:     cfg.ResultsTTL,
+		MaxBytes:   cfg.MaxBytes,
 	}); err != nil {
 		return nil, err
 	}
@@ -210,7 +210,13 @@ func (s *Store) Submit(ctx context.Context, sub Submission) (rec *Record, create
 	}
 	key := wire.ResultKey(sub.Function, id)
 	data, _ := json.Marshal(rec)
-	if _, err := s.results.Create(ctx, key, data); err != nil {
+	_, err = s.results.Create(ctx, key, data)
+	if err == nil && s.legacy(ctx, id) != nil {
+		// Accepted by an earlier release, which keyed records by id alone.
+		_ = s.results.Delete(context.WithoutCancel(ctx), key)
+		err = jetstream.ErrKeyExists
+	}
+	if err != nil {
 		if !errors.Is(err, jetstream.ErrKeyExists) {
 			return nil, false, fmt.Errorf("invocation: record %s: %w", id, err)
 		}
@@ -338,14 +344,14 @@ func (s *Store) Get(ctx context.Context, id string) (*Record, error) {
 // GetOf returns the record of function name's invocation id: the
 // instance's view, which reads its own function's records only.
 func (s *Store) GetOf(ctx context.Context, name, id string) (*Record, error) {
-	e, err := s.results.Get(ctx, wire.ResultKey(name, id))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
-	}
+	m, err := directGet(ctx, s.js.Conn(), "KV_"+wire.BucketResults, "$KV."+wire.BucketResults+"."+wire.ResultKey(name, id))
 	if err != nil {
 		return nil, fmt.Errorf("invocation: get %s: %w", id, err)
 	}
-	return decodeRecord(id, e.Value())
+	if m == nil || deleted(m) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	return decodeRecord(id, m.Data)
 }
 
 func decodeRecord(id string, data []byte) (*Record, error) {
@@ -365,13 +371,27 @@ func (s *Store) lastRecord(ctx context.Context, id string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("invocation: get %s: %w", id, err)
 	}
-	if m == nil {
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
-	}
-	if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	if m == nil || deleted(m) {
+		if m = s.legacy(ctx, id); m == nil {
+			return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+		}
 	}
 	return m.Data, nil
+}
+
+// legacy reads a record an earlier release stored under <id> alone, or
+// nil; such records expire with the bucket's TTL.
+func (s *Store) legacy(ctx context.Context, id string) *nats.Msg {
+	m, err := directGet(ctx, s.js.Conn(), "KV_"+wire.BucketResults, "$KV."+wire.BucketResults+"."+id)
+	if err != nil || m == nil || deleted(m) {
+		return nil
+	}
+	return m
+}
+
+func deleted(m *nats.Msg) bool {
+	op := m.Header.Get("KV-Operation")
+	return op == "DEL" || op == "PURGE"
 }
 
 // directGet reads the last message on subject in stream (which allows
@@ -417,7 +437,8 @@ func (s *Store) PutEncoded(ctx context.Context, rec *Record) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, err = s.results.Put(ctx, wire.ResultKey(rec.Function, rec.ID), data)
+	// A key-value put is a publish on the key's subject.
+	_, err = s.js.Publish(ctx, "$KV."+wire.BucketResults+"."+wire.ResultKey(rec.Function, rec.ID), data)
 	return data, err
 }
 

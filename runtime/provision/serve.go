@@ -29,6 +29,9 @@ type Unregistration struct {
 	Instance string `json:"instance"`
 }
 
+// maxHandling bounds the registrations handled at once.
+const maxHandling = 16
+
 // maxSpecBytes bounds a registration: two schemas and a few declarations.
 const maxSpecBytes = 4 << 20
 
@@ -38,15 +41,25 @@ const maxSpecBytes = 4 << 20
 // before it answers, so the instance finds its consumers.
 func (p *Provisioner) Serve(ctx context.Context, nc *nats.Conn) (stop func(), err error) {
 	ctx, cancel := context.WithCancel(ctx)
+	// At most maxHandling registrations are handled at once; the rest
+	// wait in the subscription, bounded by its pending limits.
+	slots := make(chan struct{}, maxHandling)
+	handle := func(m *nats.Msg, h func() (any, error)) {
+		slots <- struct{}{}
+		go func() {
+			defer func() { <-slots }()
+			p.reply(m, h)
+		}()
+	}
 	reg, err := nc.QueueSubscribe(wire.RegisterPrefix+"*", wire.RegisterQueue, func(m *nats.Msg) {
-		go p.reply(m, func() (any, error) { return p.register(ctx, m) })
+		handle(m, func() (any, error) { return p.register(ctx, m) })
 	})
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("provision: subscribe: %w", err)
 	}
 	unreg, err := nc.QueueSubscribe(wire.UnregisterPrefix+"*", wire.RegisterQueue, func(m *nats.Msg) {
-		go p.reply(m, func() (any, error) { return struct{}{}, p.unregister(ctx, nc, m) })
+		handle(m, func() (any, error) { return struct{}{}, p.unregister(ctx, nc, m) })
 	})
 	if err != nil {
 		cancel()
@@ -93,19 +106,24 @@ func (p *Provisioner) register(ctx context.Context, m *nats.Msg) (*Registration,
 	name := spec.Name
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	deployed, err := p.reg.Register(ctx, spec)
-	if err != nil {
+	if _, err := p.reg.Register(ctx, spec); err != nil {
 		if errors.Is(err, registry.ErrInvalidSpec) {
 			return nil, wire.Errorf(wire.CodeInvalidArgument, "%v", err)
 		}
 		return nil, err
 	}
-	if deployed != nil {
-		// A deploy owns the function and provisioned it.
-		return &Registration{DeployedVersion: deployed.Version}, nil
+	// Provision what the registry says now, not what was sent: a deploy
+	// may have landed meanwhile, and a deployed function's consumers may
+	// not be made yet when its first undeployed instance starts.
+	cur, err := p.reg.Get(ctx, name)
+	if err != nil {
+		return nil, err
 	}
-	if err := p.Apply(ctx, spec); err != nil {
+	if err := p.Apply(ctx, cur); err != nil {
 		return nil, wire.Errorf(wire.CodeUnavailable, "%v", err)
+	}
+	if cur.Version > 0 {
+		return &Registration{DeployedVersion: cur.Version}, nil
 	}
 	p.log.Info("registered a function run without a deploy", "fn", name)
 	return &Registration{}, nil
@@ -123,23 +141,85 @@ func (p *Provisioner) unregister(ctx context.Context, nc *nats.Conn, m *nats.Msg
 	if err := json.Unmarshal(m.Data, &u); err != nil {
 		return wire.Errorf(wire.CodeInvalidArgument, "unregistration: %v", err)
 	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return p.dropIfUnserved(ctx, nc, name, u.Instance)
+}
+
+// dropIfUnserved removes the spec of a function run without a deploy when
+// no instance but except answers pings, and with it its schedules. The
+// revision is read before the ping: an instance registering after it
+// rewrites the spec, and the revision-checked delete then fails.
+func (p *Provisioner) dropIfUnserved(ctx context.Context, nc *nats.Conn, name, except string) error {
+	cur, rev, err := p.reg.GetEntry(ctx, name)
+	if errors.Is(err, registry.ErrNotFound) {
+		return nil
+	}
+	if err != nil || cur.Version > 0 {
+		return err
+	}
 	pings, err := fleet.Ping(nc, name, 200*time.Millisecond)
 	if err != nil {
 		return err
 	}
 	for _, ping := range pings {
-		if ping.ID != u.Instance {
+		if ping.ID != except {
 			return nil // another instance still serves it
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := p.reg.Unregister(ctx, name); err != nil {
+	dropped, err := p.reg.Unregister(ctx, name, rev)
+	if err != nil || !dropped {
 		return err
 	}
-	// Deployed meanwhile: the deploy's schedules stay (Remove follows the
-	// registry). Otherwise the spec is gone, and so go its schedules.
 	return p.Remove(ctx, name)
+}
+
+// Sweep removes, every interval until ctx ends, the functions run without
+// a deploy whose instances all died without saying so (SIGKILL, a crash):
+// a function no instance answered for two sweeps in a row. Without it
+// their schedules would fire into the shared work queue for ever.
+func (p *Provisioner) Sweep(ctx context.Context, nc *nats.Conn, interval time.Duration) {
+	missed := map[string]bool{}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		specs, err := p.reg.List(ctx)
+		if err != nil {
+			continue
+		}
+		seen := map[string]bool{}
+		for _, spec := range specs {
+			if spec.Version > 0 {
+				continue
+			}
+			seen[spec.Name] = true
+			pings, err := fleet.Ping(nc, spec.Name, 200*time.Millisecond)
+			if err != nil || len(pings) > 0 {
+				delete(missed, spec.Name)
+				continue
+			}
+			if !missed[spec.Name] {
+				missed[spec.Name] = true
+				continue
+			}
+			delete(missed, spec.Name)
+			if err := p.dropIfUnserved(ctx, nc, spec.Name, ""); err != nil {
+				p.log.Warn("could not remove a function whose instances are gone", "fn", spec.Name, "err", err)
+			} else {
+				p.log.Info("removed a function run without a deploy: no instance answers", "fn", spec.Name)
+			}
+		}
+		for name := range missed {
+			if !seen[name] {
+				delete(missed, name)
+			}
+		}
+	}
 }
 
 // Follow provisions every spec in the registry, and every change to one,

@@ -1,0 +1,95 @@
+package provision
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchyard-dev/switchyard/internal/natstest"
+	"github.com/switchyard-dev/switchyard/runtime/registry"
+	"github.com/switchyard-dev/switchyard/runtime/wire"
+)
+
+func scheduled(name string) *registry.Spec {
+	return &registry.Spec{Name: name, Timeout: registry.Duration(time.Second),
+		InputSchema: json.RawMessage(`{}`), OutputSchema: json.RawMessage(`{}`),
+		Schedules: []registry.Schedule{{Cron: "@every 1h", Input: json.RawMessage(`{}`)}}}
+}
+
+// TestSweepRemovesUnservedFunctions: a function run without a deploy whose
+// instances died unannounced goes, schedules and all, after two sweeps
+// with no instance answering; a deployed one stays.
+func TestSweepRemovesUnservedFunctions(t *testing.T) {
+	nc := natstest.Connect(t, natstest.Run(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	js, _ := jetstream.New(nc)
+	p, err := New(ctx, js, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop, err := p.Serve(ctx, nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	// A registration whose instance never serves (it was SIGKILLed).
+	body, _ := json.Marshal(scheduled("ghost"))
+	m, err := nc.Request(wire.RegisterPrefix+"ghost", body, 10*time.Second)
+	if err != nil || wire.ReplyError(m.Header, m.Data) != nil {
+		t.Fatalf("register: %v %v", m, err)
+	}
+	deployed := scheduled("kept")
+	if _, err := p.reg.Deploy(ctx, deployed, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Apply(ctx, deployed); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := p.store.Schedules(ctx, "ghost"); err != nil || len(s) != 1 {
+		t.Fatalf("ghost's schedules: %v %v", s, err)
+	}
+	go p.Sweep(ctx, nc, 50*time.Millisecond)
+	natstest.WaitFor(t, 10*time.Second, "the unserved function to go", func() bool {
+		_, err := p.reg.Get(ctx, "ghost")
+		s, serr := p.store.Schedules(ctx, "ghost")
+		return err != nil && serr == nil && len(s) == 0
+	})
+	if _, err := p.reg.Get(ctx, "kept"); err != nil {
+		t.Fatalf("a deployed function went: %v", err)
+	}
+	if s, err := p.store.Schedules(ctx, "kept"); err != nil || len(s) != 1 {
+		t.Fatalf("a deployed function's schedules: %v %v", s, err)
+	}
+}
+
+// TestUnregisterChecksTheRevision: a spec rewritten after it was read (an
+// instance registered meanwhile) is not dropped.
+func TestUnregisterChecksTheRevision(t *testing.T) {
+	nc := natstest.Connect(t, natstest.Run(t))
+	ctx := context.Background()
+	js, _ := jetstream.New(nc)
+	p, err := New(ctx, js, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.reg.Register(ctx, scheduled("dev")); err != nil {
+		t.Fatal(err)
+	}
+	_, rev, err := p.reg.GetEntry(ctx, "dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.reg.Register(ctx, scheduled("dev")); err != nil { // the same spec, from a new instance
+		t.Fatal(err)
+	}
+	if dropped, err := p.reg.Unregister(ctx, "dev", rev); err != nil || dropped {
+		t.Fatalf("dropped a spec registered again since: %v %v", dropped, err)
+	}
+	if _, err := p.reg.Get(ctx, "dev"); err != nil {
+		t.Fatal(err)
+	}
+}
