@@ -2,7 +2,7 @@
 // orders hold on it, in the KV bucket shop_inventory: stock.<SKU> holds the
 // available quantity and each reservation's hold on it, res.<order> the
 // reservation. No number of instances can oversell or give back twice;
-// docs/shop-design.md says how.
+// docs/shop.md ("How it stays consistent") says how.
 package main
 
 import (

@@ -2,7 +2,8 @@
 // with catalog, reserves them with inventory, charges the card with
 // payments, and once paid commits the reservation and publishes
 // orders.placed. Placing is idempotent per order id, and an order is never
-// left failed while its card is charged; docs/shop-design.md says how.
+// left failed while its card is charged; docs/shop.md ("How it stays
+// consistent") says how.
 package main
 
 import (
