@@ -293,8 +293,14 @@ func TestUp(t *testing.T) {
 			t.Fatalf("ls: %+v", r)
 		}
 		// The agent keeps the functions' log lines in YARD_LOGS.
-		if r := yard(t, env, "", "logs", "greet"); r.code != 0 || !strings.Contains(r.stdout, "msg=serving") || !strings.Contains(r.stdout, "greet-v") {
+		r := yard(t, env, "", "logs", "greet")
+		if r.code != 0 || !strings.Contains(r.stdout, "msg=serving") {
 			t.Fatalf("logs: %+v", r)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+			if !strings.HasPrefix(line, "greet-v") || strings.Contains(line, "fn=catalog") {
+				t.Fatalf("logs greet shows a line of another function: %q", line)
+			}
 		}
 		cancel()
 		select {

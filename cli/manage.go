@@ -309,8 +309,9 @@ Each line starts with the instance id.`,
 			if err != nil {
 				return err
 			}
-			subj, _ := wire.LogsSubject(args[0], "*")
-			occ := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj}, DeliverPolicy: jetstream.DeliverAllPolicy}
+			// Every instance of this function, and of no other.
+			prefix := wire.LogsPrefix + args[0] + "."
+			occ := jetstream.OrderedConsumerConfig{FilterSubjects: []string{prefix + "*"}, DeliverPolicy: jetstream.DeliverAllPolicy}
 			if since > 0 {
 				occ.DeliverPolicy = jetstream.DeliverByStartTimePolicy
 				t := time.Now().Add(-since)
@@ -340,7 +341,7 @@ Each line starts with the instance id.`,
 					return err
 				}
 				meta, _ := msg.Metadata()
-				instance := msg.Subject()[len(wire.LogsPrefix)+len(args[0])+1:]
+				instance := strings.TrimPrefix(msg.Subject(), prefix)
 				fmt.Fprintf(f.io.Out, "%s | %s", instance, msg.Data())
 				if meta != nil {
 					pending = meta.NumPending
