@@ -201,7 +201,14 @@ func (o *deployOptions) publish(ctx context.Context, reg *registry.Registry, spe
 	if o.json {
 		return deployed, writeJSONOut(o.f, deployed)
 	}
-	fmt.Fprintf(errOut, "deployed %s v%d; agents start it and drain the previous version\n", deployed.Name, deployed.Version)
+	switch {
+	case deployed.MinInstances == 0:
+		fmt.Fprintf(errOut, "deployed %s v%d; at zero instances until called (agents drain any previous version)\n", deployed.Name, deployed.Version)
+	case deployed.Version == 1:
+		fmt.Fprintf(errOut, "deployed %s v1; agents start it\n", deployed.Name)
+	default:
+		fmt.Fprintf(errOut, "deployed %s v%d; agents start it and drain the previous version\n", deployed.Name, deployed.Version)
+	}
 	return deployed, nil
 }
 

@@ -84,10 +84,13 @@ then waits for the outcome and prints it as a synchronous call would.`,
 				}
 			}
 			if o.callbackURL != "" {
-				// The same policy as the gateway's default: the function
-				// would refuse a private target anyway, only later.
+				// The same policy as the gateways' default: they would
+				// refuse a private target anyway, only later.
 				if _, err := (callback.Policy{AllowPrivate: o.allowPrivate}).CheckURL(o.callbackURL); err != nil {
-					return usageError("--callback-url: %v", err)
+					if o.allowPrivate {
+						return usageError("--callback-url: %v", err)
+					}
+					return usageError("--callback-url: %v (for local development pass --allow-private-callbacks, and run yard up or yard gateway with it too)", err)
 				}
 			}
 			if run != nil {
@@ -104,7 +107,7 @@ then waits for the outcome and prints it as a synchronous call would.`,
 	cmd.Flags().BoolVar(&o.wait, "wait", false, "with --async: wait up to --timeout for the outcome")
 	cmd.Flags().StringVar(&o.idempotencyKey, "idempotency-key", "", "with --async: the same key and input never run twice")
 	cmd.Flags().StringVar(&o.callbackURL, "callback-url", "", "with --async: POST the outcome to this URL")
-	cmd.Flags().BoolVar(&o.allowPrivate, "allow-private-callbacks", false, "with --callback-url: allow loopback and private targets (the functions must allow them too)")
+	cmd.Flags().BoolVar(&o.allowPrivate, "allow-private-callbacks", false, "with --callback-url: allow loopback and private targets (the gateways, which deliver callbacks, must allow them too)")
 	return cmd
 }
 

@@ -11,7 +11,7 @@ import (
 
 // ErrUndeclared is wrapped by every error for a call, publish or bucket
 // that the function did not declare in its Config.
-var ErrUndeclared = errors.New("not declared")
+var ErrUndeclared = errors.New("undeclared use")
 
 // declarations is what a handler's context says its function may use.
 type declarations struct {
@@ -38,7 +38,7 @@ func checkCall(ctx context.Context, target string) error {
 	if !ok || slices.Contains(d.calls, target) {
 		return nil
 	}
-	return fmt.Errorf("fn %s calls %s, which it does not declare: add %q to Config.Calls: %w", d.name, target, target, ErrUndeclared)
+	return fmt.Errorf("%w: fn %s calls %s: add %q to Config.Calls", ErrUndeclared, d.name, target, target)
 }
 
 func checkPublish(ctx context.Context, subject string) error {
@@ -46,7 +46,7 @@ func checkPublish(ctx context.Context, subject string) error {
 	if !ok || slices.ContainsFunc(d.publishes, func(p string) bool { return subjectMatches(p, subject) }) {
 		return nil
 	}
-	return fmt.Errorf("fn %s publishes on %s, which it does not declare: add it (or a pattern) to Config.Publishes: %w", d.name, subject, ErrUndeclared)
+	return fmt.Errorf("%w: fn %s publishes on %s: add it (or a pattern) to Config.Publishes", ErrUndeclared, d.name, subject)
 }
 
 func checkBucket(ctx context.Context, bucket string) error {
@@ -54,7 +54,7 @@ func checkBucket(ctx context.Context, bucket string) error {
 	if !ok || slices.Contains(d.buckets, bucket) {
 		return nil
 	}
-	return fmt.Errorf("fn %s uses bucket %s, which it does not declare: add %q to Config.Buckets: %w", d.name, bucket, bucket, ErrUndeclared)
+	return fmt.Errorf("%w: fn %s uses bucket %s: add %q to Config.Buckets", ErrUndeclared, d.name, bucket, bucket)
 }
 
 // validateDeclarations checks the declarations with the platform's own
