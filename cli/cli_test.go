@@ -293,6 +293,10 @@ func TestUp(t *testing.T) {
 			t.Fatalf("ls: %+v", r)
 		}
 		// The agent keeps the functions' log lines in YARD_LOGS.
+		// describe names instances as ps and yard logs do.
+		if r := yard(t, env, "", "describe", "greet"); r.code != 0 || !regexpMatch(`running instances: 1\n\s+greet-v\d+-\w+\s`, r.stdout) {
+			t.Fatalf("describe: %+v", r)
+		}
 		r := yard(t, env, "", "logs", "greet")
 		if r.code != 0 || !strings.Contains(r.stdout, "msg=serving") {
 			t.Fatalf("logs: %+v", r)

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -67,7 +68,10 @@ func notFound(err error, name string) error {
 
 // instanceInfo is one running instance as micro discovery reports it.
 type instanceInfo struct {
-	ID      string `json:"id"`
+	ID string `json:"id"`
+	// Name is the agent's name for it (as ps, yard up and yard logs show
+	// it); empty for an instance no agent started.
+	Name    string `json:"name,omitempty"`
 	Version string `json:"version"`
 }
 
@@ -76,7 +80,7 @@ func instancesOf(nc *nats.Conn, name string, wait time.Duration) []instanceInfo 
 	pings, _ := fleet.Ping(nc, name, wait)
 	out := make([]instanceInfo, len(pings))
 	for i, p := range pings {
-		out[i] = instanceInfo{ID: p.ID, Version: p.Version}
+		out[i] = instanceInfo{ID: p.ID, Name: p.Metadata[wire.MetaInstance], Version: p.Version}
 	}
 	return out
 }
@@ -150,7 +154,7 @@ STATS, as 'nats micro stats <name>' shows them).`,
 				}
 				fmt.Fprintf(out, "\nrunning instances: %d\n", len(insts))
 				for _, in := range insts {
-					fmt.Fprintf(out, "  %s  %s\n", in.ID, in.Version)
+					fmt.Fprintf(out, "  %s  %s\n", cmp.Or(in.Name, in.ID), in.Version)
 				}
 				if len(live.Schedules) > 0 {
 					fmt.Fprintln(out, "\nschedules (UTC):")
@@ -195,7 +199,7 @@ func breakerStates(nc *nats.Conn, name string) []breakerState {
 				continue
 			}
 			for _, target := range slices.Sorted(maps.Keys(data.Breakers)) {
-				out = append(out, breakerState{Target: target, State: data.Breakers[target], Instance: st.ID})
+				out = append(out, breakerState{Target: target, State: data.Breakers[target], Instance: cmp.Or(st.Metadata[wire.MetaInstance], st.ID)})
 			}
 		}
 	}

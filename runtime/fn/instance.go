@@ -53,6 +53,9 @@ type Config struct {
 	Calls     []string
 	Publishes []string
 	Buckets   []string
+	// Instance is the platform's name for this instance (Main sets it from
+	// YARD_INSTANCE); it is in the micro metadata as yard.instance.
+	Instance string
 	// DeployedVersion is the version N this instance was deployed as (0:
 	// not deployed). A deployed instance also serves fn.<name>.v<N>, shows
 	// N.0.0 in `nats micro ls`, and leaves yard_functions to the deploy.
@@ -138,7 +141,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, h *Handler) (*Instanc
 		Name:         cfg.Name,
 		Version:      cfg.Version,
 		Description:  cfg.Description,
-		Metadata:     map[string]string{"yard.schema_hash": i.spec.SchemaHash},
+		Metadata:     i.metadata(),
 		StatsHandler: func(*micro.Endpoint) any { return i.Stats() },
 	})
 	if err != nil {
@@ -331,6 +334,15 @@ func specOf(cfg Config, h *Handler) *registry.Spec {
 		spec.Streams = append(spec.Streams, registry.Stream{Name: st.Name, Subjects: st.Subjects, MaxAge: registry.Duration(st.MaxAge)})
 	}
 	return spec
+}
+
+// metadata is what `nats micro info` and `yard describe` show of it.
+func (i *Instance) metadata() map[string]string {
+	m := map[string]string{"yard.schema_hash": i.spec.SchemaHash}
+	if i.cfg.Instance != "" {
+		m[wire.MetaInstance] = i.cfg.Instance
+	}
+	return m
 }
 
 // Spec is the spec this instance serves and registers.

@@ -52,6 +52,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, cf
 			return 2
 		}
 	}
+	if cfg.Instance == "" {
+		cfg.Instance = getenv(wire.EnvInstance)
+	}
 	// Handle returned h for this binary; deploy settings tune a copy.
 	hc := *h
 	h = &hc

@@ -21,3 +21,8 @@ const (
 // declarations and defaults as JSON) and exit, so tools learn about a
 // function without running it against NATS.
 const ManifestFlag = "--yard-manifest"
+
+// MetaInstance is the micro service metadata key holding the instance id
+// the agent gave (EnvInstance), so `yard describe` and `nats micro info`
+// name an instance as ps, yard up and yard logs do.
+const MetaInstance = "yard.instance"
