@@ -135,6 +135,8 @@ func newInvocationsCmd(f *factory) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "invocations",
 		Short: "Inspect asynchronous invocations",
+		Args:  subcommandArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	var asJSON bool
 	get := &cobra.Command{
@@ -205,6 +207,8 @@ func newDLQCmd(f *factory) *cobra.Command {
 		Long: `Async invocations that failed every attempt (or failed permanently) land
 in the stream YARD_DLQ with their payload, last error and attempts. List
 them, and replay them once the cause is fixed.`,
+		Args: subcommandArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	var asJSON bool
 	var limit int
@@ -334,4 +338,13 @@ func exactArgs(n int, what string) cobra.PositionalArgs {
 		}
 		return nil
 	}
+}
+
+// subcommandArgs refuses an unknown sub-command of a command that only
+// groups others, with a usage error instead of the help and exit 0.
+func subcommandArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageError("unknown command %q for %q (see %s --help)", args[0], cmd.CommandPath(), cmd.CommandPath())
+	}
+	return nil
 }

@@ -425,3 +425,12 @@ func TestDescribeBreakers(t *testing.T) {
 		t.Fatalf("describe --json: %+v (%v)", r, err)
 	}
 }
+
+// TestUnknownSubcommand: a grouping command refuses what it does not know.
+func TestUnknownSubcommand(t *testing.T) {
+	for _, args := range [][]string{{"invocations", "ls"}, {"dlq", "bogus"}} {
+		if r := yard(t, map[string]string{}, "", args...); r.code != ExitUsage || !strings.Contains(r.stderr, "unknown command") {
+			t.Errorf("%v: %+v", args, r)
+		}
+	}
+}
