@@ -12,7 +12,10 @@ import (
 // passes; then anyone may take it over. Token grows with every take, so
 // it fences: the owner writes only while the token is still its own, and
 // may hand the token to other services as a fencing token, so that they
-// refuse a former owner that is still at work.
+// refuse a former owner that is still at work. A take's token is at least
+// the take's time in microseconds, so tokens keep growing even when the
+// value was deleted in between. Until is wall-clock time: hosts whose
+// clocks disagree by d see a lease end up to d early or late.
 type Lease struct {
 	Token int64     `json:"lease_token,omitempty"`
 	Until time.Time `json:"lease_until,omitzero"`
@@ -58,7 +61,9 @@ func TakeLease[T any, P leased[T]](ctx context.Context, kv *KV, key string, ttl 
 		if err := change(P(v), exists); err != nil {
 			return err
 		}
-		l.Token++
+		// Greater than the last token, and than any token taken before
+		// a delete (which left no value to count from).
+		l.Token = max(l.Token+1, now.UnixMicro())
 		l.Until = now.Add(ttl)
 		return nil
 	})

@@ -49,14 +49,14 @@ func TestLease(t *testing.T) {
 		return nil
 	}
 	first, err := fn.TakeLease(ctx, kv, "j", time.Hour, start)
-	if err != nil || first.Token != 1 || first.State != "running" || !first.Live(time.Now()) {
+	if err != nil || first.Token <= 0 || first.State != "running" || !first.Live(time.Now()) {
 		t.Fatalf("first take: %+v, %v", first, err)
 	}
 	// Held: nobody else takes it, and change is not asked.
 	if got, err := fn.TakeLease(ctx, kv, "j", time.Hour, func(v *job, _ bool) error {
 		t.Error("change called while the lease is held")
 		return nil
-	}); !errors.Is(err, fn.ErrLeaseHeld) || got.Token != 1 {
+	}); !errors.Is(err, fn.ErrLeaseHeld) || got.Token != first.Token {
 		t.Fatalf("take while held: %+v, %v", got, err)
 	}
 	// The owner hands it back; the next owner gets the next token, and the
@@ -69,7 +69,7 @@ func TestLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	second, err := fn.TakeLease(ctx, kv, "j", time.Hour, start)
-	if err != nil || second.Token != 2 {
+	if err != nil || second.Token <= first.Token {
 		t.Fatalf("second take: %+v, %v", second, err)
 	}
 	if _, err := fn.UpdateLeased(ctx, kv, "j", first.Token, func(v *job) error { return nil }); !errors.Is(err, fn.ErrLeaseLost) {
@@ -86,11 +86,24 @@ func TestLease(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := fn.TakeLease(ctx, kv, "j", time.Hour, start); err == nil || got.State != "done" || got.Token != 2 {
+	if got, err := fn.TakeLease(ctx, kv, "j", time.Hour, start); err == nil || got.State != "done" || got.Token != second.Token {
 		t.Fatalf("refused take: %+v, %v", got, err)
 	}
-	if got, err := fn.TakeLease(ctx, kv, "j", time.Millisecond, func(v *job, _ bool) error { return nil }); err != nil || got.Token != 3 {
-		t.Fatalf("take over an expired lease: %+v, %v", got, err)
+	third, err := fn.TakeLease(ctx, kv, "j", time.Millisecond, func(v *job, _ bool) error { return nil })
+	if err != nil || third.Token <= second.Token {
+		t.Fatalf("take over an expired lease: %+v, %v", third, err)
+	}
+	// A value deleted and taken again gets a token beyond every earlier
+	// one: a former owner cannot write over the new one.
+	if err := kv.Delete(ctx, "j"); err != nil {
+		t.Fatal(err)
+	}
+	fourth, err := fn.TakeLease(ctx, kv, "j", time.Hour, start)
+	if err != nil || fourth.Token <= third.Token {
+		t.Fatalf("take after a delete: %+v, %v (the token before was %d)", fourth, err, third.Token)
+	}
+	if _, err := fn.UpdateLeased(ctx, kv, "j", third.Token, func(v *job) error { return nil }); !errors.Is(err, fn.ErrLeaseLost) {
+		t.Fatalf("an owner from before the delete wrote: %v", err)
 	}
 }
 
