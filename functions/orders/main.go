@@ -159,6 +159,7 @@ const (
 	payApproved = "approved"
 	payRefunded = "refunded"
 	payNone     = "none"
+	payMismatch = "charge_mismatch"
 )
 
 // SettleTimeout bounds the steps that settle an order in flight, whatever
@@ -230,6 +231,10 @@ func Place(ctx context.Context, in PlaceOrder) (Order, error) {
 		}
 		now := time.Now().UTC()
 		existed, r.CreatedAt = exists, cmp.Or(r.CreatedAt, now)
+		if exists && len(r.Items) > 0 {
+			// Priced once: every attempt charges what the first stored.
+			lines, total = r.Items, r.Total
+		}
 		r.Order = Order{OrderID: id, Status: StatusPending, Total: total, Items: lines, CreatedAt: r.CreatedAt, UpdatedAt: now}
 		r.Email, r.BodyHash = in.Email, hash
 		return nil
@@ -343,9 +348,17 @@ func (a *attempt) place(card string) (Order, error) {
 	case err == nil:
 		a.release()
 		return a.finish(uncharged(ch))
+	case hasCode(err, fn.CodeConflict) && fn.ReasonOf(err) == payMismatch:
+		// The card is charged, with another amount or card: give it back
+		// before the order fails.
+		if _, rerr := fn.Invoke[chargeResult](a.sctx, "payments", chargeRequest{Op: "refund", OrderID: a.id}); rerr != nil {
+			return Order{}, a.leavePending("payments holds another charge for it, and its refund failed (" + message(rerr) + ")")
+		}
+		a.release()
+		return a.fail(fn.CodeConflict, "payments held another charge for it, now refunded: "+message(err))
 	case hasCode(err, fn.CodeConflict):
-		// Charged with another amount or card, or voided by a newer
-		// attempt (which then owns the order and the reservation).
+		// Voided by a newer attempt, which then owns the order and the
+		// reservation.
 		a.release()
 		return a.fail(fn.CodeConflict, "payments refused the charge: "+message(err))
 	case fn.NotDelivered(err) && !a.mayBeCharged:

@@ -285,12 +285,12 @@ func (f *fakePayments) handle(ctx context.Context, in fakeChargeIn) (chargeResul
 	c := f.charges[in.OrderID]
 	if c != nil && c.charged {
 		if c.amount != *in.Amount || c.card != in.Card {
-			return chargeResult{}, fn.Errorf(fn.CodeConflict, "order %s was already charged with another amount or card", in.OrderID)
+			return chargeResult{}, fn.WithReason(fn.Errorf(fn.CodeConflict, "order %s was already charged with another amount or card", in.OrderID), payMismatch)
 		}
 		return c.res, nil
 	}
 	if c != nil && in.Attempt <= c.voided {
-		return chargeResult{}, fn.Errorf(fn.CodeConflict, "the charge of order %s was voided", in.OrderID)
+		return chargeResult{}, fn.WithReason(fn.Errorf(fn.CodeConflict, "the charge of order %s was voided", in.OrderID), "charge_voided") // as payments answers
 	}
 	r := chargeResult{Status: "approved", ChargeID: "ch_" + in.OrderID}
 	if in.Card == "4000000000000002" {
@@ -764,7 +764,8 @@ func TestSameIDOtherBodyConflicts(t *testing.T) {
 }
 
 // Payments' 409 (the id charged with another amount) reaches the caller
-// as 409, and only this attempt's own reservation is given back.
+// as 409, the other charge is refunded, and only this attempt's own
+// reservation is given back: never failed with a charge.
 func TestPaymentsConflictIs409(t *testing.T) {
 	s := startShop(t)
 	s.pay.charges["dup"] = &fakeCharge{res: chargeResult{Status: "approved", ChargeID: "ch_other"},
@@ -776,8 +777,11 @@ func TestPaymentsConflictIs409(t *testing.T) {
 	if st, stock := s.inv.state("dup"); st != "released" || stock["EQP-0001"] != 20 {
 		t.Fatalf("inventory %s %v", st, stock)
 	}
-	if rec := s.stored(t, "dup"); rec.Status != StatusFailed {
+	if rec := s.checkBooks(t, "dup", initialStock, map[string]int{"EQP-0001": 1}); rec.Status != StatusFailed {
 		t.Fatalf("stored %+v", rec)
+	}
+	if c := s.pay.charged("dup"); c != "refunded" {
+		t.Fatalf("the other charge is %q, want refunded", c)
 	}
 }
 
