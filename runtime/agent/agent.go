@@ -133,8 +133,11 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Agent, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if err := shieldFromInstances(); err != nil {
+		cfg.Logger.Warn("agent: instances may read this process's environment", "err", err)
+	}
 	for _, d := range []string{"artifacts", "instances"} {
-		if err := os.MkdirAll(filepath.Join(cfg.Dir, d), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Join(cfg.Dir, d), 0o700); err != nil {
 			return nil, fmt.Errorf("agent: %w", err)
 		}
 	}
@@ -539,6 +542,17 @@ func (l *logWriter) Write(p []byte) (int, error) {
 			_, _ = l.out.Write(append([]byte(l.prefix), line...))
 		}
 		l.buf = l.buf[i+1:]
+	}
+}
+
+// flush ends a line the process left unfinished (it died mid-line), so it
+// is not glued to the first line of the next run.
+func (l *logWriter) flush() {
+	l.mu.Lock()
+	pending := len(l.buf) > 0
+	l.mu.Unlock()
+	if pending {
+		_, _ = l.Write([]byte("\n"))
 	}
 }
 

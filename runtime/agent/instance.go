@@ -63,7 +63,7 @@ func (a *Agent) startInstance(ctx context.Context, spec *registry.Spec, bin stri
 		for {
 			_ = os.RemoveAll(in.dir)
 			// The folder holds HOME and TMPDIR (see baseEnv).
-			if err := os.MkdirAll(instanceTmp(in.dir), 0o755); err != nil {
+			if err := os.MkdirAll(instanceTmp(in.dir), 0o700); err != nil {
 				a.log.Error("instance dir", "instance", id, "err", err)
 			}
 			cmd := exec.Command(exe)
@@ -74,7 +74,9 @@ func (a *Agent) startInstance(ctx context.Context, spec *registry.Spec, bin stri
 			err := cmd.Start()
 			if err == nil {
 				a.log.Info("instance started", "fn", spec.Name, "version", spec.Version, "instance", id, "pid", cmd.Process.Pid)
-				if err = in.wait(ctx, cmd); err == errStopped {
+				err = in.wait(ctx, cmd)
+				logs.flush()
+				if err == errStopped {
 					return
 				}
 			}

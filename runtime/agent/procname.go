@@ -50,7 +50,7 @@ func (a *Agent) namedBinary(spec *registry.Spec, artifact string) (string, error
 	if dst, err := os.Stat(path); err == nil && os.SameFile(src, dst) {
 		return path, nil
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
 	// A new name under a temporary one, then renamed: instances starting
