@@ -69,7 +69,7 @@ func (c *console) flush() {
 		c.held = nil
 	}
 	if c.dropped > 0 {
-		fmt.Fprintf(c.w, "(%d more log lines from the start not shown; yard logs <function> has them)\n", c.dropped)
+		fmt.Fprintf(c.w, "(%d more log lines not shown here; yard logs <function> has the functions' lines)\n", c.dropped)
 		c.dropped = 0
 	}
 }
@@ -104,7 +104,9 @@ func (l logOut) Write(b []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.holding || c.open {
-		if len(c.held)+len(line) > maxHeld {
+		// Once dropping starts, everything is dropped until the flush, so
+		// the lines shown never have a silent hole between them.
+		if c.dropped > 0 || len(c.held)+len(line) > maxHeld {
 			c.dropped += bytes.Count(line, []byte{'\n'})
 		} else {
 			c.held = append(c.held, line...)

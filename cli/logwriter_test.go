@@ -104,8 +104,11 @@ func TestConsoleBoundsHeld(t *testing.T) {
 	for range maxHeld/len(line) + 5 {
 		_, _ = io.WriteString(c.logs(), line)
 	}
+	// Once lines are dropped, a shorter one that would still fit is
+	// dropped too: no silent hole between the lines shown.
+	_, _ = io.WriteString(c.logs(), "short\n")
 	c.release()
-	if !strings.HasSuffix(out.String(), "(5 more log lines from the start not shown; yard logs <function> has them)\n") ||
+	if !strings.HasSuffix(out.String(), "x\n(6 more log lines not shown here; yard logs <function> has the functions' lines)\n") ||
 		len(out.String()) > maxHeld+200 {
 		t.Fatalf("%d bytes, ending %q", len(out.String()), out.String()[len(out.String())-120:])
 	}
