@@ -709,7 +709,7 @@ func TestConcurrentAttemptsAtOneOrder(t *testing.T) {
 	}
 }
 
-// The review's case: a client retries while the first attempt is still
+// A client retries while the first attempt is still
 // reserving. The second attempt must not release the first one's stock.
 func TestRetryWhileFirstAttemptRuns(t *testing.T) {
 	s := startShop(t)
@@ -955,7 +955,7 @@ func TestReconcileFinishesAbandonedOrders(t *testing.T) {
 	}
 }
 
-// The review's case: attempt 1 charges the card, then its commit fails
+// Attempt 1 charges the card, then its commit fails
 // (inventory unreachable), so the order stays pending. A retry, and
 // reconcile, run while inventory still fails: reserving fails, and the
 // order must stay pending (503 "retry later"), never failed with the card

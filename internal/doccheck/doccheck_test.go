@@ -47,22 +47,67 @@ func repoRoot(t *testing.T) string {
 	}
 }
 
-// documents are README.md and every docs/*.md, relative to root.
+// documents are every markdown file of the repository, relative to root.
 func documents(t *testing.T, root string) []string {
 	t.Helper()
-	docs, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	var files []string
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == ".git" || d.Name() == ".yard" || d.Name() == "testdata" && p != root) {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && strings.HasSuffix(d.Name(), ".md") {
+			rel, err := filepath.Rel(root, p)
+			if err != nil {
+				return err
+			}
+			files = append(files, filepath.ToSlash(rel))
+		}
+		return nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	files := []string{"README.md"}
-	for _, d := range docs {
-		rel, err := filepath.Rel(root, d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		files = append(files, filepath.ToSlash(rel))
-	}
 	return files
+}
+
+// TestCodeCitesNothingOutside: comments and scripts cite no document
+// outside the repository either.
+func TestCodeCitesNothingOutside(t *testing.T) {
+	root := repoRoot(t)
+	self, _ := filepath.Abs("doccheck_test.go")
+	checked := 0
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == ".git" || d.Name() == ".yard") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || p == self || !(strings.HasSuffix(p, ".go") || d.Name() == "justfile" || d.Name() == "run" || strings.HasSuffix(p, ".sh")) {
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		checked++
+		text := strings.ToLower(string(data))
+		for _, f := range forbidden {
+			if strings.Contains(text, f) {
+				t.Errorf("%s cites %q, which is outside the repository", p, f)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if checked < 50 {
+		t.Fatalf("checked only %d files", checked)
+	}
 }
 
 type line struct {
