@@ -99,7 +99,7 @@ func Buckets(t testing.TB, nc *nats.Conn, names ...string) {
 		t.Fatalf("fntest: %v", err)
 	}
 	for _, b := range names {
-		if err := provision.EnsureBucket(ctx, js, b); err != nil {
+		if err := provision.EnsureBucket(ctx, js, b, ""); err != nil {
 			t.Fatalf("fntest: %v", err)
 		}
 	}

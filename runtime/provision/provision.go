@@ -82,7 +82,7 @@ func (p *Provisioner) Apply(ctx context.Context, spec *registry.Spec) error {
 		}
 	}
 	for _, b := range spec.Buckets {
-		if err := EnsureBucket(ctx, p.js, b); err != nil {
+		if err := EnsureBucket(ctx, p.js, b, spec.Name); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -123,28 +123,73 @@ func (p *Provisioner) Remove(ctx context.Context, name string) error {
 	return p.syncSchedules(ctx, name, want)
 }
 
-// EnsureBucket creates a function's key-value bucket when missing: file
-// storage, one revision of history per key.
-func EnsureBucket(ctx context.Context, js jetstream.JetStream, bucket string) error {
-	if _, err := jskv.Open(ctx, js, jetstream.KeyValueConfig{
-		Bucket: bucket, Description: "Switchyard function data", History: 1, Storage: jetstream.FileStorage,
-	}); err != nil {
+// MetaOwner is the stream metadata key naming the function a bucket
+// belongs to: the first function to declare it. No other function's
+// declaration of it is provisioned.
+const MetaOwner = "switchyard.function"
+
+// EnsureBucket creates a function's key-value bucket when missing (file
+// storage, one revision of history per key), owned by owner; an existing
+// bucket of another owner is refused, one without an owner is claimed.
+// An empty owner (tests) neither checks nor claims.
+func EnsureBucket(ctx context.Context, js jetstream.JetStream, bucket, owner string) error {
+	cfg := jetstream.KeyValueConfig{Bucket: bucket, Description: "Switchyard function data", History: 1, Storage: jetstream.FileStorage}
+	if owner != "" {
+		cfg.Metadata = map[string]string{MetaOwner: owner}
+	}
+	if _, err := jskv.Open(ctx, js, cfg); err != nil {
 		return fmt.Errorf("bucket %s: %w", bucket, err)
 	}
-	return nil
+	if owner == "" {
+		return nil
+	}
+	st, err := js.Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		return fmt.Errorf("bucket %s: %w", bucket, err)
+	}
+	sc := st.CachedInfo().Config
+	switch cur := sc.Metadata[MetaOwner]; cur {
+	case owner:
+		return nil
+	case "":
+		if sc.Metadata == nil {
+			sc.Metadata = map[string]string{}
+		}
+		sc.Metadata[MetaOwner] = owner
+		if _, err := js.UpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("bucket %s: claim it for %s: %w", bucket, owner, err)
+		}
+		return nil
+	default:
+		return fmt.Errorf("bucket %s belongs to function %s, not %s", bucket, cur, owner)
+	}
 }
 
+// ensureStream creates a declared event stream when missing. Several
+// functions may declare the same stream (a publisher and a subscriber),
+// but only alike: one that exists with other subjects is refused, so no
+// declaration takes over another's subjects; a changed MaxAge is applied.
 func (p *Provisioner) ensureStream(ctx context.Context, st registry.Stream) error {
 	maxAge := st.MaxAge.D()
 	if maxAge == 0 {
 		maxAge = DefaultEventMaxAge
 	}
-	_, err := jskv.EnsureStream(ctx, p.js, jetstream.StreamConfig{
+	s, err := jskv.EnsureStream(ctx, p.js, jetstream.StreamConfig{
 		Name: st.Name, Subjects: st.Subjects, Storage: jetstream.FileStorage, MaxAge: maxAge,
 		Description: "Switchyard events",
 	})
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", st.Name, err)
+	}
+	cfg := s.CachedInfo().Config
+	if !slices.Equal(slices.Sorted(slices.Values(cfg.Subjects)), slices.Sorted(slices.Values(st.Subjects))) {
+		return fmt.Errorf("stream %s exists with subjects %v, not the declared %v", st.Name, cfg.Subjects, st.Subjects)
+	}
+	if cfg.MaxAge != maxAge {
+		cfg.MaxAge = maxAge
+		if _, err := p.js.UpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("stream %s: max age: %w", st.Name, err)
+		}
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package provision
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -91,5 +92,37 @@ func TestUnregisterChecksTheRevision(t *testing.T) {
 	}
 	if _, err := p.reg.Get(ctx, "dev"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDeclarationsOfAnother: a function cannot be provisioned into another
+// function's bucket, nor redeclare a stream with other subjects; a stream
+// declared alike by two functions is shared.
+func TestDeclarationsOfAnother(t *testing.T) {
+	nc := natstest.Connect(t, natstest.Run(t))
+	ctx := context.Background()
+	js, _ := jetstream.New(nc)
+	p, err := New(ctx, js, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := registry.Stream{Name: "SHOP", Subjects: []string{"orders.>"}}
+	owner := &registry.Spec{Name: "payments", Timeout: registry.Duration(time.Second), Buckets: []string{"shop_payments"}, Streams: []registry.Stream{events}}
+	if err := p.Apply(ctx, owner); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Apply(ctx, &registry.Spec{Name: "notify", Timeout: registry.Duration(time.Second), Streams: []registry.Stream{events}}); err != nil {
+		t.Fatalf("a stream declared alike: %v", err)
+	}
+	for _, spy := range []*registry.Spec{
+		{Name: "spy", Timeout: registry.Duration(time.Second), Buckets: []string{"shop_payments"}},
+		{Name: "spy", Timeout: registry.Duration(time.Second), Streams: []registry.Stream{{Name: "SHOP", Subjects: []string{"orders.>", "spy.>"}}}},
+	} {
+		if err := p.Apply(ctx, spy); err == nil || !strings.Contains(err.Error(), "belongs to function payments") && !strings.Contains(err.Error(), "exists with subjects") {
+			t.Errorf("%+v: %v", spy, err)
+		}
+	}
+	if err := p.Apply(ctx, owner); err != nil {
+		t.Fatalf("the owner again: %v", err)
 	}
 }

@@ -158,13 +158,17 @@ func (p *Provisioner) dropIfUnserved(ctx context.Context, nc *nats.Conn, name, e
 	if err != nil || cur.Version > 0 {
 		return err
 	}
-	pings, err := fleet.Ping(nc, name, 200*time.Millisecond)
-	if err != nil {
-		return err
-	}
-	for _, ping := range pings {
-		if ping.ID != except {
-			return nil // another instance still serves it
+	// Two pings: one busy instance missing the first does not lose its
+	// function.
+	for range 2 {
+		pings, err := fleet.Ping(nc, name, 200*time.Millisecond)
+		if err != nil {
+			return err
+		}
+		for _, ping := range pings {
+			if ping.ID != except {
+				return nil // another instance still serves it
+			}
 		}
 	}
 	dropped, err := p.reg.Unregister(ctx, name, rev)
