@@ -306,6 +306,11 @@ func TestUp(t *testing.T) {
 				t.Fatalf("logs greet shows a line of another function: %q", line)
 			}
 		}
+		r = yard(t, env, "", "logs", "greet", "--json")
+		var entry logEntry
+		if err := json.Unmarshal([]byte(strings.SplitN(r.stdout, "\n", 2)[0]), &entry); err != nil || !strings.HasPrefix(entry.Instance, "greet-v") || entry.Line == "" || entry.Time.IsZero() {
+			t.Fatalf("logs --json: %+v (%v)", r, err)
+		}
 		cancel()
 		select {
 		case code := <-done:

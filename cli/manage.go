@@ -280,8 +280,15 @@ can bring one back. Queued async work stays queued for that.`,
 	return cmd
 }
 
+// logEntry is a log line in yard logs --json.
+type logEntry struct {
+	Instance string    `json:"instance"`
+	Time     time.Time `json:"time,omitzero"`
+	Line     string    `json:"line"`
+}
+
 func newLogsCmd(f *factory) *cobra.Command {
-	var follow bool
+	var follow, asJSON bool
 	var since time.Duration
 	cmd := &cobra.Command{
 		Use:   "logs <name> [-f]",
@@ -346,7 +353,15 @@ Each line starts with the instance id.`,
 				}
 				meta, _ := msg.Metadata()
 				instance := strings.TrimPrefix(msg.Subject(), prefix)
-				fmt.Fprintf(f.io.Out, "%s | %s", instance, msg.Data())
+				if asJSON {
+					entry := logEntry{Instance: instance, Line: strings.TrimSuffix(string(msg.Data()), "\n")}
+					if meta != nil {
+						entry.Time = meta.Timestamp.UTC()
+					}
+					_ = json.NewEncoder(f.io.Out).Encode(entry)
+				} else {
+					fmt.Fprintf(f.io.Out, "%s | %s", instance, msg.Data())
+				}
 				if meta != nil {
 					pending = meta.NumPending
 				}
@@ -355,6 +370,7 @@ Each line starts with the instance id.`,
 		},
 	}
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new lines until Ctrl-C")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object a line: instance, time, line")
 	cmd.Flags().DurationVar(&since, "since", 0, "only lines newer than this, e.g. 10m")
 	return cmd
 }
