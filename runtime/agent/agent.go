@@ -378,8 +378,11 @@ type function struct {
 	lastActive time.Time
 	lastCount  int64
 	// provisioned is the spec last provisioned (see provision).
-	provisioned    *registry.Spec
-	provisionedSet bool
+	provisioned       *registry.Spec
+	provisionedSet    bool
+	provisionFailures int
+	failedSpec        *registry.Spec // the spec whose provisioning failed last
+	retryAt           time.Time      // when it is tried again
 }
 
 func (f *function) loop(ctx context.Context) {
@@ -388,7 +391,7 @@ func (f *function) loop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-f.kick:
-			if err := f.reconcile(ctx); err != nil && ctx.Err() == nil {
+			if err := f.reconcile(ctx); err != nil && ctx.Err() == nil && !errors.Is(err, errProvisionPending) {
 				f.a.log.Error("reconcile", "fn", f.name, "err", err)
 			}
 		}

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/switchyard-dev/switchyard/runtime/registry"
@@ -16,9 +17,14 @@ const provisionRetry = 2 * time.Second
 func (f *function) provision(ctx context.Context, spec *registry.Spec) error {
 	f.mu.Lock()
 	done := f.provisionedSet && f.provisioned == spec
+	// Woken before the retry is due (scaling, activation): wait for it.
+	wait := f.failedSpec == spec && f.failedSpec != nil && time.Now().Before(f.retryAt)
 	f.mu.Unlock()
 	if done {
 		return nil
+	}
+	if wait {
+		return errProvisionPending
 	}
 	var err error
 	if spec == nil {
@@ -26,12 +32,20 @@ func (f *function) provision(ctx context.Context, spec *registry.Spec) error {
 	} else {
 		err = f.a.prov.Apply(ctx, spec)
 	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if err != nil {
-		time.AfterFunc(provisionRetry, f.wake)
+		// Retried, less and less often while it keeps failing (a spec the
+		// platform refuses waits for a deploy that fixes it).
+		delay := min(provisionRetry<<min(f.provisionFailures, 5), time.Minute)
+		time.AfterFunc(delay, f.wake)
+		f.provisionFailures++
+		f.failedSpec, f.retryAt = spec, time.Now().Add(delay)
 		return err
 	}
-	f.mu.Lock()
-	f.provisioned, f.provisionedSet = spec, true
-	f.mu.Unlock()
+	f.provisioned, f.provisionedSet, f.provisionFailures, f.failedSpec = spec, true, 0, nil
 	return nil
 }
+
+// errProvisionPending: provisioning failed and its retry is not due yet.
+var errProvisionPending = errors.New("provisioning failed; waiting to retry")

@@ -125,4 +125,22 @@ func TestDeclarationsOfAnother(t *testing.T) {
 	if err := p.Apply(ctx, owner); err != nil {
 		t.Fatalf("the owner again: %v", err)
 	}
+	// Registered that way, it is refused and not left in the registry.
+	stop, err := p.Serve(ctx, nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	body, _ := json.Marshal(&registry.Spec{Name: "spy", Timeout: registry.Duration(time.Second),
+		InputSchema: json.RawMessage(`{}`), OutputSchema: json.RawMessage(`{}`), Buckets: []string{"shop_payments"}})
+	m, err := nc.Request(wire.RegisterPrefix+"spy", body, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if we := wire.ReplyError(m.Header, m.Data); we == nil || !strings.Contains(we.Message, "belongs to function payments") {
+		t.Fatalf("registration answered %s", m.Data)
+	}
+	if _, err := p.reg.Get(ctx, "spy"); err == nil {
+		t.Fatal("a registration that failed to provision stayed in the registry")
+	}
 }

@@ -115,11 +115,17 @@ func (p *Provisioner) register(ctx context.Context, m *nats.Msg) (*Registration,
 	// Provision what the registry says now, not what was sent: a deploy
 	// may have landed meanwhile, and a deployed function's consumers may
 	// not be made yet when its first undeployed instance starts.
-	cur, err := p.reg.Get(ctx, name)
+	cur, rev, err := p.reg.GetEntry(ctx, name)
 	if err != nil {
 		return nil, err
 	}
 	if err := p.Apply(ctx, cur); err != nil {
+		if cur.Version == 0 {
+			// Not left in the registry for the agents to retry for ever.
+			if _, uerr := p.reg.Unregister(ctx, name, rev); uerr != nil {
+				p.log.Warn("could not withdraw a registration that failed to provision", "fn", name, "err", uerr)
+			}
+		}
 		return nil, wire.Errorf(wire.CodeUnavailable, "%v", err)
 	}
 	if cur.Version > 0 {
