@@ -178,7 +178,7 @@ func unsupported(doc any) string {
 			nested = true
 			return
 		}
-		eachSubschema(m, func(_, _ string, sub any) { walk(sub, false) })
+		EachSubschema(m, func(_, _ string, sub any) { walk(sub, false) })
 	}
 	walk(root, true)
 	if nested {

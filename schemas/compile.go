@@ -127,7 +127,7 @@ func definitions(doc any) []string {
 		if !ok {
 			return
 		}
-		eachSubschema(m, func(kw, step string, sub any) {
+		EachSubschema(m, func(kw, step string, sub any) {
 			if kw == "$defs" || kw == "definitions" {
 				switch sub.(type) {
 				case map[string]any, bool:
@@ -142,11 +142,11 @@ func definitions(doc any) []string {
 	return locs
 }
 
-// eachSubschema calls fn for every value of the schema m that sits where a
+// EachSubschema calls fn for every value of the schema m that sits where a
 // schema may be, with its keyword and the location step that leads to it:
 // "/not", "/allOf/0", or "/$defs/x" with the name escaped as the compiler
 // expects. The values need not be schemas; fn decides what to make of them.
-func eachSubschema(m map[string]any, fn func(kw, step string, sub any)) {
+func EachSubschema(m map[string]any, fn func(kw, step string, sub any)) {
 	for _, kw := range schemaKeywords {
 		if sub, ok := m[kw]; ok {
 			fn(kw, "/"+kw, sub)

@@ -15,6 +15,7 @@ package invocation
 import (
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -93,6 +94,56 @@ func NewID() string {
 	return hex.EncodeToString(b[:])
 }
 
+// Invocations accepted for an owner (an authenticated HTTP caller) carry
+// the owner in their id, since the record itself is rewritten by the
+// function's instance, which knows nothing of callers: the id starts with
+// 'o' and ownerTagLen hex characters of a hash of the owner. The gateway
+// answers a read of such an id only to that owner (OwnedBy); ids without
+// an owner (anonymous callers, the CLI, plain NATS) stay readable by
+// whoever knows them, as before. The tag is a plain hash: it says whose an
+// id is to someone who can name the owner, and nothing more.
+const ownerTagLen = 16
+
+// ownerTag is the tag of owner in the ids of its invocations.
+func ownerTag(owner string) string {
+	sum := sha256.Sum256([]byte("switchyard invocation owner\x00" + owner))
+	return hex.EncodeToString(sum[:ownerTagLen/2])
+}
+
+// newOwnedID is NewID for an owner: 'o', the owner's tag and 96 random
+// bits (41 characters, so that "-<stream sequence>" still fits in 64).
+func newOwnedID(owner string) string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return "o" + ownerTag(owner) + hex.EncodeToString(b[:])
+}
+
+// ownedTag returns the owner tag an id carries, or "" for an id without
+// an owner.
+func ownedTag(id string) string {
+	if len(id) < 1+ownerTagLen || id[0] != 'o' {
+		return ""
+	}
+	tag := id[1 : 1+ownerTagLen]
+	for i := 0; i < len(tag); i++ {
+		if c := tag[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return ""
+		}
+	}
+	return tag
+}
+
+// OwnedBy reports whether a caller who is owner ("" for anonymous) may
+// read invocation id: an id without an owner is anyone's; an owned id
+// only its owner's.
+func OwnedBy(id, owner string) bool {
+	tag := ownedTag(id)
+	if tag == "" {
+		return true
+	}
+	return owner != "" && subtle.ConstantTimeCompare([]byte(tag), []byte(ownerTag(owner))) == 1
+}
+
 // BodyHash identifies a request body for idempotency checks.
 func BodyHash(body []byte) string {
 	sum := sha256.Sum256(body)
@@ -104,6 +155,14 @@ func BodyHash(body []byte) string {
 func IDForKey(function, key string) string {
 	sum := sha256.Sum256([]byte(function + "\x00" + key))
 	return "k" + hex.EncodeToString(sum[:15])
+}
+
+// idForOwnerKey is IDForKey for an owner: owners never share an
+// idempotency key, so one owner's key can neither find nor block
+// another's invocation.
+func idForOwnerKey(function, owner, key string) string {
+	sum := sha256.Sum256([]byte(function + "\x00" + owner + "\x00" + key))
+	return "o" + ownerTag(owner) + hex.EncodeToString(sum[:12])
 }
 
 // ValidateKey checks a client's Idempotency-Key: 1 to 255 printable ASCII

@@ -137,3 +137,40 @@ func TestDeadLetterFunctionFromSubject(t *testing.T) {
 		t.Fatalf("replayed into orders: %v", err)
 	}
 }
+
+// TestOwnedIDs: an invocation submitted for an owner has an id that only
+// that owner reads, with or without an idempotency key; owners never share
+// a key's invocation; ids without an owner are anyone's.
+func TestOwnedIDs(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	body := []byte(`{"a":1}`)
+	for _, key := range []string{"", "k-1"} {
+		a, _, err := s.Submit(ctx, invocation.Submission{Function: "idle", Body: body, IdempotencyKey: key, Owner: "key:alice"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if invocation.ValidateID(a.ID) != nil || !invocation.OwnedBy(a.ID, "key:alice") ||
+			invocation.OwnedBy(a.ID, "key:bob") || invocation.OwnedBy(a.ID, "") {
+			t.Fatalf("key %q: id %q", key, a.ID)
+		}
+		if got, err := s.Get(ctx, a.ID); err != nil || got.ID != a.ID {
+			t.Fatalf("key %q: Get = %+v, %v", key, got, err)
+		}
+		b, created, err := s.Submit(ctx, invocation.Submission{Function: "idle", Body: body, IdempotencyKey: key, Owner: "key:bob"})
+		if err != nil || !created || b.ID == a.ID || !invocation.OwnedBy(b.ID, "key:bob") {
+			t.Fatalf("key %q: bob's %+v, %v, %v", key, b, created, err)
+		}
+		anon, _, err := s.Submit(ctx, invocation.Submission{Function: "idle", Body: body, IdempotencyKey: key})
+		if err != nil || !invocation.OwnedBy(anon.ID, "") || !invocation.OwnedBy(anon.ID, "key:alice") {
+			t.Fatalf("key %q: anonymous %+v, %v", key, anon, err)
+		}
+	}
+	// Ids chosen elsewhere (plain NATS publishers) that merely start with
+	// 'o' are nobody's.
+	for _, id := range []string{"o", "order-1", "oXXXXXXXXXXXXXXXXXXXXX", "seq-12"} {
+		if !invocation.OwnedBy(id, "") {
+			t.Errorf("%q is taken as owned", id)
+		}
+	}
+}

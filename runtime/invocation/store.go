@@ -178,6 +178,9 @@ type Submission struct {
 	CallbackURL    string
 	Traceparent    string
 	Tracestate     string
+	// Owner is who submits it ("" for nobody in particular): an owned
+	// invocation's id carries the owner, see OwnedBy.
+	Owner string
 }
 
 // Submit accepts an invocation: it records it as queued and publishes it
@@ -191,11 +194,18 @@ func (s *Store) Submit(ctx context.Context, sub Submission) (rec *Record, create
 		return nil, false, err
 	}
 	id := NewID()
+	if sub.Owner != "" {
+		id = newOwnedID(sub.Owner)
+	}
 	if sub.IdempotencyKey != "" {
 		if err := ValidateKey(sub.IdempotencyKey); err != nil {
 			return nil, false, err
 		}
-		id = IDForKey(sub.Function, sub.IdempotencyKey)
+		if sub.Owner != "" {
+			id = idForOwnerKey(sub.Function, sub.Owner, sub.IdempotencyKey)
+		} else {
+			id = IDForKey(sub.Function, sub.IdempotencyKey)
+		}
 	}
 	rec = &Record{
 		ID: id, Function: sub.Function, Status: Queued, RequestID: sub.RequestID,

@@ -287,3 +287,14 @@ func (r *Registry) Remove(ctx context.Context, name string) error {
 	}
 	return nil
 }
+
+// EnsureStores creates the deploy stores (yard_versions, yard_artifacts)
+// when missing, so that the platform can make them once, with the rights
+// to, and deployers and agents only open them.
+func (r *Registry) EnsureStores(ctx context.Context) error {
+	if _, err := r.versionsKV(ctx); err != nil {
+		return err
+	}
+	_, err := r.artifactStore(ctx)
+	return err
+}

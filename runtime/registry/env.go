@@ -8,7 +8,7 @@ import (
 
 // reservedEnv are the variables the agent sets to connect an instance; a
 // spec may not override them.
-var reservedEnv = map[string]bool{"NATS_URL": true, "NATS_CREDS": true}
+var reservedEnv = map[string]bool{"NATS_URL": true, "NATS_CREDS": true, "NATS_CA": true}
 
 // reservedEnvPrefix is kept for the platform's own settings.
 const reservedEnvPrefix = "YARD_"
@@ -17,14 +17,25 @@ const reservedEnvPrefix = "YARD_"
 // ^[A-Za-z_][A-Za-z0-9_]*$ and not be reserved, and the value must not
 // hold a NUL byte, which no process environment can carry.
 func validateEnv(key, value string) error {
-	if !validEnvKey(key) {
-		return fmt.Errorf("env %s: names are a letter or '_' followed by letters, digits or '_'", quote(key))
-	}
-	if reservedEnv[key] || strings.HasPrefix(key, reservedEnvPrefix) {
-		return fmt.Errorf("env %s: NATS_URL, NATS_CREDS and %s* are reserved for the platform", key, reservedEnvPrefix)
+	if err := ValidateEnvName(key); err != nil {
+		return fmt.Errorf("env %w", err)
 	}
 	if strings.IndexByte(value, 0) >= 0 {
 		return fmt.Errorf("env %s: value holds a NUL byte", key)
+	}
+	return nil
+}
+
+// ValidateEnvName checks the name of a variable the agent puts in an
+// instance's environment (Spec.Env, and function secrets): it must match
+// ^[A-Za-z_][A-Za-z0-9_]*$ and not be NATS_URL, NATS_CREDS, NATS_CA or YARD_*,
+// which the agent sets itself. The error starts with the name.
+func ValidateEnvName(key string) error {
+	if !validEnvKey(key) {
+		return fmt.Errorf("%s: names are a letter or '_' followed by letters, digits or '_'", quote(key))
+	}
+	if reservedEnv[key] || strings.HasPrefix(key, reservedEnvPrefix) {
+		return fmt.Errorf("%s: NATS_URL, NATS_CREDS, NATS_CA and %s* are reserved for the platform", key, reservedEnvPrefix)
 	}
 	return nil
 }

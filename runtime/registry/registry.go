@@ -98,6 +98,37 @@ type Spec struct {
 	Buckets   []string `json:"buckets,omitempty"`
 	Events    []string `json:"events,omitempty"`
 	Streams   []Stream `json:"streams,omitempty"`
+
+	// Access says who may invoke the function, over HTTP and NATS alike:
+	// AccessPublic, AccessAuthenticated (the default, also when empty) or
+	// AccessInternal.
+	Access string `json:"access,omitempty"`
+
+	// GatewaySubject says the function's instances also serve
+	// yard.gw.<name>, where only gateways publish requests they have
+	// validated; the gateway uses it when set.
+	GatewaySubject bool `json:"gateway_subject,omitempty"`
+}
+
+// The access policies of a function.
+const (
+	// AccessPublic: anyone, anonymous HTTP and NATS callers included.
+	AccessPublic = "public"
+	// AccessAuthenticated: any API key, token or NATS credential granted
+	// the function.
+	AccessAuthenticated = "authenticated"
+	// AccessInternal: only functions that declare a call to it; outsiders
+	// are told it does not exist.
+	AccessInternal = "internal"
+)
+
+// AccessPolicy returns the function's access policy, AccessAuthenticated
+// when the spec names none.
+func (s *Spec) AccessPolicy() string {
+	if s.Access == "" {
+		return AccessAuthenticated
+	}
+	return s.Access
 }
 
 // Stream is an event stream a function declares.
@@ -146,6 +177,11 @@ func (s *Spec) Validate() error {
 			errs = append(errs, err)
 		}
 	}
+	switch s.Access {
+	case "", AccessPublic, AccessAuthenticated, AccessInternal:
+	default:
+		errs = append(errs, fmt.Errorf("access %q: want %s, %s or %s", s.Access, AccessPublic, AccessAuthenticated, AccessInternal))
+	}
 	errs = append(errs, validateSchedules(s.Schedules)...)
 	errs = append(errs, s.ValidateDeclarations()...)
 	if s.Artifact != nil {
@@ -169,7 +205,7 @@ func sameDefinition(a, b *Spec) bool {
 		a.IdleTimeout == b.IdleTimeout && slices.EqualFunc(a.Schedules, b.Schedules, func(x, y Schedule) bool {
 		return x.Cron == y.Cron && bytes.Equal(x.Input, y.Input)
 	}) && slices.Equal(a.Calls, b.Calls) && slices.Equal(a.Publishes, b.Publishes) && slices.Equal(a.Buckets, b.Buckets) &&
-		slices.Equal(a.Events, b.Events) && slices.EqualFunc(a.Streams, b.Streams, func(x, y Stream) bool {
+		a.AccessPolicy() == b.AccessPolicy() && a.GatewaySubject == b.GatewaySubject && slices.Equal(a.Events, b.Events) && slices.EqualFunc(a.Streams, b.Streams, func(x, y Stream) bool {
 		return x.Name == y.Name && x.MaxAge == y.MaxAge && slices.Equal(x.Subjects, y.Subjects)
 	})
 }

@@ -118,7 +118,7 @@ func TestFunctionRole(t *testing.T) {
 	orders, payments := rights(specOf(ordersCfg)), rights(specOf(paymentsCfg))
 	notifyCfg := fn.Config{Name: "notify"}
 	notify := rights(specOf(notifyCfg, "orders.placed"))
-	caller := roles.Caller("_INBOX_caller", "orders")
+	caller := roles.Caller(roles.CallerInbox("caller"), "orders")
 	s := natstest.RunWithUsers(t, []*natsserver.User{
 		user("platform", nil), user("orders", &orders), user("payments", &payments),
 		user("notify", &notify), user("caller", &caller),
@@ -177,7 +177,7 @@ func TestFunctionRole(t *testing.T) {
 	start(connectAs(t, s, "notify", wire.InboxPrefix("notify"), nv), notifyCfg, fn.Handle(func(ctx context.Context, o order) (order, error) { return o, nil }))
 
 	// Sync, from a plain caller: a KV write, a call and an event.
-	cnc := connectAs(t, s, "caller", "_INBOX_caller", nil)
+	cnc := connectAs(t, s, "caller", roles.CallerInbox("caller"), nil)
 	m, err := cnc.Request("fn.orders", []byte(`{"n":7}`), 10*time.Second)
 	if err != nil || wire.ReplyError(m.Header, m.Data) != nil || string(m.Data) != `{"n":7}` {
 		t.Fatalf("sync: %v %v", m, err)

@@ -8,6 +8,7 @@ package wire
 const (
 	EnvNATSURL     = "NATS_URL"          // the NATS server to connect to
 	EnvNATSCreds   = "NATS_CREDS"        // credentials file for that connection
+	EnvNATSCA      = "NATS_CA"           // CA file that signed the server's TLS certificate
 	EnvVersion     = "YARD_VERSION"      // deployed version N: serves fn.<name>.v<N> too
 	EnvInstance    = "YARD_INSTANCE"     // instance id, for logs
 	EnvReadyFile   = "YARD_READY_FILE"   // created once the instance serves, so its agent knows

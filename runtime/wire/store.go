@@ -22,6 +22,25 @@ const (
 	StreamCallbacks = "YARD_CALLBACKS"
 	// CallbacksConsumer is the durable consumer the gateways share.
 	CallbacksConsumer = "yard-callbacks"
+
+	// BucketKeys holds the gateway's API keys, hashed, one key per key id;
+	// written by admins, read and watched by gateways.
+	BucketKeys = "yard_keys"
+	// BucketSecrets holds function secrets under <name>.<KEY>; written by
+	// admins, read only by agents, which pass them to instances.
+	BucketSecrets = "yard_secrets"
+	// BucketCreds records the NATS credentials minted for callers
+	// (<user public key>) and their revocations; the trust service keeps
+	// the account's revocation list in step with it.
+	BucketCreds = "yard_creds"
+	// StreamAudit keeps who did what, when, with which outcome, on
+	// yard.audit.<kind>, for 90 days.
+	StreamAudit = "YARD_AUDIT"
+	AuditPrefix = "yard.audit."
+	// StreamProbe keeps the last readiness write, on yard.probe.<who>:
+	// /readyz is ready only when JetStream stores it.
+	StreamProbe = "YARD_PROBE"
+	ProbePrefix = "yard.probe."
 )
 
 // AsyncConsumer is the durable consumer of YARD_ASYNC that a function's
@@ -39,3 +58,15 @@ func EventConsumer(name, subject string) string {
 // ResultKey is the key of an async invocation's record in yard_results:
 // <name>.<id>, so a function's rights can be scoped to its own records.
 func ResultKey(name, id string) string { return name + "." + id }
+
+// Message size limits shared by the gateway and the NATS server, so that a
+// body the gateway accepts always fits in a NATS message and a NATS caller
+// cannot send an instance more than an HTTP caller can.
+const (
+	// MaxBodyBytes is the largest request body (and function output).
+	MaxBodyBytes = 1 << 20
+	// EnvelopeBytes is room for headers and a record's JSON around a body.
+	EnvelopeBytes = 64 << 10
+	// MaxPayload is the NATS server's max_payload.
+	MaxPayload = MaxBodyBytes + EnvelopeBytes
+)

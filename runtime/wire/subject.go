@@ -55,6 +55,20 @@ func FnVersionSubject(name string, version int) (string, error) {
 	return FnPrefix + name + ".v" + strconv.Itoa(version), nil
 }
 
+// GatewayPrefix: yard.gw.<name> carries requests the gateway has already
+// checked against the function's input schema. Only gateways may publish
+// there (the NATS server enforces it), so instances serving it skip their
+// own input validation; everyone else calls fn.<name>.
+const GatewayPrefix = "yard.gw."
+
+// GatewaySubject is yard.gw.<name>.
+func GatewaySubject(name string) (string, error) {
+	if err := ValidateName(name); err != nil {
+		return "", err
+	}
+	return GatewayPrefix + name, nil
+}
+
 // QueueGroup is the queue group every instance of a function joins, so that
 // each request reaches exactly one instance.
 func QueueGroup(name string) string { return FnPrefix + name }
