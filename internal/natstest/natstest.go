@@ -4,7 +4,9 @@ package natstest
 
 import (
 	"bytes"
+	"errors"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -114,4 +116,48 @@ func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// Denials records the permission violations the server reports to a
+// connection, for tests that show an identity is refused something.
+type Denials struct {
+	mu   sync.Mutex
+	errs []string
+}
+
+// Option installs the recorder as the connection's error handler.
+func (d *Denials) Option() nats.Option {
+	return nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		if errors.Is(err, nats.ErrPermissionViolation) || strings.Contains(err.Error(), "Permissions Violation") {
+			d.mu.Lock()
+			d.errs = append(d.errs, err.Error())
+			d.mu.Unlock()
+		}
+	})
+}
+
+// Has reports whether a violation naming subject (or a subject that
+// starts with it) was reported.
+func (d *Denials) Has(subject string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, e := range d.errs {
+		if strings.Contains(e, `"`+subject) || strings.HasPrefix(subject, "for ") && strings.Contains(e, subject) {
+			return true
+		}
+	}
+	return false
+}
+
+// Wait fails the test unless a violation naming subject is reported soon.
+func (d *Denials) Wait(t testing.TB, subject string) {
+	t.Helper()
+	WaitFor(t, 5*time.Second, "a permissions violation on "+subject, func() bool { return d.Has(subject) })
+}
+
+// WaitPublish is Wait for a refused publish, told apart from a refused
+// subscription to the same subject.
+func (d *Denials) WaitPublish(t testing.TB, subject string) {
+	t.Helper()
+	WaitFor(t, 5*time.Second, "a publish violation on "+subject, func() bool { return d.Has(`for Publish to "` + subject) })
 }

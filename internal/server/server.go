@@ -10,10 +10,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
+
+	"github.com/switchyard-dev/switchyard/internal/fdlimit"
+	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
 // Defaults for the embedded server.
@@ -45,6 +50,19 @@ type Config struct {
 	// Users, when set, are the only identities the server accepts, each
 	// with its own permissions.
 	Users []*natsserver.User
+	// Configure, when set, adjusts the server's options last: the trust
+	// setup (operator, accounts, resolver) goes in here.
+	Configure func(*natsserver.Options) error
+	// TLSCert and TLSKey, when set, make clients connect with TLS.
+	TLSCert, TLSKey string
+	// Monitor, when set (host:port), serves the NATS server's own HTTP
+	// monitoring endpoints (/varz, /connz, /jsz, …) there, for the
+	// standard exporters. It is unauthenticated: keep it on loopback.
+	Monitor string
+	// Account, when set, is the account that owns JetStream data: data an
+	// earlier server without accounts kept for the global account moves to
+	// it on first start, so upgrading keeps every stream.
+	Account string
 }
 
 // AddrInUseError reports that the server's port is taken.
@@ -94,8 +112,50 @@ func Start(cfg Config) (*natsserver.Server, error) {
 		SyncInterval: cfg.SyncInterval,
 		SyncAlways:   cfg.SyncAlways,
 		NoSigs:       true,
-		MaxPayload:   8 << 20,
-		Users:        cfg.Users,
+		MaxPayload:   wire.MaxPayload,
+		// A CONNECT carries the user's JWT, and the platform's roles list
+		// their subjects one by one: well past the default 4 KiB.
+		MaxControlLine: 32 << 10,
+		Users:          cfg.Users,
+		MaxConn:        maxConn(fdlimit.Open()),
+	}
+	if cfg.Monitor != "" {
+		host, port, err := net.SplitHostPort(cfg.Monitor)
+		if err != nil {
+			return nil, fmt.Errorf("server: monitor address %q: want host:port", cfg.Monitor)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil || p < 0 || p > 65535 {
+			return nil, fmt.Errorf("server: monitor address %q: want host:port", cfg.Monitor)
+		}
+		if p > 0 {
+			ln, err := net.Listen("tcp", cfg.Monitor)
+			if err != nil {
+				return nil, &AddrInUseError{Addr: cfg.Monitor, Err: err}
+			}
+			ln.Close()
+		}
+		opts.HTTPHost, opts.HTTPPort = host, p
+		if p == 0 {
+			opts.HTTPPort = natsserver.RANDOM_PORT
+		}
+	}
+	if cfg.TLSCert != "" || cfg.TLSKey != "" {
+		tc, err := natsserver.GenTLSConfig(&natsserver.TLSConfigOpts{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey})
+		if err != nil {
+			return nil, fmt.Errorf("server: TLS: %w", err)
+		}
+		opts.TLS, opts.TLSConfig, opts.TLSTimeout = true, tc, 2
+	}
+	if cfg.Configure != nil {
+		if err := cfg.Configure(opts); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+	}
+	if cfg.Account != "" {
+		if err := adoptGlobalData(cfg.StoreDir, cfg.Account); err != nil {
+			return nil, err
+		}
 	}
 	ns, err := natsserver.NewServer(opts)
 	if err != nil {
@@ -116,6 +176,23 @@ func Start(cfg Config) (*natsserver.Server, error) {
 	return ns, nil
 }
 
+// adoptGlobalData moves the JetStream data of the global account ($G, a
+// server without accounts) to account, unless account has data already.
+func adoptGlobalData(storeDir, account string) error {
+	from := filepath.Join(storeDir, "jetstream", natsserver.DEFAULT_GLOBAL_ACCOUNT)
+	to := filepath.Join(storeDir, "jetstream", account)
+	if _, err := os.Stat(from); err != nil {
+		return nil
+	}
+	if _, err := os.Stat(to); err == nil {
+		return nil
+	}
+	if err := os.Rename(from, to); err != nil {
+		return fmt.Errorf("server: move the data of %s to account %s: %w", from, account, err)
+	}
+	return nil
+}
+
 // slogAdapter routes nats-server's log lines to slog. Notices are debug
 // level: `yard up` prints its own summary and the server's banner is noise.
 type slogAdapter struct{ l *slog.Logger }
@@ -126,3 +203,14 @@ func (a *slogAdapter) Fatalf(format string, v ...any)  { a.l.Error(fmt.Sprintf(f
 func (a *slogAdapter) Errorf(format string, v ...any)  { a.l.Error(fmt.Sprintf(format, v...)) }
 func (a *slogAdapter) Debugf(format string, v ...any)  { a.l.Debug(fmt.Sprintf(format, v...)) }
 func (a *slogAdapter) Tracef(format string, v ...any)  { a.l.Debug(fmt.Sprintf(format, v...)) }
+
+// maxConn caps NATS client connections at half the open-file limit (the
+// server's default when that is unknown or higher), so that a flood of
+// idle connections leaves JetStream the descriptors its files need: past
+// the cap the server refuses a connection at once.
+func maxConn(limit int) int {
+	if limit <= 0 {
+		return natsserver.DEFAULT_MAX_CONNECTIONS
+	}
+	return min(natsserver.DEFAULT_MAX_CONNECTIONS, max(limit/2, 64))
+}
