@@ -32,6 +32,7 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/switchyard-dev/switchyard/internal/jskv"
+	"github.com/switchyard-dev/switchyard/internal/metrics"
 	"github.com/switchyard-dev/switchyard/runtime/provision"
 	"github.com/switchyard-dev/switchyard/runtime/registry"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
@@ -41,9 +42,14 @@ import (
 type Config struct {
 	// Dir holds fetched artifacts and one working directory per instance.
 	Dir string
-	// NATSURL and Creds are what instances connect with.
+	// NATSURL is what instances connect to. Each gets a credential of its
+	// own from the trust service; Creds is what they connect with on a
+	// NATS system without one (no authentication).
 	NATSURL string
 	Creds   string
+	// CA is the file of the CA that signed a TLS server's certificate,
+	// passed to instances as NATS_CA.
+	CA string
 	// Env is extra KEY=VALUE for every instance.
 	Env []string
 	// StopTimeout bounds an instance's drain before SIGKILL; default 35s,
@@ -71,12 +77,19 @@ type Config struct {
 	// Output receives every instance's log lines, prefixed with its id;
 	// nil discards them (they are on yard.logs.<name>.<instance> anyway).
 	Output io.Writer
+	// Metrics, when set, records instances, cold starts, restarts, async
+	// backlogs and the stats of the functions this agent scales.
+	Metrics *metrics.Metrics
 }
+
+// defaultPresenceTTL is Config.PresenceTTL's default.
+const defaultPresenceTTL = 6 * time.Second
 
 // Agent runs deployed functions.
 type Agent struct {
 	cfg  Config
 	nc   *nats.Conn
+	js   jetstream.JetStream
 	reg  *registry.Registry
 	prov *provision.Provisioner
 	log  *slog.Logger
@@ -125,7 +138,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Agent, error) {
 		cfg.ID = defaultID()
 	}
 	if cfg.PresenceTTL == 0 {
-		cfg.PresenceTTL = 6 * time.Second
+		cfg.PresenceTTL = defaultPresenceTTL
 	}
 	if cfg.UnservedSweep == 0 {
 		cfg.UnservedSweep = time.Minute
@@ -157,7 +170,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Agent{cfg: cfg, nc: nc, reg: reg, prov: prov, cluster: cl, log: cfg.Logger.With("component", "agent", "agent", cfg.ID),
+	return &Agent{cfg: cfg, nc: nc, js: js, reg: reg, prov: prov, cluster: cl, log: cfg.Logger.With("component", "agent", "agent", cfg.ID),
 		fns: map[string]*function{}, scales: map[string]int{}}, nil
 }
 
@@ -190,7 +203,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("agent: watch registry: %w", err)
 	}
 	defer w.Stop()
-	sub, err := a.nc.QueueSubscribe(wire.ActivatePrefix+"*", ActivateQueue, func(m *nats.Msg) { go a.activate(ctx, m) })
+	sub, err := a.nc.QueueSubscribe(wire.ActivatePrefix+"*", ActivateQueue, func(m *nats.Msg) {
+		if m.Reply == "" || wire.InboxReply(m.Reply) {
+			go a.activate(ctx, m)
+		}
+	})
 	if err != nil {
 		return fmt.Errorf("agent: subscribe %s: %w", wire.ActivatePrefix+"*", err)
 	}
@@ -338,14 +355,14 @@ func (a *Agent) artifactPath(ctx context.Context, spec *registry.Spec) (string, 
 
 func (a *Agent) env(spec *registry.Spec, id, dir string) []string {
 	env := append(baseEnv(dir, os.LookupEnv),
-		"NATS_URL="+a.cfg.NATSURL,
+		wire.EnvNATSURL+"="+a.cfg.NATSURL,
 		wire.EnvVersion+"="+strconv.Itoa(spec.Version),
 		wire.EnvInstance+"="+id,
 		wire.EnvReadyFile+"="+filepath.Join(dir, "ready"),
 		wire.EnvTimeout+"="+spec.Timeout.D().String(),
 	)
-	if a.cfg.Creds != "" {
-		env = append(env, "NATS_CREDS="+a.cfg.Creds)
+	if a.cfg.CA != "" {
+		env = append(env, wire.EnvNATSCA+"="+a.cfg.CA)
 	}
 	if spec.Concurrency > 0 {
 		env = append(env, wire.EnvConcurrency+"="+strconv.Itoa(spec.Concurrency))
@@ -360,6 +377,7 @@ func (a *Agent) env(spec *registry.Spec, id, dir string) []string {
 		}
 		env = append(env, wire.EnvBackoff+"="+strings.Join(parts, ","))
 	}
+	env = append(env, otelEnv(os.Environ(), spec.Name)...)
 	for k, v := range spec.Env {
 		env = append(env, k+"="+v)
 	}
@@ -376,13 +394,29 @@ type function struct {
 	spec       *registry.Spec
 	instances  []*instance
 	lastActive time.Time
-	lastCount  int64
+	// coldStart is set while an activation that moved the function off
+	// zero waits for its first instance: concurrent activations of the
+	// same start are not counted again.
+	coldStart bool
+	// The metrics of the instances' reports (see counters).
+	lastStats map[string]instanceReport
+	totals    metrics.FunctionStats
+	statsPass int
+	lastCount int64
 	// provisioned is the spec last provisioned (see provision).
 	provisioned       *registry.Spec
 	provisionedSet    bool
 	provisionFailures int
 	failedSpec        *registry.Spec // the spec whose provisioning failed last
 	retryAt           time.Time      // when it is tried again
+}
+
+// poke asks for a reconcile.
+func (f *function) poke() {
+	select {
+	case f.kick <- struct{}{}:
+	default: // one is pending already
+	}
 }
 
 func (f *function) loop(ctx context.Context) {
@@ -445,12 +479,14 @@ func (f *function) reconcile(ctx context.Context) error {
 	want := f.a.cluster.share(f.name, f.wanted(spec))
 	var current []*instance
 	for _, in := range f.instances {
-		if in.version == spec.Version && in.digest == spec.Artifact.Digest && !in.draining.Load() {
+		// An instance whose credential is due for renewal is replaced as
+		// an old version is: its successor first.
+		if in.version == spec.Version && in.digest == spec.Artifact.Digest && !in.draining.Load() && !in.renewDue() {
 			current = append(current, in)
 		}
 	}
 	for n := len(current); n < want; n++ {
-		in := f.a.startInstance(ctx, spec, bin)
+		in := f.a.startInstance(ctx, spec, bin, f.poke)
 		f.instances = append(f.instances, in)
 		current = append(current, in)
 	}

@@ -77,7 +77,9 @@ func newEnvWith(t testing.TB, cfg agent.Config) *env {
 	return &env{t: t, nc: nc, reg: reg, bin: bin, ag: ag}
 }
 
-func (e *env) deploy(greeting string, min int) *registry.Spec {
+// deploy puts echo with this greeting and instance floor; mods adjust the
+// spec before it is deployed.
+func (e *env) deploy(greeting string, min int, mods ...func(*registry.Spec)) *registry.Spec {
 	e.t.Helper()
 	ctx := context.Background()
 	art, _, err := e.reg.PutArtifact(ctx, e.bin, nil)
@@ -93,6 +95,9 @@ func (e *env) deploy(greeting string, min int) *registry.Spec {
 		e.t.Fatal(err)
 	}
 	spec.Artifact, spec.Env, spec.MinInstances, spec.MaxInstances = art, map[string]string{"GREETING": greeting}, min, max(min, 1)
+	for _, m := range mods {
+		m(spec)
+	}
 	d, err := e.reg.Deploy(ctx, spec, 0)
 	if err != nil {
 		e.t.Fatal(err)

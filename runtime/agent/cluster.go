@@ -36,16 +36,32 @@ type cluster struct {
 	members []string // live agent ids, sorted
 }
 
-func newCluster(ctx context.Context, js jetstream.JetStream, id string, ttl time.Duration) (*cluster, error) {
-	agents, err := jskv.Open(ctx, js, jetstream.KeyValueConfig{
+// openClusterBuckets opens yard_agents and yard_scale, creating them when
+// missing.
+func openClusterBuckets(ctx context.Context, js jetstream.JetStream, ttl time.Duration) (agents, scale jetstream.KeyValue, err error) {
+	agents, err = jskv.Open(ctx, js, jetstream.KeyValueConfig{
 		Bucket: BucketAgents, Description: "Switchyard: live agents", TTL: ttl, History: 1, Storage: jetstream.MemoryStorage,
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	scale, err := jskv.Open(ctx, js, jetstream.KeyValueConfig{
+	scale, err = jskv.Open(ctx, js, jetstream.KeyValueConfig{
 		Bucket: BucketScale, Description: "Switchyard: wanted instances per function", History: 1, Storage: jetstream.FileStorage,
 	})
+	return agents, scale, err
+}
+
+// EnsureStores creates what the agents keep in JetStream (yard_agents,
+// yard_scale, YARD_LOGS) when missing.
+func EnsureStores(ctx context.Context, js jetstream.JetStream) error {
+	if _, _, err := openClusterBuckets(ctx, js, defaultPresenceTTL); err != nil {
+		return err
+	}
+	return ensureLogStream(ctx, js)
+}
+
+func newCluster(ctx context.Context, js jetstream.JetStream, id string, ttl time.Duration) (*cluster, error) {
+	agents, scale, err := openClusterBuckets(ctx, js, ttl)
 	if err != nil {
 		return nil, err
 	}

@@ -3,14 +3,17 @@ package agent
 import (
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/switchyard-dev/switchyard/internal/secrets"
 	"github.com/switchyard-dev/switchyard/runtime/registry"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
@@ -28,6 +31,16 @@ type instance struct {
 	restarts    atomic.Int64
 	draining    atomic.Bool
 	stopTimeout time.Duration
+	// renew is when the credential of the running process is due for
+	// renewal (unix nanoseconds; 0: it does not expire). Past it, the
+	// function starts a replacement and then drains this instance.
+	renew atomic.Int64
+}
+
+// renewDue reports whether the instance's credential is due for renewal.
+func (in *instance) renewDue() bool {
+	r := in.renew.Load()
+	return r != 0 && time.Now().UnixNano() >= r
 }
 
 func (in *instance) isReady() bool {
@@ -36,8 +49,9 @@ func (in *instance) isReady() bool {
 }
 
 // startInstance starts a supervised process; it restarts with backoff when
-// it exits until stop is called.
-func (a *Agent) startInstance(ctx context.Context, spec *registry.Spec, bin string) *instance {
+// it exits until stop is called. renewDue is called when the instance's
+// credential is due for renewal.
+func (a *Agent) startInstance(ctx context.Context, spec *registry.Spec, bin string, renewDue func()) *instance {
 	id := newInstanceID(spec.Name, spec.Version)
 	in := &instance{
 		id: id, version: spec.Version, digest: spec.Artifact.Digest,
@@ -71,10 +85,34 @@ func (a *Agent) startInstance(ctx context.Context, spec *registry.Spec, bin stri
 			cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = in.dir, env, logs, logs
 			cmd.SysProcAttr = procAttr()
 			started := time.Now()
-			err := cmd.Start()
+			creds, expires, err := a.instanceCreds(ctx, spec.Name, id, in.dir)
+			var renewal *time.Timer
+			var sec map[string]string
+			if err == nil {
+				// Secrets last: they win over the spec's env.
+				sec, err = secrets.Load(ctx, a.js, spec.Name)
+			}
+			if err == nil {
+				cmd.Env = slices.Clone(env)
+				if creds != "" {
+					cmd.Env = append(cmd.Env, wire.EnvNATSCreds+"="+creds)
+				}
+				for _, k := range slices.Sorted(maps.Keys(sec)) {
+					cmd.Env = append(cmd.Env, k+"="+sec[k])
+				}
+				in.renew.Store(0)
+				if at := renewAt(started, expires); !at.IsZero() {
+					in.renew.Store(at.UnixNano())
+					renewal = time.AfterFunc(time.Until(at), renewDue)
+				}
+				err = cmd.Start()
+			}
 			if err == nil {
 				a.log.Info("instance started", "fn", spec.Name, "version", spec.Version, "instance", id, "pid", cmd.Process.Pid)
 				err = in.wait(ctx, cmd)
+				if renewal != nil {
+					renewal.Stop()
+				}
 				logs.flush()
 				if err == errStopped {
 					return
@@ -89,6 +127,9 @@ func (a *Agent) startInstance(ctx context.Context, spec *registry.Spec, bin stri
 				backoff = 100 * time.Millisecond
 			}
 			in.restarts.Add(1)
+			if m := a.cfg.Metrics; m != nil {
+				m.InstanceRestarts.WithLabelValues(spec.Name).Inc()
+			}
 			a.log.Warn("instance exited; restarting", "fn", spec.Name, "instance", id, "err", err, "in", backoff)
 			select {
 			case <-in.stopCh:

@@ -1,6 +1,9 @@
 package agent
 
-import "path/filepath"
+import (
+	"path/filepath"
+	"strings"
+)
 
 // baseEnv is what an instance's environment starts from; the platform's
 // variables (NATS_URL, NATS_CREDS, YARD_*), the spec's Env and the agent's
@@ -15,6 +18,7 @@ import "path/filepath"
 //	        copied when the agent has them: the host's time zone and
 //	        locale, and where its trusted CA certificates are; none is
 //	        a secret
+//	OTEL_*  the OpenTelemetry settings (see otelEnv)
 //
 // lookup is os.LookupEnv but for tests.
 func baseEnv(dir string, lookup func(string) (string, bool)) []string {
@@ -33,3 +37,22 @@ func baseEnv(dir string, lookup func(string) (string, bool)) []string {
 
 // instanceTmp is an instance's TMPDIR, inside its folder.
 func instanceTmp(dir string) string { return filepath.Join(dir, "tmp") }
+
+// otelEnv passes the agent's OpenTelemetry settings (OTEL_*: where to
+// export traces, sampling, resource attributes, exporter headers) to an
+// instance of the function name, whose spans then go where the agent's
+// go. OTEL_SERVICE_NAME names the agent's own process, so the instance
+// gets the function's name instead; a spec's env may still set it. An
+// agent without OTEL_* settings passes none.
+func otelEnv(environ []string, name string) []string {
+	var env []string
+	for _, kv := range environ {
+		if strings.HasPrefix(kv, "OTEL_") && !strings.HasPrefix(kv, "OTEL_SERVICE_NAME=") {
+			env = append(env, kv)
+		}
+	}
+	if env == nil {
+		return nil
+	}
+	return append(env, "OTEL_SERVICE_NAME="+name)
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard-dev/switchyard/internal/fleet"
+	"github.com/switchyard-dev/switchyard/internal/metrics"
 	"github.com/switchyard-dev/switchyard/runtime/registry"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
@@ -86,10 +88,33 @@ func (a *Agent) activate(ctx context.Context, m *nats.Msg) {
 	}
 	f.lastActive = time.Now()
 	f.mu.Unlock()
+	cold := false
 	if a.scaleOf(name) < 1 {
 		if err := a.cluster.wantScale(ctx, name, max(spec.MinInstances, 1)); err != nil {
 			reply(wire.Errorf(wire.CodeUnavailable, "could not scale %q up: %v", name, err))
 			return
+		}
+		cold = true
+	}
+	if cold {
+		f.mu.Lock()
+		cold, f.coldStart = !f.coldStart, true
+		f.mu.Unlock()
+	}
+	if m := a.cfg.Metrics; m != nil && cold {
+		// This activation moved the function off zero: a cold start,
+		// measured to its first ready instance.
+		m.ColdStarts.WithLabelValues(name).Inc()
+		started := time.Now()
+		orig := reply
+		reply = func(e *wire.Error) {
+			f.mu.Lock()
+			f.coldStart = false
+			f.mu.Unlock()
+			if e == nil {
+				m.ColdStartDuration.WithLabelValues(name).Observe(time.Since(started).Seconds())
+			}
+			orig(e)
 		}
 	}
 
@@ -159,6 +184,21 @@ func (a *Agent) scaleLoop(ctx context.Context) {
 		for _, f := range fns {
 			f.scaleStep(ctx, js)
 		}
+		a.recordInstances()
+	}
+}
+
+// recordInstances sets yard_instances from what this agent runs now.
+func (a *Agent) recordInstances() {
+	m := a.cfg.Metrics
+	if m == nil {
+		return
+	}
+	m.Instances.Reset()
+	for name, list := range a.Instances() {
+		for _, in := range list {
+			m.Instances.WithLabelValues(name, strconv.Itoa(in.Version)).Inc()
+		}
 	}
 }
 
@@ -171,6 +211,12 @@ func (f *function) scaleStep(ctx context.Context, js jetstream.JetStream) {
 	}
 	load := collectLoad(f.a.nc, f.name, 200*time.Millisecond)
 	backlog := asyncBacklog(ctx, js, f.name)
+	if m := f.a.cfg.Metrics; m != nil {
+		// The agent that scales a function reports its instances' stats.
+		m.AsyncBacklog.WithLabelValues(f.name).Set(float64(backlog))
+		st := f.counters(load)
+		m.SetFunctionStats(f.name, &st)
+	}
 	running := load.instances // on every agent
 	concurrency := max(spec.Concurrency, 1)
 	if spec.Concurrency == 0 {
@@ -215,6 +261,10 @@ type load struct {
 	count     int64 // requests and async invocations handled, all time
 	inFlight  int
 	instances int // that answered
+	stats     metrics.FunctionStats
+	// byInstance are the counters each instance reported, by its micro
+	// id: the exported counters add up their increases (see counters).
+	byInstance map[string]metrics.FunctionStats
 }
 
 func collectLoad(nc *nats.Conn, name string, wait time.Duration) load {
@@ -229,17 +279,80 @@ func collectLoad(nc *nats.Conn, name string, wait time.Duration) load {
 		// counters; count them once.
 		if len(st.Endpoints) > 0 {
 			var d struct {
-				InFlight  int   `json:"in_flight"`
-				Completed int64 `json:"completed"`
-				Failed    int64 `json:"failed"`
+				InFlight     int               `json:"in_flight"`
+				Completed    int64             `json:"completed"`
+				Failed       int64             `json:"failed"`
+				Handler      float64           `json:"handler_seconds"`
+				Retries      int64             `json:"retries"`
+				DeadLetters  int64             `json:"dead_letters"`
+				TicksRun     int64             `json:"ticks_run"`
+				TicksSkipped int64             `json:"ticks_skipped"`
+				Breakers     map[string]string `json:"breakers"`
 			}
 			if json.Unmarshal(st.Endpoints[0].Data, &d) == nil {
 				l.count += d.Completed + d.Failed
 				l.inFlight += d.InFlight
+				l.stats.InFlight += d.InFlight
+				if l.byInstance == nil {
+					l.byInstance = map[string]metrics.FunctionStats{}
+				}
+				l.byInstance[st.ID] = metrics.FunctionStats{Handled: uint64(d.Completed + d.Failed), Errors: uint64(d.Failed),
+					HandlerSeconds: d.Handler, Retries: d.Retries, DeadLetters: d.DeadLetters, TicksRun: d.TicksRun, TicksSkipped: d.TicksSkipped}
+				for target, state := range d.Breakers {
+					// One instance's open breaker is the function's.
+					if l.stats.Breakers == nil {
+						l.stats.Breakers = map[string]string{}
+					}
+					if cur := l.stats.Breakers[target]; cur == "" || cur == "closed" {
+						l.stats.Breakers[target] = state
+					}
+				}
 			}
 		}
 	}
 	return l
+}
+
+// counters folds a pass's reports into counters that only grow: each
+// instance's increase since its last report is added (a new instance's
+// whole count; one that restarted reports under a new id), and an
+// instance that did not answer this pass is not taken as a drop. In
+// flight and breakers are this pass's.
+func (f *function) counters(l load) metrics.FunctionStats {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.lastStats == nil {
+		f.lastStats = map[string]instanceReport{}
+	}
+	f.statsPass++
+	for id, cur := range l.byInstance {
+		prev := f.lastStats[id].stats
+		if cur.Handled >= prev.Handled {
+			f.totals.Handled += cur.Handled - prev.Handled
+			f.totals.Errors += cur.Errors - min(prev.Errors, cur.Errors)
+			f.totals.HandlerSeconds += max(cur.HandlerSeconds-prev.HandlerSeconds, 0)
+			f.totals.Retries += max(cur.Retries-prev.Retries, 0)
+			f.totals.DeadLetters += max(cur.DeadLetters-prev.DeadLetters, 0)
+			f.totals.TicksRun += max(cur.TicksRun-prev.TicksRun, 0)
+			f.totals.TicksSkipped += max(cur.TicksSkipped-prev.TicksSkipped, 0)
+		}
+		f.lastStats[id] = instanceReport{stats: cur, pass: f.statsPass}
+	}
+	// Forget instances silent for a minute's worth of passes or more.
+	for id, r := range f.lastStats {
+		if f.statsPass-r.pass > 30 {
+			delete(f.lastStats, id)
+		}
+	}
+	out := f.totals
+	out.InFlight, out.Breakers = l.stats.InFlight, l.stats.Breakers
+	return out
+}
+
+// instanceReport is an instance's last counters and the pass they came in.
+type instanceReport struct {
+	stats metrics.FunctionStats
+	pass  int
 }
 
 // asyncBacklog is how many async invocations of a function wait in

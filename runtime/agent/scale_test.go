@@ -16,6 +16,7 @@ import (
 	"github.com/switchyard-dev/switchyard/gateway"
 	"github.com/switchyard-dev/switchyard/runtime/agent"
 	"github.com/switchyard-dev/switchyard/runtime/invocation"
+	"github.com/switchyard-dev/switchyard/runtime/registry"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
@@ -135,10 +136,11 @@ func BenchmarkColdStart(b *testing.B) {
 }
 
 // TestGatewayWakesAFunctionAtZero: an HTTP request to a function scaled to
-// zero activates it and is answered within its deadline.
+// zero activates it and is answered within its deadline. The function is
+// public so an anonymous HTTP caller may invoke it.
 func TestGatewayWakesAFunctionAtZero(t *testing.T) {
 	e := newEnvWith(t, agent.Config{ScaleInterval: 50 * time.Millisecond, IdleTimeout: time.Minute})
-	e.deploy("Hi", 0)
+	e.deploy("Hi", 0, func(s *registry.Spec) { s.Access = registry.AccessPublic })
 	g, err := gateway.New(context.Background(), e.nc, gateway.Config{Addr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)

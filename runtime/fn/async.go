@@ -10,7 +10,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/switchyard-dev/switchyard/internal/otelx"
 	"github.com/switchyard-dev/switchyard/runtime/invocation"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
@@ -95,17 +98,45 @@ func (i *Instance) runAsync(msg jetstream.Msg) {
 		StartedAt:   now,
 		Seq:         meta.Sequence.Stream,
 	}
-	if rec.RequestID == "" {
+	if rec.RequestID == "" || wire.ValidateRequestID(rec.RequestID) != nil {
+		// A NATS caller's id the gateway would have refused: the record,
+		// the logs and the callback get the invocation's id instead.
 		rec.RequestID = rec.ID
 	}
 	ctx := context.Background()
+	// The attempt's span: a child of the producer's (the gateway's queue
+	// span, a caller's), so every attempt of one invocation shows under it;
+	// a schedule tick starts a trace of its own.
+	cm := callMeta{requestID: rec.RequestID, traceparent: hdr.Get(wire.HeaderTraceparent), tracestate: hdr.Get(wire.HeaderTracestate)}
+	outcome := outcomeRetry
+	var werr *wire.Error
+	if otelx.Enabled() {
+		name, trigger := "async "+i.cfg.Name, "async"
+		attrs := []attribute.KeyValue{attemptAttr(rec.Attempts), attribute.String(attrInvID, rec.ID),
+			attribute.String(attrRequestID, rec.RequestID), attribute.Int("yard.max_attempts", rec.MaxAttempts),
+			attribute.Float64(attrQueueWait, float64(now.Sub(rec.CreatedAt))/float64(time.Millisecond)),
+			attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", msg.Subject())}
+		if s := hdr.Get(invocation.HeaderScheduler); s != "" {
+			name, trigger = "tick "+i.cfg.Name, "schedule"
+			attrs = append(attrs, attribute.String(attrSchedule, s))
+		} else if s := hdr.Get(HeaderEventSubject); s != "" {
+			name, trigger = "event "+s, "event_replay"
+		}
+		cm.span = i.startSpan(hdr, name, trace.SpanKindConsumer, append(attrs, attribute.String(attrTrigger, trigger))...)
+		defer func() { endSpan(cm.span, outcome, werr) }()
+	}
 	if rec.Attempts == 1 && hdr.Get(invocation.HeaderScheduler) != "" && i.store.NewerTick(ctx, hdr) {
+		outcome = outcomeSkipped
 		// The function was down or busy while a later tick of the same
 		// schedule fired: run that one, not a backlog of missed ones.
 		i.log.Info("skipping a missed schedule tick: a later one has fired", "invocation_id", rec.ID,
 			"scheduler", hdr.Get(invocation.HeaderScheduler))
+		i.ticksSkipped.Add(1)
 		_ = msg.Ack()
 		return
+	}
+	if rec.Attempts == 1 && hdr.Get(invocation.HeaderScheduler) != "" {
+		i.ticksRun.Add(1)
 	}
 	if rec.Attempts > 1 {
 		// A redelivery: if this very message was settled before a crash
@@ -123,11 +154,13 @@ func (i *Instance) runAsync(msg jetstream.Msg) {
 			} else if url != "" {
 				i.log.Error("dropping the callback of a settled invocation that could not be stored", "invocation_id", rec.ID, "deliveries", rec.Attempts)
 			}
+			outcome = outcomeSettled
 			_ = msg.Ack()
 			return
 		}
 	}
 	if rec.Attempts > i.h.maxAttempts+giveUpAfter {
+		outcome = outcomeDropped
 		// Even dead-lettering keeps failing (the DLQ refuses it): stop
 		// redelivering rather than loop for ever, and say so loudly.
 		i.log.Error("dropping an async invocation that can neither run nor be dead-lettered",
@@ -139,6 +172,7 @@ func (i *Instance) runAsync(msg jetstream.Msg) {
 		// Deliveries beyond the limit come from crashes (no outcome was
 		// stored for the earlier ones); stop here rather than loop.
 		rec.Error = wire.Errorf(wire.CodeInternal, "gave up after %d deliveries without an outcome", rec.Attempts-1)
+		outcome, werr = outcomeDeadLetter, rec.Error
 		i.deadLetter(ctx, msg, rec, data, hdr)
 		return
 	}
@@ -150,21 +184,23 @@ func (i *Instance) runAsync(msg jetstream.Msg) {
 		}
 	}
 	stopRunning := i.markRunning(rec)
-	out, werr, permanent := i.invokeTarget(t, now.Add(i.h.timeout), callMeta{requestID: rec.RequestID,
-		traceparent: hdr.Get(wire.HeaderTraceparent), tracestate: hdr.Get(wire.HeaderTracestate)}, data)
+	out, werr, permanent := i.invokeTarget(t, now.Add(i.h.timeout), cm, data)
 	stopRunning()
 	rec.FinishedAt = time.Now().UTC()
 	switch {
 	case werr == nil:
+		outcome = outcomeOK
 		i.completed.Add(1)
 		rec.Status, rec.Result = invocation.Succeeded, out
 		i.settle(ctx, msg, rec, hdr)
 	case permanent || rec.Attempts >= i.h.maxAttempts:
+		outcome = outcomeDeadLetter
 		i.failed.Add(1)
 		rec.Error = werr
 		i.deadLetter(ctx, msg, rec, data, hdr)
 	default:
 		i.failed.Add(1)
+		i.retries.Add(1)
 		delay := invocation.Delay(i.h.backoff, rec.Attempts)
 		rec.Status, rec.Error = invocation.Failed, werr
 		rec.FinishedAt, rec.NextAttemptAt = time.Time{}, time.Now().Add(delay).UTC()
@@ -233,6 +269,7 @@ func (i *Instance) deadLetter(ctx context.Context, msg jetstream.Msg, rec *invoc
 		return
 	}
 	rec.Status, rec.DLQSeq = invocation.Dead, seq
+	i.deadLetters.Add(1)
 	i.log.Warn("invocation dead-lettered", "invocation_id", rec.ID, "attempts", rec.Attempts, logKeyErr, rec.Error)
 	i.settle(ctx, msg, rec, hdr)
 }

@@ -233,10 +233,13 @@ func TestAsyncCallbackQueued(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := st.GetLastMsgForSubject(context.Background(), "yard.callbacks.double")
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The outcome is recorded before the callback is queued (the ack
+	// comes after both), so the callback may trail the record a little.
+	var m *jetstream.RawStreamMsg
+	natstest.WaitFor(t, 10*time.Second, "the callback to be queued", func() bool {
+		m, err = st.GetLastMsgForSubject(context.Background(), "yard.callbacks.double")
+		return err == nil
+	})
 	var got invocation.Record
 	if err := json.Unmarshal(m.Data, &got); err != nil {
 		t.Fatal(err)

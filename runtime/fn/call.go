@@ -11,6 +11,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
 	"github.com/sony/gobreaker/v2"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/switchyard-dev/switchyard/internal/fleet"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
@@ -81,18 +83,16 @@ func InvokeRaw(ctx context.Context, name string, input []byte) ([]byte, error) {
 		reqID = nuid.Next()
 	}
 	msg.Header.Set(wire.HeaderRequestID, reqID)
-	if tr, ok := ctx.Value(keyTrace).([2]string); ok {
-		msg.Header.Set(wire.HeaderTraceparent, tr[0])
-		if tr[1] != "" {
-			msg.Header.Set(wire.HeaderTracestate, tr[1])
-		}
-	}
+	span := startOutgoing(ctx, "call "+name, trace.SpanKindClient, msg.Header, attribute.String(attrTarget, name),
+		attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", subject))
 	reply, err := breakerFor(name).Execute(func() ([]byte, error) {
 		return call(ctx, nc, name, msg)
 	})
 	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
-		return nil, undelivered(fmt.Sprintf("circuit open for %s after repeated failures; not calling it for now", name))
+		err = undelivered(fmt.Sprintf("circuit open for %s after repeated failures; not calling it for now", name))
+		reply = nil
 	}
+	endOutgoing(span, err)
 	return reply, err
 }
 

@@ -10,7 +10,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/switchyard-dev/switchyard/internal/otelx"
 	"github.com/switchyard-dev/switchyard/runtime/invocation"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 	"github.com/switchyard-dev/switchyard/schemas"
@@ -82,17 +85,17 @@ func Publish(ctx context.Context, subject string, event any, opts ...PublishOpti
 	if id := RequestID(ctx); id != "" {
 		msg.Header.Set(wire.HeaderRequestID, id)
 	}
-	if tr, ok := ctx.Value(keyTrace).([2]string); ok {
-		msg.Header.Set(wire.HeaderTraceparent, tr[0])
-	}
+	span := startOutgoing(ctx, "publish "+subject, trace.SpanKindProducer, msg.Header,
+		attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", subject),
+		attribute.String("messaging.message.id", po.id))
 	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
+	if err == nil {
+		if _, err = js.PublishMsg(ctx, msg); err != nil {
+			err = fmt.Errorf("fn: publish %s: %w", subject, err)
+		}
 	}
-	if _, err := js.PublishMsg(ctx, msg); err != nil {
-		return fmt.Errorf("fn: publish %s: %w", subject, err)
-	}
-	return nil
+	endOutgoing(span, err)
+	return err
 }
 
 // PublishOption tunes Publish.
@@ -149,16 +152,28 @@ func (i *Instance) runEvent(msg jetstream.Msg, subject string, t *target) {
 	hdr := msg.Headers()
 	attempt := int(meta.NumDelivered)
 	reqID := hdr.Get(wire.HeaderRequestID)
-	if reqID == "" {
+	if reqID == "" || wire.ValidateRequestID(reqID) != nil {
 		reqID = nuid.Next()
 	}
-	_, werr, permanent := i.invokeTarget(t, time.Now().Add(i.h.timeout),
-		callMeta{requestID: reqID, traceparent: hdr.Get(wire.HeaderTraceparent)}, msg.Data())
+	cm := callMeta{requestID: reqID, traceparent: hdr.Get(wire.HeaderTraceparent), tracestate: hdr.Get(wire.HeaderTracestate)}
+	outcome := outcomeRetry
+	if otelx.Enabled() {
+		cm.span = i.startSpan(hdr, "event "+subject, trace.SpanKindConsumer,
+			attribute.String(attrTrigger, "event"), attribute.String(attrRequestID, reqID), attemptAttr(attempt),
+			attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", msg.Subject()),
+			attribute.Float64(attrQueueWait, float64(time.Since(meta.Timestamp))/float64(time.Millisecond)))
+	}
+	_, werr, permanent := i.invokeTarget(t, time.Now().Add(i.h.timeout), cm, msg.Data())
+	if cm.span != nil {
+		defer func() { endSpan(cm.span, outcome, werr) }()
+	}
 	switch {
 	case werr == nil:
+		outcome = outcomeOK
 		i.completed.Add(1)
 		_ = msg.Ack()
 	case permanent || attempt >= i.h.maxAttempts:
+		outcome = outcomeDeadLetter
 		i.failed.Add(1)
 		rec := &invocation.Record{
 			ID:       "ev-" + meta.Stream + "-" + strconv.FormatUint(meta.Sequence.Stream, 10),
@@ -176,10 +191,12 @@ func (i *Instance) runEvent(msg jetstream.Msg, subject string, t *target) {
 			_ = msg.NakWithDelay(time.Second)
 			return
 		}
+		i.deadLetters.Add(1)
 		i.log.Warn("event dead-lettered", "subject", msg.Subject(), "attempts", attempt, logKeyErr, werr)
 		_ = msg.Ack()
 	default:
 		i.failed.Add(1)
+		i.retries.Add(1)
 		_ = msg.NakWithDelay(invocation.Delay(i.h.backoff, attempt))
 	}
 }

@@ -17,9 +17,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nuid"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/switchyard-dev/switchyard/internal/otelx"
 	"github.com/switchyard-dev/switchyard/runtime/invocation"
 	"github.com/switchyard-dev/switchyard/runtime/registry"
+	"github.com/switchyard-dev/switchyard/runtime/roles"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 	"github.com/switchyard-dev/switchyard/schemas"
 )
@@ -53,6 +57,11 @@ type Config struct {
 	Calls     []string
 	Publishes []string
 	Buckets   []string
+	// Access says who may invoke the function, over HTTP and NATS alike:
+	// "public" (anyone), "authenticated" (the default: callers granted
+	// it) or "internal" (only functions that declare a call to it).
+	// yard.json's "access" overrides it at deploy.
+	Access string
 	// Instance is the platform's name for this instance (Main sets it from
 	// YARD_INSTANCE); it is in the micro metadata as yard.instance.
 	Instance string
@@ -76,9 +85,11 @@ type Instance struct {
 	nc   *nats.Conn
 	svc  micro.Service
 	main target
-	log  *slog.Logger
-	spec *registry.Spec
-	decl *declarations
+	// validated is main for requests on yard.gw.<name>.
+	validated target
+	log       *slog.Logger
+	spec      *registry.Spec
+	decl      *declarations
 
 	slots    chan struct{}
 	workers  workers
@@ -87,6 +98,9 @@ type Instance struct {
 	stopErr  error
 
 	completed, failed, panics atomic.Int64
+	retries, deadLetters      atomic.Int64
+	handlerNanos              atomic.Int64 // time spent in invokeTarget, all calls
+	ticksRun, ticksSkipped    atomic.Int64
 
 	// Async invocations; nil when CoreOnly.
 	store   *invocation.Store
@@ -109,12 +123,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, h *Handler) (*Instanc
 	if err := validateConfig(cfg, h); err != nil {
 		return nil, err
 	}
-	if cfg.Version == "" {
-		cfg.Version = "1.0.0"
-		if cfg.DeployedVersion > 0 {
-			cfg.Version = strconv.Itoa(cfg.DeployedVersion) + ".0.0"
-		}
-	}
+	cfg.Version = serviceVersion(cfg)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -127,14 +136,16 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, h *Handler) (*Instanc
 		return nil, fmt.Errorf("fn %s: output schema: %w", cfg.Name, err)
 	}
 	i := &Instance{
-		cfg:   cfg,
-		h:     h,
-		nc:    nc,
-		main:  target{in: in, out: out, call: h.call},
-		log:   cfg.Logger.With(logKeyFn, cfg.Name),
-		slots: make(chan struct{}, h.concurrency),
-		spec:  specOf(cfg, h),
-		decl:  declarationsOf(cfg),
+		cfg:  cfg,
+		h:    h,
+		nc:   nc,
+		main: target{in: in, out: out, call: h.call},
+		// The same, without the input check (the gateway made it).
+		validated: target{out: out, call: h.call},
+		log:       cfg.Logger.With(logKeyFn, cfg.Name),
+		slots:     make(chan struct{}, h.concurrency),
+		spec:      specOf(cfg, h),
+		decl:      declarationsOf(cfg),
 	}
 	subject, _ := wire.FnSubject(cfg.Name)
 	svc, err := micro.AddService(nc, micro.Config{
@@ -156,6 +167,14 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, h *Handler) (*Instanc
 			"timeout":       h.timeout.String(),
 			"concurrency":   strconv.Itoa(h.concurrency),
 		}))
+	if err == nil {
+		// Requests the gateway validated already: only gateways may
+		// publish here, so the input is not checked twice.
+		gsubject, _ := wire.GatewaySubject(cfg.Name)
+		err = svc.AddEndpoint("gateway", micro.HandlerFunc(i.dispatchValidated),
+			micro.WithEndpointSubject(gsubject),
+			micro.WithEndpointQueueGroup(wire.QueueGroup(cfg.Name)))
+	}
 	if err == nil && cfg.DeployedVersion > 0 {
 		vsubject, _ := wire.FnVersionSubject(cfg.Name, cfg.DeployedVersion)
 		err = svc.AddEndpoint("v"+strconv.Itoa(cfg.DeployedVersion), micro.HandlerFunc(i.dispatch),
@@ -326,6 +345,9 @@ func specOf(cfg Config, h *Handler) *registry.Spec {
 		Calls:        cfg.Calls,
 		Publishes:    cfg.Publishes,
 		Buckets:      cfg.Buckets,
+		Access:       cfg.Access,
+		// Every instance of this SDK serves yard.gw.<name>.
+		GatewaySubject: true,
 	}
 	for _, sub := range cfg.Events {
 		spec.Events = append(spec.Events, sub.subject)
@@ -357,6 +379,15 @@ type Stats struct {
 	Completed   int64 `json:"completed"`
 	Failed      int64 `json:"failed"`
 	Panics      int64 `json:"panics"`
+	// Async invocations and events: attempts failed and retried, and
+	// given up on (dead-lettered); schedule ticks run and skipped.
+	// HandlerSeconds is the time spent validating and handling, summed
+	// over every call.
+	HandlerSeconds float64 `json:"handler_seconds"`
+	Retries        int64   `json:"retries"`
+	DeadLetters    int64   `json:"dead_letters"`
+	TicksRun       int64   `json:"ticks_run"`
+	TicksSkipped   int64   `json:"ticks_skipped"`
 	// Breakers are the circuits of this process's calls to other
 	// functions (see Invoke), by target: closed, open or half-open.
 	Breakers map[string]string `json:"breakers,omitempty"`
@@ -365,12 +396,17 @@ type Stats struct {
 // Stats returns the instance's counters.
 func (i *Instance) Stats() Stats {
 	return Stats{
-		InFlight:    len(i.slots),
-		Concurrency: cap(i.slots),
-		Completed:   i.completed.Load(),
-		Failed:      i.failed.Load(),
-		Panics:      i.panics.Load(),
-		Breakers:    breakerStates(),
+		InFlight:       len(i.slots),
+		Concurrency:    cap(i.slots),
+		Completed:      i.completed.Load(),
+		Failed:         i.failed.Load(),
+		Panics:         i.panics.Load(),
+		HandlerSeconds: time.Duration(i.handlerNanos.Load()).Seconds(),
+		Retries:        i.retries.Load(),
+		DeadLetters:    i.deadLetters.Load(),
+		TicksRun:       i.ticksRun.Load(),
+		TicksSkipped:   i.ticksSkipped.Load(),
+		Breakers:       breakerStates(),
 	}
 }
 
@@ -378,7 +414,29 @@ func (i *Instance) Stats() Stats {
 // only takes a slot and hands the request to its own goroutine, so that up
 // to Concurrency handlers run at once. When every slot is taken it blocks,
 // which leaves further requests queued in the subscription.
-func (i *Instance) dispatch(req micro.Request) {
+func (i *Instance) dispatch(req micro.Request) { i.dispatchTo(req, &i.main) }
+
+// dispatchValidated serves yard.gw.<name>: input the gateway checked. Only
+// gateways may publish there, but the check is trusted only when the
+// request also comes from one (its reply goes to the gateway's inbox) and
+// was made against this instance's own schemas; otherwise (a rollout or a
+// rollback to other schemas) the input is checked here.
+func (i *Instance) dispatchValidated(req micro.Request) {
+	t := &i.validated
+	if h := i.spec.SchemaHash; h == "" || !strings.HasPrefix(req.Reply(), roles.GatewayInbox+".") ||
+		req.Headers().Get(wire.HeaderSchemaHash) != h {
+		t = &i.main
+	}
+	i.dispatchTo(req, t)
+}
+
+func (i *Instance) dispatchTo(req micro.Request, t *target) {
+	if !wire.InboxReply(req.Reply()) {
+		// No caller waits on anything but an inbox: a reply elsewhere
+		// would write where the requester chose (a push consumer's
+		// delivery, or a reply subject aimed at a bucket).
+		return
+	}
 	i.slots <- struct{}{}
 	i.inflight.Add(1)
 	// Copy what we need: the handler goroutine must not touch req, whose
@@ -389,13 +447,20 @@ func (i *Instance) dispatch(req micro.Request) {
 			<-i.slots
 			i.inflight.Done()
 		}()
-		i.serve(reply, data, hdr)
+		i.serve(t, reply, data, hdr)
 	})
 }
 
-func (i *Instance) serve(reply string, data []byte, hdr micro.Headers) {
+func (i *Instance) serve(t *target, reply string, data []byte, hdr micro.Headers) {
 	start := time.Now()
 	reqID := hdr.Get(wire.HeaderRequestID)
+	if err := wire.ValidateRequestID(reqID); err != nil {
+		// Refused as the gateway refuses it: it would go into logs and
+		// records as it is.
+		i.failed.Add(1)
+		i.respondError(reply, nuid.Next(), err.(*wire.Error))
+		return
+	}
 	if reqID == "" {
 		reqID = nuid.Next()
 	}
@@ -407,7 +472,19 @@ func (i *Instance) serve(reply string, data []byte, hdr micro.Headers) {
 			deadline = d
 		}
 	}
-	out, werr, _ := i.invoke(deadline, callMeta{requestID: reqID, traceparent: hdr.Get(wire.HeaderTraceparent), tracestate: hdr.Get(wire.HeaderTracestate)}, data)
+	meta := callMeta{requestID: reqID, traceparent: hdr.Get(wire.HeaderTraceparent), tracestate: hdr.Get(wire.HeaderTracestate)}
+	if otelx.Enabled() {
+		meta.span = i.startSpan(nats.Header(hdr), "invoke "+i.cfg.Name, trace.SpanKindServer,
+			attribute.String(attrTrigger, "request"), attribute.String(attrRequestID, reqID))
+	}
+	out, werr, _ := i.invokeTarget(t, deadline, meta, data)
+	if meta.span != nil {
+		outcome := outcomeOK
+		if werr != nil {
+			outcome = outcomeError
+		}
+		endSpan(meta.span, outcome, werr)
+	}
 	if werr != nil {
 		i.failed.Add(1)
 		i.respondError(reply, reqID, werr)
@@ -421,6 +498,9 @@ func (i *Instance) serve(reply string, data []byte, hdr micro.Headers) {
 // and from there into the calls the handler makes.
 type callMeta struct {
 	requestID, traceparent, tracestate string
+	// span is the invocation's span when tracing is on (see trace.go):
+	// the handler's context carries it, so its calls are its children.
+	span trace.Span
 }
 
 // target is what an invocation runs: the function's handler, or one of
@@ -439,7 +519,9 @@ func (i *Instance) invoke(deadline time.Time, meta callMeta, data []byte) (out [
 // invokeTarget is invoke for any target. An error is permanent when the
 // handler marked it so (Permanent) or when its code says so.
 func (i *Instance) invokeTarget(t *target, deadline time.Time, meta callMeta, data []byte) (out []byte, werr *wire.Error, permanent bool) {
+	start := time.Now()
 	out, werr, marked := i.invokeOnce(t, deadline, meta, data)
+	i.handlerNanos.Add(int64(time.Since(start)))
 	return out, werr, werr != nil && (marked || permanentCode(werr.Code))
 }
 
@@ -448,12 +530,14 @@ func (i *Instance) invokeOnce(t *target, deadline time.Time, meta callMeta, data
 	if !time.Now().Before(deadline) {
 		return nil, wire.Errorf(wire.CodeDeadlineExceeded, "deadline passed before the function started"), false
 	}
-	doc, err := schemas.Decode(data, schemas.DecodeLimits{})
-	if err != nil {
-		return nil, schemas.InvalidJSON("request body is not valid JSON", err), false
-	}
-	if v := t.in.Validate(doc); len(v) > 0 {
-		return nil, schemas.InvalidInput("input does not match the schema", v), false
+	if t.in != nil {
+		doc, err := schemas.Decode(data, schemas.DecodeLimits{})
+		if err != nil {
+			return nil, schemas.InvalidJSON("request body is not valid JSON", err), false
+		}
+		if v := t.in.Validate(doc); len(v) > 0 {
+			return nil, schemas.InvalidInput("input does not match the schema", v), false
+		}
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
@@ -461,7 +545,9 @@ func (i *Instance) invokeOnce(t *target, deadline time.Time, meta callMeta, data
 	ctx = context.WithValue(ctx, keyLogger, i.log)
 	ctx = context.WithValue(ctx, keyConn, i.nc)
 	ctx = context.WithValue(ctx, keyDecl, i.decl)
-	if meta.traceparent != "" {
+	if meta.span != nil {
+		ctx = trace.ContextWithSpan(ctx, meta.span)
+	} else if meta.traceparent != "" {
 		ctx = context.WithValue(ctx, keyTrace, [2]string{meta.traceparent, meta.tracestate})
 	}
 
@@ -481,7 +567,7 @@ func (i *Instance) invokeOnce(t *target, deadline time.Time, meta callMeta, data
 		Logger(ctx).Error("handler output does not encode as JSON", logKeyErr, err)
 		return nil, internalError(), false
 	}
-	doc, err = schemas.Decode(out, schemas.DecodeLimits{MaxDepth: 1 << 10})
+	doc, err := schemas.Decode(out, schemas.DecodeLimits{MaxDepth: 1 << 10})
 	if err != nil {
 		Logger(ctx).Error("handler output does not decode", logKeyErr, err)
 		return nil, internalError(), false

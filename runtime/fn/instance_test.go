@@ -20,6 +20,7 @@ import (
 	"github.com/switchyard-dev/switchyard/runtime/fntest"
 	"github.com/switchyard-dev/switchyard/runtime/provision"
 	"github.com/switchyard-dev/switchyard/runtime/registry"
+	"github.com/switchyard-dev/switchyard/runtime/roles"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
@@ -254,7 +255,8 @@ func TestMicroDiscovery(t *testing.T) {
 	if err := json.Unmarshal(msg.Data, &info); err != nil {
 		t.Fatal(err)
 	}
-	if info.Name != "double" || info.Description != "doubles" || len(info.Endpoints) != 1 {
+	if info.Name != "double" || info.Description != "doubles" || len(info.Endpoints) != 2 ||
+		info.Endpoints[1].Subject != "yard.gw.double" || info.Endpoints[1].QueueGroup != "fn.double" {
 		t.Fatalf("info %+v", info)
 	}
 	ep := info.Endpoints[0]
@@ -309,7 +311,7 @@ func TestDeployedInstance(t *testing.T) {
 		t.Fatal(err)
 	}
 	var info micro.Info
-	if err := json.Unmarshal(m.Data, &info); err != nil || info.Version != "2.0.0" || len(info.Endpoints) != 2 {
+	if err := json.Unmarshal(m.Data, &info); err != nil || info.Version != "2.0.0" || len(info.Endpoints) != 3 {
 		t.Fatalf("info %+v", info)
 	}
 	// The deploy owns the spec: a deployed instance writes none.
@@ -353,5 +355,134 @@ func TestServe(t *testing.T) {
 	}
 	if _, err := nc.Request("fn.double", []byte(`{"n":3}`), time.Second); !errors.Is(err, nats.ErrNoResponders) {
 		t.Fatalf("after Serve returned: %v", err)
+	}
+}
+
+// TestRequestIDChecked: a NATS caller's Yard-Request-Id is held to the
+// gateway's rule, since it goes into logs and records as it is.
+func TestRequestIDChecked(t *testing.T) {
+	var ran atomic.Int32
+	h := fntest.Start(t, fn.Config{Name: "rid"}, fn.Handle(func(ctx context.Context, i in) (out, error) {
+		ran.Add(1)
+		return out{N: i.N}, nil
+	}))
+	for _, id := range []string{"ok-1", "x\nlevel=ERROR msg=forged", strings.Repeat("a", 200)} {
+		msg := &nats.Msg{Subject: "fn.rid", Data: []byte(`{"n":1}`), Header: nats.Header{}}
+		msg.Header.Set(wire.HeaderRequestID, id)
+		reply, err := h.NC.RequestMsg(msg, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		we := wire.ReplyError(reply.Header, reply.Data)
+		if valid := wire.ValidateRequestID(id) == nil; valid != (we == nil) {
+			t.Errorf("id %q: error %v", id, we)
+		} else if !valid && (we.Code != wire.CodeInvalidArgument || reply.Header.Get(wire.HeaderRequestID) == id) {
+			t.Errorf("id %q: %v, echoed %q", id, we, reply.Header.Get(wire.HeaderRequestID))
+		}
+	}
+	if ran.Load() != 1 {
+		t.Errorf("handler ran %d times, want 1", ran.Load())
+	}
+}
+
+// TestGatewaySubject: requests on yard.gw.<name> from a gateway (its
+// reply goes to the gateway's inbox) that checked them against this
+// instance's schemas are not checked again; any other request there is
+// (other schemas, another sender's inbox). The output is always checked.
+func TestGatewaySubject(t *testing.T) {
+	h := fntest.Start(t, fn.Config{Name: "double"}, fn.Handle(double))
+	gw := natstest.ConnectURL(t, h.NC.ConnectedUrl(), nats.CustomInboxPrefix(roles.GatewayInbox))
+	js, err := jetstream.New(h.NC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := registry.Open(context.Background(), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := reg.Get(context.Background(), "double")
+	if err != nil || spec.SchemaHash == "" {
+		t.Fatalf("double's spec: %+v, %v", spec, err)
+	}
+	mine := spec.SchemaHash
+	call := func(nc *nats.Conn, hash, body string) *wire.Error {
+		t.Helper()
+		msg := &nats.Msg{Subject: "yard.gw.double", Data: []byte(body), Header: nats.Header{wire.HeaderSchemaHash: {hash}}}
+		m, err := nc.RequestMsg(msg, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if we := wire.ReplyError(m.Header, m.Data); we != nil {
+			return we
+		}
+		if body == `{"n":5000}` && string(m.Data) != `{"n":10000}` {
+			t.Fatalf("yard.gw.double %s: %s", body, m.Data)
+		}
+		return nil
+	}
+	if we := call(gw, mine, `{"n":5000}`); we != nil {
+		t.Fatalf("validated input, same schemas: %v", we)
+	}
+	if we := call(gw, "other", `{"n":5000}`); we == nil || we.Code != wire.CodeInvalidArgument {
+		t.Fatalf("checked against other schemas: %v; want it checked again", we)
+	}
+	if we := call(h.NC, mine, `{"n":5000}`); we == nil || we.Code != wire.CodeInvalidArgument {
+		t.Fatalf("not from a gateway's inbox: %v; want it checked again", we)
+	}
+	if _, we := h.Request(t, []byte(`{"n":5000}`)); we == nil || we.Code != wire.CodeInvalidArgument {
+		t.Fatalf("fn.double still validates: %v", we)
+	}
+	if we := call(gw, mine, `{"n":-1}`); we == nil || we.Code != wire.CodeInternal {
+		t.Fatalf("output off its schema: %v", we)
+	}
+}
+
+// TestJetStreamDeliveriesIgnored: a push consumer may deliver to any
+// subject, whatever its creator may publish to; an instance takes no
+// request delivered that way (its reply is a JetStream ack subject).
+func TestJetStreamDeliveriesIgnored(t *testing.T) {
+	var ran atomic.Int64
+	h := fntest.Start(t, fn.Config{Name: "count"}, fn.Handle(func(ctx context.Context, i in) (out, error) {
+		ran.Add(1)
+		return out{N: i.N}, nil
+	}))
+	js, err := jetstream.New(h.NC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "INJECT", Subjects: []string{"inject.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "inject.a", []byte(`{"n":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	// A push consumer (the legacy API: deliver_subject) aimed at fn.count.
+	acks, err := h.NC.SubscribeSync("$JS.ACK.INJECT.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen, err := h.NC.SubscribeSync("fn.count")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := json.Marshal(map[string]any{"stream_name": "INJECT", "config": map[string]any{
+		"deliver_subject": "fn.count", "ack_policy": "explicit", "ack_wait": int64(time.Hour)}})
+	if _, err := h.NC.Request("$JS.API.CONSUMER.CREATE.INJECT", cfg, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := seen.NextMsg(10 * time.Second); err != nil || !strings.HasPrefix(m.Reply, "$JS.ACK.INJECT.") {
+		t.Fatalf("the delivery on fn.count: %v, %v", m, err)
+	}
+	// The instance neither ran nor answered on the ack subject; a real
+	// request after it is served.
+	if _, we := h.Request(t, []byte(`{"n":2}`)); we != nil {
+		t.Fatal(we)
+	}
+	if n := ran.Load(); n != 1 {
+		t.Fatalf("the handler ran %d times, want 1 (only the real request)", n)
+	}
+	if m, err := acks.NextMsg(100 * time.Millisecond); err == nil {
+		t.Fatalf("the instance answered the delivery on %s", m.Subject)
 	}
 }

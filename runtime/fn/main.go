@@ -3,6 +3,7 @@ package fn
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,20 +11,29 @@ import (
 	"os/signal"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/attribute"
 
+	"github.com/switchyard-dev/switchyard/internal/otelx"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
 // Main runs a function as a program: it connects to NATS_URL (default
-// nats://127.0.0.1:4222, with the credentials file NATS_CREDS if set), serves until SIGINT or SIGTERM, then drains
+// nats://127.0.0.1:4222) with the credentials file NATS_CREDS (the agent
+// sets it; run by hand, ./.yard/admin.creds of a `yard up` in the same
+// folder is used when present), serves until SIGINT or SIGTERM, then drains
 // in-flight requests and exits. With wire.ManifestFlag it prints the manifest
 // instead. Main is the only part of the SDK that reads the environment or
 // exits the process; call it from func main.
 func Main(cfg Config, h *Handler) {
 	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr, cfg, h))
 }
+
+// devCreds is where `yard up` keeps the admin's credential, relative to
+// the folder it runs in.
+const devCreds = ".yard/admin.creds"
 
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer, cfg Config, h *Handler) int {
 	if cfg.Logger == nil {
@@ -66,6 +76,23 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, cf
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
+	// Traces go where OTEL_EXPORTER_OTLP_ENDPOINT says (the agent passes
+	// its OTEL_* variables on); without it nothing is set up.
+	attrs := []attribute.KeyValue{attribute.String("service.version", serviceVersion(cfg))}
+	if cfg.Instance != "" {
+		attrs = append(attrs, attribute.String("service.instance.id", cfg.Instance))
+	}
+	shutdownTracing, err := otelx.Setup(context.Background(), cfg.Name, attrs...)
+	if err != nil {
+		cfg.Logger.Warn("tracing is off", logKeyErr, err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := shutdownTracing(ctx); err != nil {
+			cfg.Logger.Warn("flush traces", logKeyErr, err)
+		}
+	}()
 	url := getenv("NATS_URL")
 	if url == "" {
 		url = nats.DefaultURL
@@ -75,12 +102,25 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, cf
 	// Replies come to an inbox of the function's own, which its
 	// credential may read (and no other function's may).
 	opts := []nats.Option{nats.Name("yard fn " + cfg.Name), nats.MaxReconnects(-1), nats.CustomInboxPrefix(wire.InboxPrefix(cfg.Name))}
-	if creds := getenv("NATS_CREDS"); creds != "" {
+	creds := getenv(wire.EnvNATSCreds)
+	if creds == "" {
+		if _, err := os.Stat(devCreds); err == nil {
+			creds = devCreds
+		}
+	}
+	if creds != "" {
 		opts = append(opts, nats.UserCredentials(creds))
+	}
+	if ca := getenv(wire.EnvNATSCA); ca != "" {
+		opts = append(opts, nats.RootCAs(ca))
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		fmt.Fprintf(stderr, "fn %s: connect to %s: %v\n", cfg.Name, url, err)
+		hint := ""
+		if errors.Is(err, nats.ErrAuthorization) {
+			hint = " (set NATS_CREDS to a credential that may run it, such as the .yard/admin.creds that yard up writes)"
+		}
+		fmt.Fprintf(stderr, "fn %s: connect to %s: %v%s\n", cfg.Name, url, err, hint)
 		return 1
 	}
 	defer nc.Close()
@@ -108,4 +148,15 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, cf
 		cfg.Logger.Warn("drain connection", logKeyErr, err)
 	}
 	return 0
+}
+
+// serviceVersion is the version Start will serve as (see Config.Version).
+func serviceVersion(cfg Config) string {
+	switch {
+	case cfg.Version != "":
+		return cfg.Version
+	case cfg.DeployedVersion > 0:
+		return strconv.Itoa(cfg.DeployedVersion) + ".0.0"
+	}
+	return "1.0.0"
 }

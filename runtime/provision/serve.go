@@ -52,6 +52,9 @@ func (p *Provisioner) Serve(ctx context.Context, nc *nats.Conn) (stop func(), er
 		}()
 	}
 	reg, err := nc.QueueSubscribe(wire.RegisterPrefix+"*", wire.RegisterQueue, func(m *nats.Msg) {
+		if m.Reply != "" && !wire.InboxReply(m.Reply) {
+			return
+		}
 		handle(m, func() (any, error) { return p.register(ctx, m) })
 	})
 	if err != nil {
@@ -59,6 +62,9 @@ func (p *Provisioner) Serve(ctx context.Context, nc *nats.Conn) (stop func(), er
 		return nil, fmt.Errorf("provision: subscribe: %w", err)
 	}
 	unreg, err := nc.QueueSubscribe(wire.UnregisterPrefix+"*", wire.RegisterQueue, func(m *nats.Msg) {
+		if m.Reply != "" && !wire.InboxReply(m.Reply) {
+			return
+		}
 		handle(m, func() (any, error) { return struct{}{}, p.unregister(ctx, nc, m) })
 	})
 	if err != nil {
