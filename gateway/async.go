@@ -6,6 +6,12 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/switchyard-dev/switchyard/internal/otelx"
 	"github.com/switchyard-dev/switchyard/runtime/invocation"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
@@ -35,10 +41,11 @@ type accepted struct {
 }
 
 // accept queues an already validated request and answers 202 once
-// JetStream has stored it.
-func (g *Gateway) accept(w http.ResponseWriter, r *http.Request, name string, body []byte, reqID string) error {
+// JetStream has stored it. The invocation belongs to p: its id carries
+// p's owner (none for anonymous callers), see invocationStatus.
+func (g *Gateway) accept(w http.ResponseWriter, r *http.Request, p *Principal, name string, body []byte, reqID string) error {
 	sub := invocation.Submission{
-		Function: name, Body: body, RequestID: reqID,
+		Function: name, Body: body, RequestID: reqID, Owner: p.Owner(),
 		IdempotencyKey: r.Header.Get("Idempotency-Key"),
 		Traceparent:    r.Header.Get(wire.HeaderTraceparent),
 		Tracestate:     r.Header.Get(wire.HeaderTracestate),
@@ -57,7 +64,22 @@ func (g *Gateway) accept(w http.ResponseWriter, r *http.Request, name string, bo
 			break
 		}
 	}
-	rec, _, err := g.invocations.Submit(r.Context(), sub)
+	ctx := r.Context()
+	var span trace.Span
+	if otelx.Enabled() {
+		// The invocation's attempts are children of this producer span.
+		h := nats.Header{}
+		subject, _ := wire.AsyncSubject(name)
+		ctx, span = startSend(ctx, "queue "+name, subject, trace.SpanKindProducer, h)
+		sub.Traceparent, sub.Tracestate = h.Get(wire.HeaderTraceparent), h.Get(wire.HeaderTracestate)
+		defer span.End()
+	}
+	rec, _, err := g.invocations.Submit(ctx, sub)
+	if span != nil && err == nil {
+		span.SetAttributes(attribute.String(attrInvID, rec.ID))
+	} else if span != nil {
+		span.SetStatus(codes.Error, err.Error())
+	}
 	switch {
 	case errors.Is(err, invocation.ErrConflict):
 		return errorf(wire.CodeConflict, "Idempotency-Key %q was used for a different request", sub.IdempotencyKey)
@@ -73,8 +95,14 @@ func (g *Gateway) accept(w http.ResponseWriter, r *http.Request, name string, bo
 	return nil
 }
 
-// invocationStatus serves GET /invocations/{id}.
-func (g *Gateway) invocationStatus(w http.ResponseWriter, r *http.Request) error {
+// invocationStatus serves GET /invocations/{id}. An invocation accepted
+// for an API key or token is answered to that identity only; anyone else
+// gets the very 404 of an unknown id. One accepted anonymously is
+// answered to whoever knows its (unguessable) id and may call its
+// function. Records no HTTP caller made (schedule ticks and plain NATS
+// publishes, named seq-<n> after their stream sequence, which anyone could
+// count through) are not served here. There is no listing.
+func (g *Gateway) invocationStatus(w http.ResponseWriter, r *http.Request, p *Principal) error {
 	if err := onlyMethods(r, http.MethodGet, http.MethodHead); err != nil {
 		return err
 	}
@@ -82,12 +110,21 @@ func (g *Gateway) invocationStatus(w http.ResponseWriter, r *http.Request) error
 	if err != nil || invocation.ValidateID(id) != nil {
 		return invalid("", "an invocation id is 1 to 64 characters of A-Z a-z 0-9 - _", "invalid invocation id")
 	}
+	notFound := errorf(wire.CodeNotFound, "invocation %q not found (records are kept for 24h)", id)
+	if !invocation.OwnedBy(id, p.Owner()) || strings.HasPrefix(id, "seq-") {
+		return notFound
+	}
 	rec, err := g.invocations.Get(r.Context(), id)
 	if errors.Is(err, invocation.ErrNotFound) {
-		return errorf(wire.CodeNotFound, "invocation %q not found (records are kept for 24h)", id)
+		return notFound
 	}
 	if err != nil {
 		return err
+	}
+	if f, ok := g.cache.get(rec.Function); !ok || !may(p, f.spec) {
+		// An id is read across functions: it must not reach records of
+		// functions the caller cannot call (internal ones, say).
+		return notFound
 	}
 	writeJSON(w, http.StatusOK, rec)
 	return nil

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchyard-dev/switchyard/internal/apikeys"
 	"github.com/switchyard-dev/switchyard/internal/natstest"
 	"github.com/switchyard-dev/switchyard/runtime/fn"
 	"github.com/switchyard-dev/switchyard/runtime/fntest"
@@ -30,17 +31,36 @@ type env struct {
 	gw   *Gateway
 	base string // http://127.0.0.1:port
 	addr string
+	// key grants every function at a rate no test reaches; requests
+	// carry it unless they say otherwise (sendAs).
+	key string
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	// Tests poll anonymously; only TestRateLimits tests the limits.
+	return newEnvWith(t, Config{RetryAfter: 2 * time.Second, AnonymousRate: 1e6})
+}
+
+// newEnvWith is newEnv with a gateway configured by cfg (Addr aside).
+func newEnvWith(t *testing.T, cfg Config) *env {
+	t.Helper()
 	s := natstest.Run(t)
 	e := &env{t: t, srv: s, nc: natstest.Connect(t, s)}
 	fntest.Platform(t, e.nc)
+	e.key = e.newKey("tests", []string{"*"}, "1000000/s")
 	gnc := natstest.Connect(t, s)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	g, err := New(ctx, gnc, Config{Addr: "127.0.0.1:0", RetryAfter: 2 * time.Second})
+	js, err := jetstream.New(e.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := EnsureProbe(ctx, js); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Addr = "127.0.0.1:0"
+	g, err := New(ctx, gnc, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +102,29 @@ func (e *env) serve(cfg fn.Config, h *fn.Handler) *fn.Instance {
 		return ok && f.spec.SchemaHash == hash
 	})
 	return inst
+}
+
+// newKey creates an API key, and waits for the gateway (when running)
+// to know it.
+func (e *env) newKey(name string, functions []string, rate string) string {
+	e.t.Helper()
+	js, err := jetstream.New(e.nc)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	key, rec, err := apikeys.Create(ctx, js, name, functions, rate)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if e.gw != nil {
+		natstest.WaitFor(e.t, 2*time.Second, "gateway to learn key "+name, func() bool {
+			_, ok := e.gw.keys.Lookup(rec.ID)
+			return ok
+		})
+	}
+	return key
 }
 
 // register writes a spec with no instance behind it.
@@ -130,7 +173,27 @@ func (e *env) post(name, body string) response {
 	return e.do(http.MethodPost, "/fn/"+name, "application/json", strings.NewReader(body))
 }
 
+// send sends req with the env's key, unless it has an Authorization
+// header already.
 func (e *env) send(req *http.Request) response {
+	e.t.Helper()
+	if req.Header.Get("Authorization") == "" {
+		req.Header.Set("Authorization", "Bearer "+e.key)
+	}
+	return e.do1(req)
+}
+
+// sendAs sends req with key as its bearer token; "" sends it anonymously.
+func (e *env) sendAs(req *http.Request, key string) response {
+	e.t.Helper()
+	req.Header.Del("Authorization")
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	return e.do1(req)
+}
+
+func (e *env) do1(req *http.Request) response {
 	e.t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

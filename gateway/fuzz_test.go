@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchyard-dev/switchyard/internal/apikeys"
 	"github.com/switchyard-dev/switchyard/internal/natstest"
 	"github.com/switchyard-dev/switchyard/runtime/fn"
 	"github.com/switchyard-dev/switchyard/runtime/fntest"
@@ -55,6 +58,14 @@ func FuzzInvoke(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { _ = inst.Stop(context.Background()) })
+	js, err := jetstream.New(nc)
+	if err != nil {
+		f.Fatal(err)
+	}
+	key, _, err := apikeys.Create(ctx, js, "fuzz", []string{"*"}, "1000000000/s")
+	if err != nil {
+		f.Fatal(err)
+	}
 	g, err := New(ctx, natstest.Connect(f, s), Config{})
 	if err != nil {
 		f.Fatal(err)
@@ -80,6 +91,7 @@ func FuzzInvoke(f *testing.F) {
 		if contentType != "" {
 			req.Header.Set("Content-Type", contentType)
 		}
+		req.Header.Set("Authorization", "Bearer "+key)
 		rec := httptest.NewRecorder()
 		g.ServeHTTP(rec, req)
 		if !allowed[rec.Code] {
@@ -95,6 +107,36 @@ func FuzzInvoke(f *testing.F) {
 		var p Problem
 		if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil || p.Status != rec.Code || !p.Code.Known() {
 			t.Fatalf("status %d with body %s", rec.Code, rec.Body)
+		}
+	})
+}
+
+// FuzzParseKey: whatever the text, parseKey either refuses it or returns
+// an id and secret that are exactly the key's parts, of the documented
+// alphabets and lengths, and that make the same key again.
+func FuzzParseKey(f *testing.F) {
+	good := "yk_abcdefghij12_" + strings.Repeat("a", apikeys.SecretLen)
+	for _, s := range []string{good, "", "yk_", "yk__", good + "a", good[:len(good)-1], strings.ToUpper(good),
+		"yk_abcdefghij12_" + strings.Repeat("a", apikeys.SecretLen-1) + "b", "yk_abcdefghij12-" + strings.Repeat("a", apikeys.SecretLen),
+		"eyJhbGciOiJSUzI1NiJ9.e30.sig", "yk_\x00bcdefghij12_" + strings.Repeat("a", apikeys.SecretLen)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		id, secret, err := parseKey(s)
+		if err != nil {
+			// The error never echoes the text, which may be a real key.
+			if id != "" || secret != "" || err != apikeys.ErrMalformed {
+				t.Fatalf("parseKey(%q) failed with id %q, secret %q, err %v", s, id, secret, err)
+			}
+			return
+		}
+		if s != apikeys.Prefix+id+"_"+secret || !apikeys.ValidID(id) || len(secret) != apikeys.SecretLen {
+			t.Fatalf("parseKey(%q) = %q, %q", s, id, secret)
+		}
+		for _, c := range []byte(secret) {
+			if !(c >= 'a' && c <= 'z' || c >= '2' && c <= '7') {
+				t.Fatalf("secret %q of %q has %q", secret, s, c)
+			}
 		}
 	})
 }

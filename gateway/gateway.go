@@ -15,6 +15,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,13 +24,22 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/time/rate"
 
+	"github.com/switchyard-dev/switchyard/gateway/console"
+	"github.com/switchyard-dev/switchyard/internal/apikeys"
 	"github.com/switchyard-dev/switchyard/internal/callback"
+	"github.com/switchyard-dev/switchyard/internal/fdlimit"
+	"github.com/switchyard-dev/switchyard/internal/metrics"
+	"github.com/switchyard-dev/switchyard/internal/otelx"
 	"github.com/switchyard-dev/switchyard/runtime/invocation"
 	"github.com/switchyard-dev/switchyard/runtime/registry"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
@@ -67,6 +77,39 @@ type Config struct {
 	// whose deliverer went silent; default DefaultCallbackAckWait.
 	CallbackAckWait time.Duration
 	Logger          *slog.Logger
+
+	// CORSOrigins are the browser origins (scheme://host[:port], matched
+	// exactly) allowed to call the gateway. Empty: no CORS headers at all.
+	CORSOrigins []string
+	// MaxConns caps the open HTTP connections, MaxConnsPerIP those of one
+	// client address (an IPv6 client: its /64). A connection over a cap
+	// is closed at once. 0 takes DefaultMaxConns (or a quarter of the
+	// process's open-file limit when that is less) and DefaultMaxConnsPerIP
+	// (at most MaxConns); negative: no cap.
+	MaxConns      int
+	MaxConnsPerIP int
+	// AnonymousRate (requests per second) and AnonymousBurst limit each
+	// client address that sends no credentials; PrincipalRate and
+	// PrincipalBurst each API key or token that names no rate of its own.
+	// 0 takes the Default… constants; a negative rate: no limit.
+	AnonymousRate  float64
+	AnonymousBurst int
+	PrincipalRate  float64
+	PrincipalBurst int
+	// MaxLimiters bounds how many identities' rate buckets are kept;
+	// default DefaultMaxLimiters.
+	MaxLimiters int
+	// OIDC checks bearer tokens that are not API keys; nil: such tokens
+	// are refused (401), never taken for no credentials.
+	OIDC *OIDC
+	// Metrics, when set, records the function requests the gateway
+	// answers (yard_gateway_…).
+	Metrics *metrics.Metrics
+	// TLS, when set, makes Serve speak HTTPS (HTTP/2 and HTTP/1.1) with
+	// its certificates; nil: plain HTTP. It needs a certificate
+	// (Certificates, GetCertificate or GetConfigForClient); versions
+	// below TLS 1.2 are never offered.
+	TLS *tls.Config
 }
 
 func (c *Config) setDefaults() {
@@ -91,6 +134,30 @@ func (c *Config) setDefaults() {
 	if c.CallbackAckWait == 0 {
 		c.CallbackAckWait = DefaultCallbackAckWait
 	}
+	if c.MaxConns == 0 {
+		c.MaxConns = defaultMaxConns(fdlimit.Open())
+	}
+	if c.MaxConnsPerIP == 0 {
+		c.MaxConnsPerIP = DefaultMaxConnsPerIP
+		if c.MaxConns > 0 {
+			c.MaxConnsPerIP = min(c.MaxConnsPerIP, c.MaxConns)
+		}
+	}
+	if c.AnonymousRate == 0 {
+		c.AnonymousRate = DefaultAnonymousRate
+	}
+	if c.AnonymousBurst <= 0 {
+		c.AnonymousBurst = max(DefaultAnonymousBurst, int(2*c.AnonymousRate))
+	}
+	if c.PrincipalRate == 0 {
+		c.PrincipalRate = DefaultPrincipalRate
+	}
+	if c.PrincipalBurst <= 0 {
+		c.PrincipalBurst = max(DefaultPrincipalBurst, int(2*c.PrincipalRate))
+	}
+	if c.MaxLimiters <= 0 {
+		c.MaxLimiters = DefaultMaxLimiters
+	}
 }
 
 // Conn is what the gateway needs of a NATS connection.
@@ -110,6 +177,19 @@ type Gateway struct {
 	cancel      context.CancelFunc
 	done        chan struct{}
 	delivered   chan struct{}
+
+	js       jetstream.JetStream
+	keys     *apikeys.Cache
+	tokens   tokenVerifier // nil: bearer tokens other than API keys are refused
+	limiters *rateLimiters
+	// pub publishes audit events with core NATS.
+	pub          func(subject string, data []byte) error
+	auditLim     *rate.Limiter
+	auditDropped atomic.Int64
+	readiness    readiness
+	connLogLim   *rate.Limiter
+	conns        atomic.Pointer[connLimiter] // the listener Serve counts on
+	openAPIDocs  openAPIDocs
 }
 
 var _ http.Handler = (*Gateway)(nil)
@@ -118,6 +198,9 @@ var _ http.Handler = (*Gateway)(nil)
 // watch and returns once the cache holds the current specs (or ctx ends).
 func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Gateway, error) {
 	cfg.setDefaults()
+	if t := cfg.TLS; t != nil && len(t.Certificates) == 0 && t.GetCertificate == nil && t.GetConfigForClient == nil {
+		return nil, errors.New("gateway: the TLS configuration has no certificate")
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: jetstream: %w", err)
@@ -130,8 +213,20 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	g := &Gateway{cfg: cfg, nc: nc, log: cfg.Logger.With("component", "gateway"), done: make(chan struct{}),
-		delivered: make(chan struct{}), invocations: inv, callbacks: callback.Policy{AllowPrivate: cfg.AllowPrivateCallbacks}}
+	log := cfg.Logger.With("component", "gateway")
+	keys, err := apikeys.NewCache(ctx, js, func(key string, err error) {
+		log.Error("API keys", "key_id", key, logKeyErr, err)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	g := &Gateway{cfg: cfg, nc: nc, log: log, done: make(chan struct{}),
+		delivered: make(chan struct{}), invocations: inv, callbacks: callback.Policy{AllowPrivate: cfg.AllowPrivateCallbacks},
+		js: js, keys: keys, limiters: newRateLimiters(cfg.MaxLimiters), pub: nc.Publish, auditLim: newAuditLimiter(),
+		connLogLim: rate.NewLimiter(1, 1)}
+	if cfg.OIDC != nil {
+		g.tokens = cfg.OIDC
+	}
 	g.cache = newSchemaCache(func(name string, err error) {
 		g.log.Error("function spec unusable", logKeyFn, name, logKeyErr, err)
 	})
@@ -140,6 +235,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Gateway, error) {
 	w, err := reg.Watch(wctx)
 	if err != nil {
 		cancel()
+		keys.Close()
 		return nil, fmt.Errorf("gateway: watch registry: %w", err)
 	}
 	go func() {
@@ -164,11 +260,12 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Gateway, error) {
 	return g, nil
 }
 
-// Close stops the registry watch and the callback deliveries.
+// Close stops the registry and key watches and the callback deliveries.
 func (g *Gateway) Close() {
 	g.cancel()
 	<-g.done
 	<-g.delivered
+	g.keys.Close()
 }
 
 // ServeHTTP routes a request. The routes are few and fixed, so they are
@@ -181,10 +278,16 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(g.cfg.Timeout))
 	reqID, idErr := requestID(r)
 	w.Header().Set(wire.HeaderRequestID, reqID)
-	var err error
-	switch {
-	case idErr != nil:
+	answered, err := g.cors(w, r)
+	if answered {
+		return
+	}
+	if err == nil {
 		err = idErr
+	}
+	var p *Principal
+	switch {
+	case err != nil:
 	case r.URL.Path == "/healthz":
 		err = onlyMethods(r, http.MethodGet, http.MethodHead)
 		if err == nil {
@@ -195,37 +298,79 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if err == nil {
 			err = g.ready(w)
 		}
-	case r.URL.Path == "/fn" || r.URL.Path == "/fn/":
-		err = onlyMethods(r, http.MethodGet, http.MethodHead)
-		if err == nil {
-			writeJSON(w, http.StatusOK, map[string]any{"functions": g.cache.list()})
-		}
-	case strings.HasPrefix(r.URL.Path, "/fn/"):
-		err = g.function(w, r, reqID)
-	case strings.HasPrefix(r.URL.Path, "/invocations/"):
-		err = g.invocationStatus(w, r)
+	case r.URL.Path == "/console" || strings.HasPrefix(r.URL.Path, console.Prefix):
+		// The console's pages are static and public; what they show comes
+		// from the API below, with the key the user signs in with.
+		console.Handler().ServeHTTP(w, r)
+		return
+	case r.URL.Path == "/" && (r.Method == http.MethodGet || r.Method == http.MethodHead):
+		http.Redirect(w, r, console.Prefix, http.StatusFound)
+		return
 	default:
-		err = errorf(wire.CodeNotFound, "no route for %s; try POST /fn/{name} or GET /fn", r.URL.Path)
+		// Everything else is on behalf of someone: check the credentials,
+		// then that identity's rate, then the route's policy.
+		p, err = g.authenticateLimited(r)
+		if err == nil {
+			err = g.rateLimit(p)
+		}
+		if err == nil {
+			err = g.route(w, r, p, reqID)
+		}
 	}
 	if err != nil {
+		if he, ok := err.(*httpError); ok && he.denied != "" {
+			g.auditDenied(p, r, he.denied)
+		}
 		g.writeError(w, r, reqID, err)
 	}
 }
 
-func (g *Gateway) function(w http.ResponseWriter, r *http.Request, reqID string) error {
+func (g *Gateway) route(w http.ResponseWriter, r *http.Request, p *Principal, reqID string) error {
+	switch {
+	case r.URL.Path == "/fn" || r.URL.Path == "/fn/":
+		if err := onlyMethods(r, http.MethodGet, http.MethodHead); err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"functions": g.visible(p)})
+		return nil
+	case strings.HasPrefix(r.URL.Path, "/fn/"):
+		return g.function(w, r, p, reqID)
+	case strings.HasPrefix(r.URL.Path, "/invocations/"):
+		return g.invocationStatus(w, r, p)
+	case r.URL.Path == "/openapi.json":
+		return g.openAPI(w, r, p)
+	default:
+		return errorf(wire.CodeNotFound, "no route for %s; try POST /fn/{name}, GET /fn or GET /openapi.json", r.URL.Path)
+	}
+}
+
+func (g *Gateway) function(w http.ResponseWriter, r *http.Request, p *Principal, reqID string) error {
 	name, err := nameFromPath(r.URL.EscapedPath())
 	if err != nil {
 		return err
 	}
 	switch r.Method {
 	case http.MethodPost:
-		return g.invoke(w, r, name, reqID)
-	case http.MethodGet, http.MethodHead:
-		f, ok := g.cache.get(name)
-		if !ok {
-			return errorf(wire.CodeNotFound, "function %q not found", name)
+		done := g.observeInvoke(r, name)
+		var span trace.Span
+		if otelx.Enabled() {
+			r, span = startSpan(r, name, reqID)
 		}
-		writeJSON(w, http.StatusOK, f.spec)
+		f, err := g.authorize(p, name)
+		if err == nil {
+			err = g.invoke(w, r, p, f, name, reqID)
+		}
+		done(err)
+		if span != nil {
+			endSpan(r, span, err)
+		}
+		return err
+	case http.MethodGet, http.MethodHead:
+		f, err := g.authorize(p, name)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, viewOf(f.spec))
 		return nil
 	default:
 		return &httpError{e: wire.Errorf(wire.CodeMethodNotAllowed, "method %s not allowed on /fn/{name}", r.Method), allow: "GET, HEAD, POST"}
@@ -266,6 +411,9 @@ func (g *Gateway) ready(w http.ResponseWriter) error {
 	if !g.cache.ready.Load() {
 		return &httpError{e: wire.Errorf(wire.CodeUnavailable, "function registry not loaded yet"), retryAfter: g.cfg.RetryAfter}
 	}
+	if err := g.readiness.check(g.js); err != nil {
+		return &httpError{e: wire.Errorf(wire.CodeUnavailable, "JetStream cannot store: %v", err), retryAfter: g.cfg.RetryAfter}
+	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	return nil
 }
@@ -277,18 +425,32 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // Server wraps the gateway in an http.Server hardened for the open
-// internet: bounded header size and read times, and a write deadline set per
-// request from the function's own timeout (see invoke).
+// internet: bounded header size and read times (the TLS handshake too),
+// and a write deadline set per request from the function's own timeout
+// (see invoke). With Config.TLS its TLSConfig is a copy of it, TLS 1.2 at
+// least.
 func (g *Gateway) Server() *http.Server {
 	return &http.Server{
 		Addr:              g.cfg.Addr,
 		Handler:           g,
+		TLSConfig:         g.tlsConfig(),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       time.Minute,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 	}
+}
+
+// tlsConfig is a copy of Config.TLS that offers TLS 1.2 at least; nil
+// without one.
+func (g *Gateway) tlsConfig() *tls.Config {
+	if g.cfg.TLS == nil {
+		return nil
+	}
+	c := g.cfg.TLS.Clone()
+	c.MinVersion = max(c.MinVersion, tls.VersionTLS12)
+	return c
 }
 
 // AddrInUseError reports that the gateway's listen address is taken.
@@ -315,10 +477,26 @@ func (g *Gateway) Listen() (net.Listener, error) {
 
 // Serve serves on ln until ctx ends, then shuts down gracefully, letting
 // in-flight requests finish for up to the default function timeout.
+//
+// Serve caps the connections it accepts (Config.MaxConns, MaxConnsPerIP);
+// over a cap a connection is closed as soon as it is accepted. The caps
+// count TCP connections: with Config.TLS, ln is the plain listener and the
+// TLS handshake happens on the connections the caps let through.
 func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 	srv := g.Server()
+	cl := newConnLimiter(ln, g.cfg.MaxConns, g.cfg.MaxConnsPerIP, g.refusedConn)
+	g.conns.Store(cl)
+	ln = cl
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if srv.TLSConfig != nil {
+			// The certificates are in TLSConfig; ServeTLS wraps the
+			// capped listener and offers h2 as well as http/1.1.
+			errc <- srv.ServeTLS(ln, "", "")
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		return err
@@ -333,4 +511,62 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 		return err
 	}
 	return nil
+}
+
+// readinessTTL is how long a JetStream check of /readyz is reused, so that
+// /readyz cannot be used to flood NATS.
+const readinessTTL = time.Second
+
+// readiness asks JetStream for the account's information ($JS.API.INFO):
+// a cheap request every JetStream-enabled server answers, which fails when
+// JetStream is down or disabled, and whose usage says when the account's
+// storage is full. One answer serves every /readyz for readinessTTL.
+type readiness struct {
+	mu  sync.Mutex
+	at  time.Time
+	err error
+}
+
+func (r *readiness) check(js jetstream.JetStream) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.at.IsZero() && time.Since(r.at) < readinessTTL {
+		return r.err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	info, err := js.AccountInfo(ctx)
+	if err == nil {
+		if max := info.Limits.MaxStore; max > 0 && info.Store >= uint64(max) {
+			err = fmt.Errorf("the account's storage is full (%d of %d bytes)", info.Store, max)
+		}
+	}
+	if err == nil {
+		// A real write: a stream can refuse writes (a full disk, no
+		// descriptors left) while the account still answers.
+		_, err = js.Publish(ctx, probeSubject, nil)
+		if errors.Is(err, jetstream.ErrNoStreamResponse) {
+			// No YARD_PROBE on a bare server: the account is all there is
+			// to ask. A probe stream that exists and does not answer (it
+			// failed to recover, say) is not ready.
+			if _, serr := js.Stream(ctx, wire.StreamProbe); errors.Is(serr, jetstream.ErrStreamNotFound) {
+				err = nil
+			}
+		}
+	}
+	r.at, r.err = time.Now(), err
+	return err
+}
+
+// refusedConn logs connections closed over a cap, at most one line a
+// second, since a flood of them is what the cap is for.
+func (g *Gateway) refusedConn(addr string, total bool) {
+	if !g.connLogLim.Allow() {
+		return
+	}
+	if total {
+		g.log.Warn("connection refused: the gateway holds its maximum of open connections", "client", addr, "max_conns", g.cfg.MaxConns)
+	} else {
+		g.log.Warn("connection refused: the client holds its maximum of open connections", "client", addr, "max_conns_per_ip", g.cfg.MaxConnsPerIP)
+	}
 }

@@ -92,11 +92,13 @@ func TestBadNames(t *testing.T) {
 
 	spy := natstest.Connect(t, e.srv)
 	var published atomic.Int64
-	sub, err := spy.Subscribe("fn.>", func(m *nats.Msg) { published.Add(1) })
-	if err != nil {
-		t.Fatal(err)
+	for _, subj := range []string{"fn.>", "yard.gw.>"} {
+		sub, err := spy.Subscribe(subj, func(m *nats.Msg) { published.Add(1) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Unsubscribe()
 	}
-	defer sub.Unsubscribe()
 	if err := spy.Flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +130,7 @@ func TestBadNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	if n := published.Load(); n != 0 {
-		t.Fatalf("%d messages reached fn.> for malformed names", n)
+		t.Fatalf("%d messages reached fn.> or yard.gw.> for malformed names", n)
 	}
 	// The spy does see a good request, so the check above can fail.
 	if r := e.post("hello", validPerson); r.status != 200 {
@@ -393,7 +395,8 @@ func TestDeadlineHeader(t *testing.T) {
 	e.serve(fn.Config{Name: "hello"}, fn.Handle(hello, fn.WithTimeout(3*time.Second)))
 	spy := natstest.Connect(t, e.srv)
 	headers := make(chan nats.Header, 1)
-	sub, err := spy.Subscribe("fn.hello", func(m *nats.Msg) {
+	// Instances serve yard.gw.<name> too, so the gateway sends there.
+	sub, err := spy.Subscribe("yard.gw.hello", func(m *nats.Msg) {
 		select {
 		case headers <- m.Header:
 		default:
@@ -408,7 +411,12 @@ func TestDeadlineHeader(t *testing.T) {
 	if r := e.post("hello", validPerson); r.status != 200 {
 		t.Fatal(r.status)
 	}
-	h := <-headers
+	var h nats.Header
+	select {
+	case h = <-headers:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the request never reached yard.gw.hello")
+	}
 	d, err := time.Parse(time.RFC3339Nano, h.Get(wire.HeaderDeadline))
 	if err != nil {
 		t.Fatalf("Yard-Deadline %q: %v", h.Get(wire.HeaderDeadline), err)
@@ -418,5 +426,9 @@ func TestDeadlineHeader(t *testing.T) {
 	}
 	if h.Get(wire.HeaderRequestID) == "" {
 		t.Error("no request id on the NATS request")
+	}
+	// It says which schemas it checked the input against.
+	if got := h.Get(wire.HeaderSchemaHash); got == "" || len(got) < 16 {
+		t.Errorf("Yard-Schema-Hash %q: want the spec's schema hash", got)
 	}
 }

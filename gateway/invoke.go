@@ -11,19 +11,18 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/switchyard-dev/switchyard/internal/fleet"
+	"github.com/switchyard-dev/switchyard/internal/otelx"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 	"github.com/switchyard-dev/switchyard/schemas"
 )
 
-// invoke serves POST /fn/{name}: every check the gateway can make, then one
-// NATS request, then the reply or error mapped back to HTTP.
-func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, reqID string) error {
-	f, ok := g.cache.get(name)
-	if !ok {
-		return errorf(wire.CodeNotFound, "function %q not found", name)
-	}
+// invoke serves POST /fn/{name} for p, once authorize let it through:
+// every check the gateway can make, then one NATS request, then the reply
+// or error mapped back to HTTP.
+func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, p *Principal, f *function, name, reqID string) error {
 	if f.err != nil {
 		g.log.Error("input schema does not compile", logKeyFn, name, logKeyErr, f.err)
 		return errorf(wire.CodeInternal, "internal error")
@@ -44,7 +43,7 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, reqID str
 	}
 
 	if wantsAsync(r) {
-		return g.accept(w, r, name, body, reqID)
+		return g.accept(w, r, p, name, body, reqID)
 	}
 	timeout := f.spec.Timeout.D()
 	if timeout <= 0 {
@@ -57,20 +56,37 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, reqID str
 	ctx, cancel := context.WithDeadline(r.Context(), deadline)
 	defer cancel()
 
+	// Instances that serve yard.gw.<name> take input the gateway validated
+	// without checking it again; only gateways may publish there.
 	subject, _ := wire.FnSubject(name) // name is valid here
 	msg := &nats.Msg{Subject: subject, Data: body, Header: nats.Header{
 		wire.HeaderRequestID: {reqID},
 		wire.HeaderDeadline:  {deadline.UTC().Format(time.RFC3339Nano)},
 	}}
-	for _, h := range []string{wire.HeaderTraceparent, wire.HeaderTracestate} {
-		if v := r.Header.Get(h); v != "" {
-			msg.Header.Set(h, v)
+	if f.spec.GatewaySubject {
+		// Which schemas it was checked against: an instance with others
+		// (a rollout, a rollback) checks it itself.
+		msg.Subject, _ = wire.GatewaySubject(name)
+		msg.Header.Set(wire.HeaderSchemaHash, f.spec.SchemaHash)
+	}
+	var span trace.Span
+	if otelx.Enabled() {
+		// The instance's span is a child of this one.
+		_, span = startSend(ctx, "call "+name, msg.Subject, trace.SpanKindClient, msg.Header)
+	} else {
+		for _, h := range []string{wire.HeaderTraceparent, wire.HeaderTracestate} {
+			if v := r.Header.Get(h); v != "" {
+				msg.Header.Set(h, v)
+			}
 		}
 	}
 	reply, err := g.nc.RequestMsgWithContext(ctx, msg)
 	if errors.Is(err, nats.ErrNoResponders) && f.spec.Version > 0 {
 		// Scaled to zero (or all instances just died): ask an agent for an
 		// instance, then try again within the same deadline.
+		if span != nil {
+			span.AddEvent("activate")
+		}
 		if aerr := fleet.Activate(ctx, g.nc, name, deadline); aerr == nil {
 			reply, err = g.nc.RequestMsgWithContext(ctx, msg)
 		} else {
@@ -78,9 +94,19 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, reqID str
 		}
 	}
 	if err != nil {
-		return g.requestError(r, name, reqID, err)
+		err = g.requestError(r, name, reqID, err)
+		if he, ok := err.(*httpError); ok && span != nil {
+			endSend(span, he.e)
+		} else if span != nil {
+			span.End()
+		}
+		return err
 	}
-	if e := wire.ReplyError(reply.Header, reply.Data); e != nil {
+	e := wire.ReplyError(reply.Header, reply.Data)
+	if span != nil {
+		endSend(span, e)
+	}
+	if e != nil {
 		he := &httpError{e: e}
 		if e.Code == wire.CodeUnavailable || e.Code == wire.CodeResourceExhausted {
 			he.retryAfter = g.cfg.RetryAfter
@@ -166,14 +192,12 @@ func requestID(r *http.Request) (string, error) {
 	if id == "" {
 		return nuid.Next(), nil
 	}
-	if len(id) > 128 {
-		return nuid.Next(), invalid("", "Yard-Request-Id is longer than 128 characters", "invalid Yard-Request-Id header")
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':') {
-			return nuid.Next(), invalid("", "Yard-Request-Id may hold only A-Z a-z 0-9 - _ . :", "invalid Yard-Request-Id header")
+	if err := wire.ValidateRequestID(id); err != nil {
+		msg := err.Error()
+		if we, ok := err.(*wire.Error); ok {
+			msg = we.Message
 		}
+		return nuid.Next(), invalid("", msg, "invalid Yard-Request-Id header")
 	}
 	return id, nil
 }

@@ -34,6 +34,14 @@ type httpError struct {
 	e          *wire.Error
 	retryAfter time.Duration
 	allow      string // for 405
+	wwwAuth    string // WWW-Authenticate, for 401
+	// denied is set by the gateway's own access checks (the outcome, as
+	// unauthenticated, permission_denied or rate_limited): such answers
+	// are audited. A function's own 401 or 403 is not.
+	denied string
+	// keysUnavailable: a 401 because the token provider's keys could not
+	// be had, which does not count against the caller's address.
+	keysUnavailable bool
 }
 
 func (h *httpError) Error() string { return h.e.Error() }
@@ -76,6 +84,9 @@ func (g *Gateway) writeError(w http.ResponseWriter, r *http.Request, reqID strin
 	}
 	if he.allow != "" {
 		h.Set("Allow", he.allow)
+	}
+	if he.wwwAuth != "" {
+		h.Set("WWW-Authenticate", he.wwwAuth)
 	}
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(p)

@@ -1,0 +1,313 @@
+// Package platform starts what the process that owns a Switchyard NATS
+// server runs: the embedded server with authentication on (package trust),
+// the platform's streams and buckets, made once with the admin's rights so
+// that no other role needs the right to create them, and the trust service.
+// `yard up`, `yard server` and the tests start it the same way.
+package platform
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchyard-dev/switchyard/gateway"
+	"github.com/switchyard-dev/switchyard/internal/apikeys"
+	"github.com/switchyard-dev/switchyard/internal/audit"
+	"github.com/switchyard-dev/switchyard/internal/secrets"
+	"github.com/switchyard-dev/switchyard/internal/server"
+	"github.com/switchyard-dev/switchyard/internal/trust"
+	"github.com/switchyard-dev/switchyard/runtime/agent"
+	"github.com/switchyard-dev/switchyard/runtime/invocation"
+	"github.com/switchyard-dev/switchyard/runtime/registry"
+	"github.com/switchyard-dev/switchyard/runtime/roles"
+)
+
+// Roles whose credential files Start keeps in the data directory.
+const (
+	RoleAdmin   = "admin"
+	RoleGateway = "gateway"
+	RoleAgent   = "agent"
+)
+
+// Config of a platform server.
+type Config struct {
+	Server server.Config
+	// Dir is the data directory: the keys go to Dir/trust, the admin's
+	// credential to Dir/admin.creds, the gateway's and the agent's to
+	// Dir/creds/<role>.creds (all mode 0600).
+	Dir string
+	// AllowAnonymous lets connections without credentials in as callers
+	// of the public functions.
+	AllowAnonymous bool
+	// InstanceTTL is the lifetime of function instance credentials.
+	InstanceTTL time.Duration
+	Logger      *slog.Logger
+}
+
+// Platform is a running server with its trust service.
+type Platform struct {
+	NS   *natsserver.Server
+	Auth *trust.Authority
+	dir  string
+
+	cancel context.CancelFunc
+	done   chan error
+	conns  []*nats.Conn
+}
+
+// Start runs the server, makes the platform's stores and starts the trust
+// service; it returns once connections are told the current rights.
+func Start(ctx context.Context, cfg Config) (*Platform, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Dir == "" {
+		return nil, errors.New("platform: Dir is required")
+	}
+	keys, err := trust.LoadKeys(filepath.Join(cfg.Dir, "trust"))
+	if err != nil {
+		return nil, err
+	}
+	auth := trust.NewAuthority(keys, cfg.AllowAnonymous)
+	cfg.Server.Configure = auth.Configure
+	cfg.Server.Account = auth.AccountKey()
+	ns, err := server.Start(cfg.Server)
+	if err != nil {
+		return nil, err
+	}
+	auth.Attach(ns)
+	p := &Platform{NS: ns, Auth: auth, dir: cfg.Dir, done: make(chan error, 1)}
+	fail := func(err error) (*Platform, error) {
+		p.Close()
+		return nil, err
+	}
+	admin, err := p.connect("yard platform", roles.Admin(), nats.CustomInboxPrefix(roles.AdminInbox))
+	if err != nil {
+		return fail(err)
+	}
+	if err := Bootstrap(ctx, admin); err != nil {
+		return fail(err)
+	}
+	ajs, err := jetstream.New(admin)
+	if err != nil {
+		return fail(err)
+	}
+	credsKV, err := trust.OpenCreds(ctx, ajs)
+	if err != nil {
+		return fail(err)
+	}
+	for _, role := range []string{RoleAdmin, RoleGateway, RoleAgent} {
+		if err := p.ensureCreds(ctx, credsKV, role); err != nil {
+			return fail(err)
+		}
+	}
+	tc, err := p.connect("yard trust", roles.Trust(), nats.CustomInboxPrefix(roles.TrustInbox))
+	if err != nil {
+		return fail(err)
+	}
+	sctx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	ready := make(chan struct{})
+	svc := &trust.Service{A: auth, InstanceTTL: cfg.InstanceTTL, Log: cfg.Logger}
+	go func() {
+		// Once it has served, a trust service that stops (a watch the
+		// server closed, say) is started again: without it no instance
+		// gets a credential and no revocation is applied.
+		signal := ready
+		for {
+			err := svc.Run(sctx, tc, signal)
+			served := false
+			select {
+			case <-ready:
+				served = true
+			default:
+			}
+			if sctx.Err() != nil || !served || tc.IsClosed() {
+				p.done <- err
+				return
+			}
+			if cfg.Logger != nil {
+				cfg.Logger.Warn("trust service stopped; starting it again", "err", err)
+			}
+			signal = nil
+			select {
+			case <-sctx.Done():
+				p.done <- sctx.Err()
+				return
+			case <-time.After(time.Second):
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case err := <-p.done:
+		p.done <- err
+		return fail(fmt.Errorf("platform: trust service: %w", err))
+	case <-ctx.Done():
+		return fail(ctx.Err())
+	}
+	return p, nil
+}
+
+// connect opens an in-process connection with a fresh credential.
+func (p *Platform) connect(name string, r roles.Rights, opts ...nats.Option) (*nats.Conn, error) {
+	c, err := p.Auth.Mint(name, r, 0)
+	if err != nil {
+		return nil, err
+	}
+	token, err := jwt.ParseDecoratedJWT(c.Text)
+	if err != nil {
+		return nil, err
+	}
+	kp, err := jwt.ParseDecoratedNKey(c.Text)
+	if err != nil {
+		return nil, err
+	}
+	seed, _ := kp.Seed()
+	opts = append([]nats.Option{nats.Name(name), nats.InProcessServer(p.NS), nats.UserJWTAndSeed(token, string(seed)), nats.MaxReconnects(-1)}, opts...)
+	nc, err := nats.Connect("", opts...)
+	if err != nil {
+		return nil, fmt.Errorf("platform: connect as %s: %w", name, err)
+	}
+	p.conns = append(p.conns, nc)
+	return nc, nil
+}
+
+// CredsFile is where the credential of role is kept.
+func (p *Platform) CredsFile(role string) string { return CredsFile(p.dir, role) }
+
+// CredsFile is where the credential of role is kept in data directory dir.
+func CredsFile(dir, role string) string {
+	if role == RoleAdmin {
+		return filepath.Join(dir, "admin.creds")
+	}
+	return filepath.Join(dir, "creds", role+".creds")
+}
+
+// rightsOf are the rights of the roles whose credentials are files.
+func rightsOf(role string) roles.Rights {
+	switch role {
+	case RoleGateway:
+		return roles.Gateway()
+	case RoleAgent:
+		return roles.Agent()
+	default:
+		return roles.Admin()
+	}
+}
+
+// ensureCreds keeps the credential file of role: one this authority signed
+// and nobody revoked is reused (it may be in use by processes started with
+// it), anything else is replaced. Each is recorded in yard_creds, so that
+// `yard creds ls` shows it and `yard creds revoke <role>` can end it.
+func (p *Platform) ensureCreds(ctx context.Context, kv jetstream.KeyValue, role string) error {
+	path := p.CredsFile(role)
+	if b, err := os.ReadFile(path); err == nil {
+		if user, ok := p.signedByUs(b, rightsOf(role)); ok {
+			e, err := kv.Get(ctx, user)
+			var rec trust.Record
+			switch {
+			case errors.Is(err, jetstream.ErrKeyNotFound):
+				return p.record(ctx, kv, trust.Record{User: user, Name: role, Role: role, Created: time.Now().UTC()})
+			case err != nil:
+				return err
+			case json.Unmarshal(e.Value(), &rec) == nil && rec.Revoked.IsZero():
+				return nil
+			}
+		}
+	}
+	c, err := p.Auth.Mint(role, rightsOf(role), 0)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, c.Text, 0o600); err != nil {
+		return fmt.Errorf("platform: write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return p.record(ctx, kv, trust.Record{User: c.User, Name: role, Role: role, Created: time.Now().UTC()})
+}
+
+func (p *Platform) record(ctx context.Context, kv jetstream.KeyValue, rec trust.Record) error {
+	b, _ := json.Marshal(rec)
+	if _, err := kv.Put(ctx, rec.User, b); err != nil {
+		return fmt.Errorf("platform: record the %s credential: %w", rec.Role, err)
+	}
+	return nil
+}
+
+// signedByUs reports whether a .creds file holds a user of this
+// authority's account with today's rights r, and which. A credential of
+// an older release with other rights is replaced.
+func (p *Platform) signedByUs(b []byte, r roles.Rights) (user string, ok bool) {
+	token, err := jwt.ParseDecoratedJWT(b)
+	if err != nil {
+		return "", false
+	}
+	uc, err := jwt.DecodeUserClaims(token)
+	if err != nil {
+		return "", false
+	}
+	vr := jwt.CreateValidationResults()
+	uc.Validate(vr)
+	have, _ := json.Marshal(uc.Permissions)
+	want, _ := json.Marshal(trust.Permissions(r))
+	return uc.Subject, !vr.IsBlocking(true) && uc.IssuerAccount == p.Auth.AccountKey() && uc.Issuer == p.Auth.SignerKey() &&
+		string(have) == string(want)
+}
+
+// Close stops the trust service and the server.
+func (p *Platform) Close() {
+	if p.cancel != nil {
+		p.cancel()
+		<-p.done
+	}
+	for _, nc := range p.conns {
+		nc.Close()
+	}
+	p.NS.Shutdown()
+	p.NS.WaitForShutdown()
+}
+
+// Bootstrap creates every platform stream, bucket and object store that is
+// missing, on a connection with the rights to.
+func Bootstrap(ctx context.Context, nc *nats.Conn) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	reg, err := registry.Open(ctx, js)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	errs = append(errs, reg.EnsureStores(ctx))
+	_, err = invocation.Open(ctx, js, invocation.Config{})
+	errs = append(errs, err)
+	errs = append(errs, agent.EnsureStores(ctx, js))
+	errs = append(errs, secrets.Ensure(ctx, js))
+	errs = append(errs, audit.Ensure(ctx, js))
+	errs = append(errs, apikeys.Ensure(ctx, js))
+	errs = append(errs, gateway.EnsureProbe(ctx, js))
+	_, err = trust.OpenCreds(ctx, js)
+	errs = append(errs, err)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("platform: create the platform's streams: %w", err)
+	}
+	return nil
+}
