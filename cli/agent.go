@@ -10,11 +10,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/switchyard-dev/switchyard/runtime/agent"
+	"github.com/switchyard-dev/switchyard/runtime/roles"
 )
 
 func newAgentCmd(f *factory) *cobra.Command {
 	var dir, id string
 	var ttl time.Duration
+	var mf metricsFlag
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run deployed functions on this machine",
@@ -29,7 +31,12 @@ Ctrl-C drains every instance and stops.
 
 Run several agents on one NATS system and they share the work: each runs its
 share of every function's instances, and when one stops announcing itself
-(it crashed) the others start its share within --presence-ttl.`,
+(it crashed) the others start its share within --presence-ttl.
+
+On a Switchyard NATS server (yard server) connect with the agent's
+credential (--creds <data>/creds/agent.creds); each instance then gets a
+credential of its own, with its function's rights only, renewed by starting
+a replacement before it expires.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if ttl < 0 {
@@ -37,13 +44,17 @@ share of every function's instances, and when one stops announcing itself
 			}
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
-			nc, err := f.connect("agent", nats.MaxReconnects(-1))
+			nc, err := f.connect("agent", nats.MaxReconnects(-1), nats.CustomInboxPrefix(roles.AgentInbox))
 			if err != nil {
 				return err
 			}
 			defer nc.Close()
-			cfg := agent.Config{Dir: dir, NATSURL: f.natsURL(), Creds: f.getenv("NATS_CREDS"), Logger: f.logger(), Output: f.io.ErrOut,
-				ID: id, PresenceTTL: ttl}
+			m, err := mf.serve(ctx, f.io.ErrOut)
+			if err != nil {
+				return err
+			}
+			cfg := agent.Config{Dir: dir, NATSURL: f.natsURL(), Creds: f.credsFile(), Logger: f.logger(), Output: f.io.ErrOut,
+				ID: id, PresenceTTL: ttl, Metrics: m}
 			a, err := agent.New(ctx, nc, cfg)
 			if err != nil {
 				return err
@@ -58,6 +69,7 @@ share of every function's instances, and when one stops announcing itself
 	}
 	cmd.Flags().StringVar(&dir, "dir", def, "folder for fetched binaries and instance working folders")
 	cmd.Flags().StringVar(&id, "id", "", "this agent's name among the agents (default: host name and a random suffix)")
+	mf.add(cmd.Flags(), "")
 	cmd.Flags().DurationVar(&ttl, "presence-ttl", 0, "how long a silent agent still counts as alive before others take over its instances (default 6s)")
 	return cmd
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -22,6 +24,7 @@ import (
 	"github.com/switchyard-dev/switchyard/runtime/fntest"
 	"github.com/switchyard-dev/switchyard/runtime/invocation"
 	"github.com/switchyard-dev/switchyard/runtime/registry"
+	"github.com/switchyard-dev/switchyard/runtime/roles"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
@@ -252,15 +255,17 @@ func TestUp(t *testing.T) {
 	}
 	t.Chdir(t.TempDir())
 	data := ".yard"
+	var oldKey string
 	for round := range 2 {
 		natsPort := natstest.FreePort(t)
 		httpPort := natstest.FreePort(t)
+		metricsAddr := "127.0.0.1:" + strconv.Itoa(natstest.FreePort(t))
 		var stderr natstest.Buffer
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan int, 1)
 		go func() {
 			done <- Run(ctx, []string{"up", "--data", data, "--nats-port", strconv.Itoa(natsPort),
-				"--http", "127.0.0.1:" + strconv.Itoa(httpPort), "--functions", functions},
+				"--http", "127.0.0.1:" + strconv.Itoa(httpPort), "--functions", functions, "--metrics", metricsAddr},
 				IOStreams{In: strings.NewReader(""), Out: &bytes.Buffer{}, ErrOut: &stderr}, func(string) string { return "" })
 		}()
 		natstest.WaitFor(t, 2*time.Minute, "yard up to print its banner", func() bool {
@@ -285,6 +290,44 @@ func TestUp(t *testing.T) {
 		if resp.StatusCode != 200 || body.String() != `{"message":"Hello, Ada!"}` {
 			t.Fatalf("curl-style call: %d %s", resp.StatusCode, body.String())
 		}
+		// The banner's metrics count that call; its console link signs
+		// the admin in with a key of this run, and the last run's is
+		// revoked.
+		if !strings.Contains(stderr.String(), "Metrics    http://"+metricsAddr+"/metrics") {
+			t.Fatalf("banner without metrics: %s", stderr.String())
+		}
+		mresp, err := http.Get("http://" + metricsAddr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		mbody, _ := io.ReadAll(mresp.Body)
+		mresp.Body.Close()
+		if !strings.Contains(string(mbody), `yard_gateway_requests_total{code="200",function="greet",mode="sync"} 1`) {
+			t.Errorf("metrics after one call: %s", mbody)
+		}
+		link := regexp.MustCompile(`Console    (http://\S+)/console/#key=(yk_\S+)`).FindStringSubmatch(stderr.String())
+		if link == nil {
+			t.Fatalf("banner without a console link: %s", stderr.String())
+		}
+		keyed := func(key string) int {
+			req, _ := http.NewRequest("GET", link[1]+"/fn", nil)
+			req.Header.Set("Authorization", "Bearer "+key)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		if code := keyed(link[2]); code != 200 {
+			t.Errorf("the console link's key: %d", code)
+		}
+		if oldKey != "" {
+			if code := keyed(oldKey); code != http.StatusUnauthorized {
+				t.Errorf("the last run's console key: %d, want 401", code)
+			}
+		}
+		oldKey = link[2]
 		env := map[string]string{"NATS_URL": "nats://127.0.0.1:" + strconv.Itoa(natsPort)}
 		if r := yard(t, env, "", "invoke", "greet", "-d", `{"name":"Ada"}`); r.stdout != body.String()+"\n" {
 			t.Fatalf("invoke: %+v", r)
@@ -310,6 +353,11 @@ func TestUp(t *testing.T) {
 		var entry logEntry
 		if err := json.Unmarshal([]byte(strings.SplitN(r.stdout, "\n", 2)[0]), &entry); err != nil || !strings.HasPrefix(entry.Instance, "greet-v") || entry.Line == "" || entry.Time.IsZero() {
 			t.Fatalf("logs --json: %+v (%v)", r, err)
+		}
+		// Every component ran on its own credential: any right missing
+		// from a role shows as a violation in the server's log.
+		if strings.Contains(stderr.String(), "Violation") {
+			t.Fatalf("round %d: a component was refused a right it needs:\n%s", round, stderr.String())
 		}
 		cancel()
 		select {
@@ -349,13 +397,20 @@ func runUntil(t *testing.T, env map[string]string, ready string, args ...string)
 
 func TestServerAndGatewayCommands(t *testing.T) {
 	natsPort := strconv.Itoa(natstest.FreePort(t))
-	stopServer, _ := runUntil(t, nil, "Ctrl-C stops", "server", "--data", t.TempDir(), "--nats-port", natsPort)
+	data := t.TempDir()
+	stopServer, _ := runUntil(t, nil, "Ctrl-C stops", "server", "--data", data, "--nats-port", natsPort)
 	env := map[string]string{"NATS_URL": "nats://127.0.0.1:" + natsPort}
+	// Authentication is on, and without --allow-anonymous nobody gets in
+	// without a credential.
+	if _, err := nats.Connect(env["NATS_URL"]); !errors.Is(err, nats.ErrAuthorization) {
+		t.Fatalf("anonymous connection to yard server: %v", err)
+	}
 
 	httpAddr := "127.0.0.1:" + strconv.Itoa(natstest.FreePort(t))
-	stopGateway, _ := runUntil(t, env, "gateway on http://"+httpAddr, "gateway", "--http", httpAddr, "--allow-private-callbacks")
+	stopGateway, _ := runUntil(t, env, "gateway on http://"+httpAddr, "gateway", "--http", httpAddr, "--allow-private-callbacks",
+		"--creds", filepath.Join(data, "creds", "gateway.creds"))
 
-	nc, err := nats.Connect(env["NATS_URL"])
+	nc, err := nats.Connect(env["NATS_URL"], nats.UserCredentials(filepath.Join(data, "admin.creds")), nats.CustomInboxPrefix(roles.AdminInbox))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,8 +421,17 @@ func TestServerAndGatewayCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// echo is authenticated: the client needs an API key, which the
+	// gateway learns of by itself.
+	r := yard(t, env, "", "keys", "create", "tester", "--functions", "echo", "--creds", filepath.Join(data, "admin.creds"))
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "yk_") {
+		t.Fatalf("keys create: %+v", r)
+	}
+	key := strings.TrimSpace(r.stdout)
 	natstest.WaitFor(t, 5*time.Second, "the gateway to route to echo", func() bool {
-		resp, err := http.Post("http://"+httpAddr+"/fn/echo", "application/json", strings.NewReader(`{"name":"x"}`))
+		req, _ := http.NewRequest(http.MethodPost, "http://"+httpAddr+"/fn/echo", strings.NewReader(`{"name":"x"}`))
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return false
 		}
@@ -377,6 +441,7 @@ func TestServerAndGatewayCommands(t *testing.T) {
 	// --allow-private-callbacks: a loopback callback URL is accepted.
 	req, _ := http.NewRequest(http.MethodPost, "http://"+httpAddr+"/fn/echo?async=1", strings.NewReader(`{"name":"x"}`))
 	req.Header.Set("Yard-Callback-Url", "http://127.0.0.1:9/hook")
+	req.Header.Set("Authorization", "Bearer "+key)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
+	"github.com/switchyard-dev/switchyard/internal/audit"
 	"github.com/switchyard-dev/switchyard/runtime/registry"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 	"github.com/switchyard-dev/switchyard/schemas"
@@ -34,6 +35,9 @@ type settings struct {
 	MaxAttempts  *int              `json:"max_attempts,omitempty"`
 	Backoff      []string          `json:"backoff,omitempty"`
 	Env          map[string]string `json:"env,omitempty"`
+	// Access overrides the function's own policy: public, authenticated
+	// or internal.
+	Access string `json:"access,omitempty"`
 	// Schedules, when present, replace the ones the function declares in
 	// its fn.Config (an empty list turns them off).
 	Schedules *[]registry.Schedule `json:"schedules,omitempty"`
@@ -47,6 +51,9 @@ type deployOptions struct {
 	flags  settings
 	envs   []string
 	backof string
+	// secrets are names of the deployer's environment variables to store
+	// as the function's secrets before the deploy (--secret).
+	secrets []string
 }
 
 func newDeployCmd(f *factory) *cobra.Command {
@@ -108,6 +115,7 @@ the first request (gateway, yard invoke) or queued invocation wakes it.`,
 	fl.IntVar(&attempts, "max-attempts", 0, "attempts of an async invocation before the DLQ")
 	fl.StringVar(&o.backof, "backoff", "", "waits between async attempts, e.g. 1s,5s,30s")
 	fl.StringArrayVar(&o.envs, "env", nil, "KEY=VALUE for the function's environment (repeatable)")
+	fl.StringArrayVar(&o.secrets, "secret", nil, "store your environment variable KEY as a secret of the function, not in its spec (repeatable)")
 	fl.BoolVar(&o.force, "force", false, "deploy even when the schemas would break callers")
 	fl.BoolVar(&o.json, "json", false, "print the deployed spec as JSON")
 	return cmd
@@ -118,6 +126,10 @@ func (o *deployOptions) run(ctx context.Context) error {
 	st, err := o.settings()
 	if err != nil {
 		return &exitError{code: ExitUsage, err: err}
+	}
+	secretItems, err := deploySecrets(o.f, o.secrets)
+	if err != nil {
+		return err
 	}
 	tmp, err := os.MkdirTemp("", "yard-deploy-")
 	if err != nil {
@@ -142,30 +154,54 @@ func (o *deployOptions) run(ctx context.Context) error {
 	}
 
 	return withRegistry(ctx, o.f, "deploy", func(ctx context.Context, s *session) error {
+		log := newAuditLog(o.f, s.nc, s.js)
+		// A deploy that will be refused changes nothing, secrets included.
+		if err := o.compatible(ctx, s.reg, spec); err != nil {
+			log.record(ctx, audit.KindDeploy, "deploy", spec.Name, "", err)
+			return err
+		}
+		// Secrets next, so the new version's instances start with them.
+		if err := storeSecrets(ctx, o.f, log, spec.Name, secretItems); err != nil {
+			return err
+		}
 		// The agents provision the live spec (consumers, streams,
 		// buckets, schedules) as soon as they see it.
-		_, err := o.publish(ctx, s.reg, spec, bin)
+		deployed, err := o.publish(ctx, s.reg, spec, bin)
+		log.record(ctx, audit.KindDeploy, "deploy", spec.Name, versionDetail(deployed), err)
 		return err
 	})
 }
 
-// publish checks compatibility, uploads the binary and records the version.
-// It returns the live spec: the one deployed, or the live one when nothing
-// changed.
+// compatible refuses spec when its schemas would break callers of the
+// live version, unless --force (then it says what breaks).
+func (o *deployOptions) compatible(ctx context.Context, reg *registry.Registry, spec *registry.Spec) error {
+	live, err := reg.Get(ctx, spec.Name)
+	if errors.Is(err, registry.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	breaks := compatibility(live, spec)
+	if len(breaks) == 0 {
+		return nil
+	}
+	if !o.force {
+		return &exitError{code: ExitError, err: fmt.Errorf("refusing to deploy %s: the new schemas would break callers of the live version (v%d):\n  %s\ndeploy anyway with --force",
+			spec.Name, live.Version, strings.Join(breaks, "\n  "))}
+	}
+	fmt.Fprintf(o.f.io.ErrOut, "deploying despite %d breaking schema changes (--force):\n  %s\n", len(breaks), strings.Join(breaks, "\n  "))
+	return nil
+}
+
+// publish uploads the binary and records the version (compatible has
+// checked it). It returns the live spec: the one deployed, or the live one
+// when nothing changed.
 func (o *deployOptions) publish(ctx context.Context, reg *registry.Registry, spec *registry.Spec, bin string) (*registry.Spec, error) {
 	errOut := o.f.io.ErrOut
 	live, rev, err := reg.GetEntry(ctx, spec.Name)
 	if err != nil && !errors.Is(err, registry.ErrNotFound) {
 		return nil, err
-	}
-	if live != nil {
-		if breaks := compatibility(live, spec); len(breaks) > 0 {
-			if !o.force {
-				return nil, &exitError{code: ExitError, err: fmt.Errorf("refusing to deploy %s: the new schemas would break callers of the live version (v%d):\n  %s\ndeploy anyway with --force",
-					spec.Name, live.Version, strings.Join(breaks, "\n  "))}
-			}
-			fmt.Fprintf(errOut, "deploying despite %d breaking schema changes (--force):\n  %s\n", len(breaks), strings.Join(breaks, "\n  "))
-		}
 	}
 
 	size := int64(0)
@@ -309,6 +345,9 @@ func (st *settings) apply(spec *registry.Spec) error {
 	}
 	if st.Schedules != nil {
 		spec.Schedules = *st.Schedules
+	}
+	if st.Access != "" {
+		spec.Access = st.Access
 	}
 	if err := registry.ValidateSchedules(spec.Schedules, spec.InputSchema); err != nil {
 		errs = append(errs, err)

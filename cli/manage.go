@@ -16,7 +16,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"github.com/switchyard-dev/switchyard/internal/audit"
 	"github.com/switchyard-dev/switchyard/internal/fleet"
+	"github.com/switchyard-dev/switchyard/internal/secrets"
 	"github.com/switchyard-dev/switchyard/runtime/registry"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
@@ -107,8 +109,25 @@ STATS, as 'nats micro stats <name>' shows them).`,
 				}
 				insts := instancesOf(s.nc, args[0], 300*time.Millisecond)
 				breakers := breakerStates(s.nc, args[0])
+				// Env values and secrets are never shown: names only.
+				envNames := slices.Sorted(maps.Keys(live.Env))
+				// Not being allowed to read yard_secrets is no reason to
+				// show nothing: the rest is shown, the gap said.
+				secretNames, serr := secrets.Names(ctx, s.js, args[0])
+				if serr != nil {
+					fmt.Fprintf(f.io.ErrOut, "yard: warning: cannot list the secrets of %s: %v\n", args[0], serr)
+				}
 				if asJSON {
-					return writeJSONOut(f, map[string]any{"spec": live, "versions": versions, "instances": insts, "breakers": breakers})
+					shown := make([]*registry.Spec, len(versions))
+					for i, v := range versions {
+						shown[i] = withoutEnvValues(v)
+					}
+					out := map[string]any{"spec": withoutEnvValues(live), "versions": shown, "instances": insts, "breakers": breakers,
+						"env": append([]string{}, envNames...)}
+					if serr == nil {
+						out["secrets"] = append([]string{}, secretNames...)
+					}
+					return writeJSONOut(f, out)
 				}
 				out := f.io.Out
 				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
@@ -137,6 +156,12 @@ STATS, as 'nats micro stats <name>' shows them).`,
 				}
 				for _, st := range live.Streams {
 					fmt.Fprintf(tw, "stream\t%s (%s)\n", st.Name, strings.Join(st.Subjects, ", "))
+				}
+				if len(envNames) > 0 {
+					fmt.Fprintf(tw, "env\t%s\n", strings.Join(envNames, ", "))
+				}
+				if len(secretNames) > 0 {
+					fmt.Fprintf(tw, "secrets\t%s\n", strings.Join(secretNames, ", "))
 				}
 				_ = tw.Flush()
 				fmt.Fprintf(out, "\ninput schema:\n%s\n\noutput schema:\n%s\n", indent(live.InputSchema), indent(live.OutputSchema))
@@ -176,6 +201,14 @@ STATS, as 'nats micro stats <name>' shows them).`,
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print spec, versions, instances and circuit breakers as JSON")
 	return cmd
+}
+
+// withoutEnvValues is a copy of spec to show: its env, which may hold
+// values people should not have put there, left out.
+func withoutEnvValues(spec *registry.Spec) *registry.Spec {
+	c := *spec
+	c.Env = nil
+	return &c
 }
 
 // breakerState is one instance's circuit for its calls to one function.
@@ -238,7 +271,11 @@ the live version, or --to N. Agents roll over to it as for a deploy.`,
 			return withRegistry(cmd.Context(), f, "rollback", func(ctx context.Context, s *session) error {
 				spec, err := s.reg.Rollback(ctx, args[0], to)
 				if err != nil {
-					return notFound(err, args[0])
+					err = notFound(err, args[0])
+				}
+				newAuditLog(f, s.nc, s.js).record(ctx, audit.KindRollback, "rollback", args[0], versionDetail(spec), err)
+				if err != nil {
+					return err
 				}
 				if asJSON {
 					return writeJSONOut(f, spec)
@@ -266,10 +303,12 @@ can bring one back. Queued async work stays queued for that.`,
 			return withRegistry(cmd.Context(), f, "rm", func(ctx context.Context, s *session) error {
 				// The agents see the spec go: they drain its instances
 				// and stop its schedules.
-				if err := s.reg.Remove(ctx, args[0]); err != nil {
-					if errors.Is(err, registry.ErrNotFound) {
-						return notFound(err, args[0])
-					}
+				err := s.reg.Remove(ctx, args[0])
+				if errors.Is(err, registry.ErrNotFound) {
+					err = notFound(err, args[0])
+				}
+				newAuditLog(f, s.nc, s.js).record(ctx, audit.KindRemove, "remove", args[0], "", err)
+				if err != nil {
 					return err
 				}
 				fmt.Fprintf(f.io.ErrOut, "removed %s\n", args[0])

@@ -10,10 +10,15 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/switchyard-dev/switchyard/gateway"
+	"github.com/switchyard-dev/switchyard/internal/apikeys"
+	"github.com/switchyard-dev/switchyard/internal/metrics"
+	"github.com/switchyard-dev/switchyard/internal/platform"
 	"github.com/switchyard-dev/switchyard/runtime/agent"
+	"github.com/switchyard-dev/switchyard/runtime/roles"
 )
 
 type upOptions struct {
@@ -25,6 +30,9 @@ type upOptions struct {
 	// allowPrivate lets async callbacks target loopback and private
 	// addresses, in the gateway and in the functions.
 	allowPrivate bool
+	metrics      metricsFlag
+	// writeContext names the nats context to write for this platform.
+	writeContext string
 }
 
 func newUpCmd(f *factory) *cobra.Command {
@@ -41,18 +49,28 @@ func newUpCmd(f *factory) *cobra.Command {
     own process (restarted if it crashes).
 
 Ctrl-C drains the functions and stops everything. Running 'yard up' again
-reuses the data directory.`,
+reuses the data directory.
+
+--write-context writes a nats CLI context (default name yard) with the
+server, the admin's credential and inbox prefix and the CA, so that
+'nats --context yard kv ls' and 'nats context select yard' work; without
+it the banner shows the one command that writes it. yard up itself reads
+no context.`,
 		Example: `  yard up
   yard up --http 127.0.0.1:9090 --nats-port 4333
-  yard up --sync always     # fsync every JetStream write`,
+  yard up --sync always     # fsync every JetStream write
+  yard up --write-context   # and: nats context select yard`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error { return o.run(cmd.Context()) },
 	}
 	o.sf.register(cmd)
+	o.metrics.add(cmd.Flags(), metrics.DefaultAddr)
 	cmd.Flags().StringVar(&o.http, "http", gateway.DefaultAddr, "HTTP gateway listen address")
 	cmd.Flags().StringVar(&o.functions, "functions", "functions", "folder whose subfolders are functions to build and run")
 	cmd.Flags().BoolVar(&o.noFuncs, "no-functions", false, "do not build or run any function")
 	cmd.Flags().BoolVar(&o.allowPrivate, "allow-private-callbacks", false, "let async callbacks reach loopback and private addresses (local development)")
+	cmd.Flags().StringVar(&o.writeContext, "write-context", "", "write a nats CLI context of this name for this platform, as the admin (--write-context alone: yard)")
+	cmd.Flags().Lookup("write-context").NoOptDefVal = "yard"
 	return cmd
 }
 
@@ -72,28 +90,71 @@ func (o *upOptions) run(ctx context.Context) error {
 	defer stop()
 	errOut := pf.io.ErrOut
 	log := lf.logger()
+	// Flushed last, after the gateway and the instances stopped.
+	defer startTracing("yard", log)()
 
-	ns, err := o.sf.start(cfg)
+	p, err := o.sf.start(ctx, cfg, true, log)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	}()
-	natsURL := ns.ClientURL()
-	nc, err := nats.Connect(natsURL, nats.Name("yard up"), nats.MaxReconnects(-1))
+	defer p.Close()
+	natsURL := o.sf.clientURL(p)
+	ca := o.sf.caFile()
+	if ca != "" {
+		// Instances run in folders of their own.
+		if ca, err = filepath.Abs(ca); err != nil {
+			return err
+		}
+	}
+	// Each component connects with the credential of its role, as it
+	// would from a process of its own.
+	connect := func(role, inbox string) (*nats.Conn, error) {
+		opts := []nats.Option{nats.Name("yard up " + role), nats.MaxReconnects(-1), nats.UserCredentials(p.CredsFile(role))}
+		if ca != "" {
+			opts = append(opts, nats.RootCAs(ca))
+		}
+		if inbox != "" {
+			opts = append(opts, nats.CustomInboxPrefix(inbox))
+		}
+		return nats.Connect(natsURL, opts...)
+	}
+	nc, err := connect(platform.RoleAdmin, roles.AdminInbox)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
+	gwNC, err := connect(platform.RoleGateway, roles.GatewayInbox)
+	if err != nil {
+		return err
+	}
+	defer gwNC.Close()
+	agentNC, err := connect(platform.RoleAgent, roles.AgentInbox)
+	if err != nil {
+		return err
+	}
+	defer agentNC.Close()
 
 	// The gateway first, so a taken HTTP port fails fast, before any build.
+	// Metrics on a listener of their own. The default address taken (a
+	// second yard up, say) is only a warning; one asked for is an error.
+	m, metricsAddr, err := o.metrics.start(ctx)
+	if err != nil && o.metrics.addr == metrics.DefaultAddr {
+		fmt.Fprintf(errOut, "no metrics: %v (choose another address with --metrics)\n", err)
+	} else if err != nil {
+		return err
+	}
+	gwCfg := gateway.Config{Addr: o.http, AllowPrivateCallbacks: o.allowPrivate, Metrics: m}
+	if cert, key := o.sf.certFiles(); cert != "" {
+		// With TLS for NATS the gateway serves HTTPS with the same
+		// certificate: one CA for clients of both doors to trust.
+		if gwCfg.TLS, err = gatewayTLS(cert, key); err != nil {
+			return err
+		}
+	}
 	gwCtx, stopGateway := context.WithCancel(context.Background())
 	gwAddr := make(chan string, 1)
 	gwErr := make(chan error, 1)
-	gwCfg := gateway.Config{Addr: o.http, AllowPrivateCallbacks: o.allowPrivate}
-	go func() { gwErr <- runGateway(gwCtx, &lf, nc, gwCfg, func(a string) { gwAddr <- a }) }()
+	go func() { gwErr <- runGateway(gwCtx, &lf, gwNC, gwCfg, func(a string) { gwAddr <- a }) }()
 	var addr string
 	select {
 	case addr = <-gwAddr:
@@ -109,8 +170,8 @@ func (o *upOptions) run(ctx context.Context) error {
 	// Functions run the way they run in production: an agent runs what is
 	// deployed, and the bundled functions are deployed as a user would.
 	// The agent starts each function line with its instance (greet/v3-…: ).
-	agentCfg := agent.Config{Dir: filepath.Join(o.sf.data, "agent"), NATSURL: natsURL, Logger: log, Output: con.logs()}
-	ag, err := agent.New(ctx, nc, agentCfg)
+	agentCfg := agent.Config{Dir: filepath.Join(o.sf.data, "agent"), NATSURL: natsURL, CA: ca, Logger: log, Output: con.logs(), Metrics: m}
+	ag, err := agent.New(ctx, agentNC, agentCfg)
 	if err != nil {
 		return err
 	}
@@ -124,7 +185,9 @@ func (o *upOptions) run(ctx context.Context) error {
 
 	var names []string
 	if !o.noFuncs {
-		pf.server = natsURL // deploys below talk to this server
+		pf.server = natsURL // deploys below talk to this server, as the admin
+		pf.creds = p.CredsFile(platform.RoleAdmin)
+		pf.tlsCA = ca
 		names, err = discoverFunctions(o.functions)
 		switch {
 		case os.IsNotExist(err):
@@ -148,7 +211,31 @@ func (o *upOptions) run(ctx context.Context) error {
 		}
 	}
 
-	printBanner(&pf, natsURL, addr, cfg.StoreDir, names)
+	b := banner{natsURL: natsURL, httpAddr: addr, https: gwCfg.TLS != nil, storeDir: cfg.StoreDir, names: names,
+		adminCreds: p.CredsFile(platform.RoleAdmin), ca: o.sf.caFile(), metricsAddr: metricsAddr}
+	if b.consoleKey, err = consoleKey(ctx, nc); err != nil {
+		fmt.Fprintf(errOut, "no console sign-in link: %v\n", err)
+	} else {
+		defer func() {
+			// The link's key ends with this yard up.
+			rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if js, err := jetstream.New(nc); err == nil {
+				_, _ = apikeys.Revoke(rctx, js, consoleKeyName)
+			}
+		}()
+	}
+	if o.writeContext != "" {
+		b.context = o.writeContext
+		if b.contextPath, err = pf.saveNATSContext(o.writeContext, natsContextFile{Description: "Switchyard admin (yard up)",
+			URL: natsURL, Creds: b.adminCreds, CA: ca, InboxPrefix: roles.AdminInbox}); err != nil {
+			return fmt.Errorf("--write-context: %w", err)
+		}
+	}
+	if name, _ := pf.contextChoice(); name != "" && name != b.context {
+		b.selected = name
+	}
+	printBanner(&pf, b)
 	<-ctx.Done()
 	stop() // a second Ctrl-C now ends the process at once
 	fmt.Fprintln(errOut, "\nstopping: draining functions (Ctrl-C again to quit at once) …")
@@ -173,45 +260,134 @@ func waitForInstances(ctx context.Context, nc *nats.Conn, names []string, timeou
 	}
 }
 
-func printBanner(f *factory, natsURL, httpAddr, storeDir string, names []string) {
+// banner is what yard up says once everything runs.
+type banner struct {
+	natsURL, httpAddr, storeDir string
+	https                       bool // the gateway serves HTTPS
+	adminCreds, ca              string
+	names                       []string
+	metricsAddr                 string // where /metrics is served; "" none
+	consoleKey                  string // the API key the console link signs in with
+	context, contextPath        string // the nats context written (--write-context)
+	selected                    string // a nats context selected other than that one
+}
+
+// extraLines are the banner's console and metrics lines, when there are.
+func (b banner) extraLines(base string) string {
+	var s string
+	if b.consoleKey != "" {
+		s += fmt.Sprintf("  Console    %s/console/#key=%s   (a key for every function, until Ctrl-C)\n", base, b.consoleKey)
+	}
+	if b.metricsAddr != "" {
+		s += fmt.Sprintf("  Metrics    http://%s/metrics\n", b.metricsAddr)
+	}
+	return s
+}
+
+// consoleKeyName names the API key yard up makes for its console link.
+const consoleKeyName = "yard-up-console"
+
+// consoleKey makes a fresh API key granted every function for the
+// console link, revoking the one an earlier yard up made (and run revokes
+// it when it stops): a key lives as long as the yard up that printed it.
+func consoleKey(ctx context.Context, nc *nats.Conn) (string, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return "", err
+	}
+	_, _ = apikeys.Revoke(ctx, js, consoleKeyName) // none yet is fine
+	key, _, err := apikeys.Create(ctx, js, consoleKeyName, []string{"*"}, "")
+	return key, err
+}
+
+// gatewayURL is the gateway's base URL, and curl's flags to reach it.
+func (b banner) gatewayURL() (base, curlFlags string) {
+	if !b.https {
+		return "http://" + b.httpAddr, ""
+	}
+	if b.ca != "" {
+		curlFlags = " --cacert " + b.ca
+	}
+	return "https://" + b.httpAddr, curlFlags
+}
+
+func printBanner(f *factory, b banner) {
 	fns := "none"
-	if len(names) > 0 {
-		fns = strings.Join(names, ", ")
+	if len(b.names) > 0 {
+		fns = strings.Join(b.names, ", ")
 	}
-	// Off the default port, the suggested commands must say where NATS is.
-	serverFlag := ""
-	if natsURL != nats.DefaultURL {
-		serverFlag = " -s " + natsURL
+	// Off the defaults, the suggested commands must say where NATS is,
+	// which CA to trust and where the admin's credential is.
+	natsFlags, yardFlags := "", ""
+	if b.natsURL != nats.DefaultURL {
+		natsFlags += " -s " + b.natsURL
+		yardFlags += " -s " + b.natsURL
 	}
+	if b.ca != "" {
+		natsFlags += " --tlsca " + b.ca
+	}
+	if b.adminCreds != defaultCreds {
+		yardFlags += " --creds " + b.adminCreds
+	}
+	base, curl := b.gatewayURL()
 	example := "greet"
-	if len(names) > 0 && !slices.Contains(names, "greet") {
-		example = names[0]
+	if len(b.names) > 0 && !slices.Contains(b.names, "greet") {
+		example = b.names[0]
 	}
 	fmt.Fprintf(f.io.ErrOut, `
 Switchyard is up.
   NATS       %s   (JetStream data in %s)
-  Gateway    http://%s
+  Admin      %s   (yard commands use it; keep it private)
+  Gateway    %s
   Functions  %s
-
+%s
 Try:
-  curl -s -d '{"name":"Ada"}' http://%s/fn/%s
+  curl%s -s -d '{"name":"Ada"}' %s/fn/%s
   go run ./cli/yard invoke %s%s -d '{"name":"Ada"}'
   nats%s req fn.%s '{"name":"Ada"}'
-  nats%s sub 'yard.results.>'   # then: curl -s -d '{"name":"Ada"}' 'http://%s/fn/%s?async=1'
-%s
+  nats%s --creds %s sub 'yard.results.>'   # then: curl%s -s -d '{"name":"Ada"}' '%s/fn/%s?async=1'
+%s%s
 Ctrl-C stops.
-`, natsURL, storeDir, httpAddr, fns, httpAddr, example, example, serverFlag, serverFlag, example, serverFlag, httpAddr, example,
-		shopHint(names, httpAddr, serverFlag))
+`, b.natsURL, b.storeDir, b.adminCreds, base, fns, b.extraLines(base), curl, base, example, example, yardFlags, natsFlags, example,
+		natsFlags, b.adminCreds, curl, base, example, shopHint(b, natsFlags, yardFlags), contextHint(b, yardFlags))
 }
 
-// shopHint shows how to place an order when the example shop runs.
-func shopHint(names []string, httpAddr, serverFlag string) string {
-	if !slices.Contains(names, "orders") {
+// contextHint tells of the nats context for this platform: where it was
+// written, or the one command that writes it; and warns when another
+// context is selected, since nats and yard commands then go there.
+func contextHint(b banner, yardFlags string) string {
+	var s string
+	if b.context != "" {
+		s = fmt.Sprintf(`
+nats context %s written to %s (the admin, for nats and yard):
+  nats --context %s kv ls     # or select it: nats context select %s
+`, b.context, b.contextPath, b.context, b.context)
+	} else {
+		if b.ca != "" && b.ca != defaultCA {
+			yardFlags += " --tls-ca " + b.ca
+		}
+		s = fmt.Sprintf(`
+One configuration for nats and yard, as the admin (a nats context):
+  go run ./cli/yard context write%s && nats context select yard
+`, yardFlags)
+	}
+	if b.selected != "" {
+		s += fmt.Sprintf("  (nats context %s is selected now: nats and yard commands without flags go there, not here)\n", b.selected)
+	}
+	return s
+}
+
+// shopHint shows how to place an order when the example shop runs: orders
+// is not public, so with an API key.
+func shopHint(b banner, natsFlags, yardFlags string) string {
+	if !slices.Contains(b.names, "orders") {
 		return ""
 	}
+	base, curl := b.gatewayURL()
 	return fmt.Sprintf(`
-The shop (docs/shop.md):
-  nats%s sub orders.placed
-  curl -s -d '{"items":[{"sku":"TEA-0001","quantity":2}],"card":"4242424242424242","email":"ada@example.com"}' http://%s/fn/orders
-`, serverFlag, httpAddr)
+The shop (docs/shop.md; orders needs an API key):
+  nats%s --creds %s sub orders.placed
+  KEY=$(go run ./cli/yard keys create shop --functions orders%s)
+  curl%s -s -H "Authorization: Bearer $KEY" -d '{"items":[{"sku":"TEA-0001","quantity":2}],"card":"4242424242424242","email":"ada@example.com"}' %s/fn/orders
+`, natsFlags, b.adminCreds, yardFlags, curl, base)
 }
