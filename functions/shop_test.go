@@ -25,6 +25,7 @@ import (
 
 	"github.com/switchyard-dev/switchyard/internal/fleet"
 	"github.com/switchyard-dev/switchyard/internal/natstest"
+	"github.com/switchyard-dev/switchyard/runtime/roles"
 )
 
 // shop is a running `yard up` with the example functions.
@@ -34,11 +35,17 @@ type shop struct {
 	root     string // repository root
 	natsURL  string
 	httpBase string
-	nc       *nats.Conn
-	client   *http.Client
+	// adminCreds is the credential yard up wrote for the admin; NATS
+	// clients need one since yard up runs with authentication on.
+	adminCreds string
+	nc         *nats.Conn
+	client     *http.Client
 }
 
-func startShop(t *testing.T) *shop {
+func startShop(t *testing.T) *shop { t.Helper(); return startShopEnv(t, nil) }
+
+// startShopEnv is startShop with variables added to yard up's environment.
+func startShopEnv(t *testing.T, env []string) *shop {
 	t.Helper()
 	root, err := filepath.Abs("..")
 	if err != nil {
@@ -55,6 +62,9 @@ func startShop(t *testing.T) *shop {
 	up := exec.Command(yardBin, "up", "--data", filepath.Join(dir, "data"), "--nats-port", strconv.Itoa(natsPort),
 		"--http", "127.0.0.1:"+strconv.Itoa(httpPort), "--functions", filepath.Join(root, "functions"), "--log-level", "warn")
 	up.Dir = dir
+	if env != nil {
+		up.Env = append(os.Environ(), env...)
+	}
 	var out natstest.Buffer
 	up.Stdout, up.Stderr = &out, &out
 	if err := up.Start(); err != nil {
@@ -84,11 +94,12 @@ func startShop(t *testing.T) *shop {
 	})
 	s := &shop{
 		t: t, yard: yardBin, root: root,
-		natsURL:  "nats://127.0.0.1:" + strconv.Itoa(natsPort),
-		httpBase: "http://127.0.0.1:" + strconv.Itoa(httpPort),
-		client:   &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
+		natsURL:    "nats://127.0.0.1:" + strconv.Itoa(natsPort),
+		httpBase:   "http://127.0.0.1:" + strconv.Itoa(httpPort),
+		client:     &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
+		adminCreds: filepath.Join(dir, "data", "admin.creds"),
 	}
-	nc, err := nats.Connect(s.natsURL)
+	nc, err := nats.Connect(s.natsURL, nats.UserCredentials(s.adminCreds), nats.CustomInboxPrefix(roles.AdminInbox))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +108,47 @@ func startShop(t *testing.T) *shop {
 	for _, name := range []string{"catalog", "inventory", "payments", "orders", "notify"} {
 		s.waitServing(name, "")
 	}
+	s.useKey()
 	return s
+}
+
+// useKey makes an API key for orders, which is authenticated over HTTP,
+// and has the shop's HTTP client send it; it waits until the gateway
+// knows the key. The key's rate is beyond what the test sends.
+func (s *shop) useKey() {
+	s.t.Helper()
+	cmd := exec.Command(s.yard, "keys", "create", "shop-e2e", "--functions", "orders", "--rate", "100000/s", "--json",
+		"-s", s.natsURL, "--creds", s.adminCreds)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	var created struct {
+		Key string `json:"key"`
+	}
+	if err != nil || json.Unmarshal(out, &created) != nil || created.Key == "" {
+		s.t.Fatalf("yard keys create: %v\n%s%s", err, out, stderr.String())
+	}
+	s.client.Transport = bearer{key: created.Key, next: s.client.Transport}
+	natstest.WaitFor(s.t, 10*time.Second, "the gateway to know the shop's key", func() bool {
+		resp, err := s.client.Get(s.httpBase + "/fn/orders")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+// bearer adds an Authorization header to every request.
+type bearer struct {
+	key  string
+	next http.RoundTripper
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.key)
+	return b.next.RoundTrip(r)
 }
 
 func tail(s string, n int) string {
@@ -134,7 +185,7 @@ func (s *shop) run(args ...string) string {
 
 // yardCmd is run for goroutines other than the test's.
 func (s *shop) yardCmd(args ...string) (string, error) {
-	cmd := exec.Command(s.yard, append(args, "-s", s.natsURL)...)
+	cmd := exec.Command(s.yard, append(args, "-s", s.natsURL, "--creds", s.adminCreds)...)
 	cmd.Dir = s.root
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -115,6 +115,6 @@ func Find(ctx context.Context, in Lookup) (Product, error) {
 
 // Config is catalog's identity. It calls, publishes and stores nothing, so
 // it declares nothing.
-var Config = fn.Config{Name: "catalog", Description: "Looks up products by SKU"}
+var Config = fn.Config{Name: "catalog", Description: "Looks up products by SKU", Access: "public"}
 
 func main() { fn.Main(Config, fn.Handle(Find)) }

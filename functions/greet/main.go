@@ -37,6 +37,6 @@ func Greet(ctx context.Context, in Input) (Output, error) {
 }
 
 // Config is greet's identity.
-var Config = fn.Config{Name: "greet", Description: "Says hello"}
+var Config = fn.Config{Name: "greet", Description: "Says hello", Access: "public"}
 
 func main() { fn.Main(Config, fn.Handle(Greet)) }

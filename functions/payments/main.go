@@ -265,6 +265,8 @@ var Config = fn.Config{
 	Name:        "payments",
 	Description: "Charges cards (a deterministic fake processor)",
 	Buckets:     []string{Bucket},
+	// Only orders charges cards: outsiders are told payments does not exist.
+	Access: "internal",
 }
 
 func main() {

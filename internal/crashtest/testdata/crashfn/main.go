@@ -42,6 +42,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	fn.Main(fn.Config{Name: "crash"}, fn.Handle(work,
+	fn.Main(fn.Config{Name: "crash", Access: "public"}, fn.Handle(work,
 		fn.WithTimeout(2*time.Second), fn.WithConcurrency(32), fn.WithRetry(10, 100*time.Millisecond)))
 }
