@@ -354,6 +354,35 @@ func TestUp(t *testing.T) {
 		if err := json.Unmarshal([]byte(strings.SplitN(r.stdout, "\n", 2)[0]), &entry); err != nil || !strings.HasPrefix(entry.Instance, "greet-v") || entry.Line == "" || entry.Time.IsZero() {
 			t.Fatalf("logs --json: %+v (%v)", r, err)
 		}
+		// The console key is an operator's: the /ops routes answer it,
+		// within the gateway's own rights.
+		opsGet := func(path string) string {
+			t.Helper()
+			req, _ := http.NewRequest("GET", link[1]+path, nil)
+			req.Header.Set("Authorization", "Bearer "+link[2])
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("GET %s: %d %s", path, resp.StatusCode, b)
+			}
+			return string(b)
+		}
+		if b := opsGet("/ops/functions"); !regexpMatch(`"name":"greet","description":"[^"]*","version":\d+,"access":"public","instances":1,"state":"running"`, b) {
+			t.Errorf("/ops/functions: %s", b)
+		}
+		if b := opsGet("/ops/functions/greet/instances"); !regexpMatch(`"requests":[1-9]`, b) {
+			t.Errorf("/ops/functions/greet/instances after calls: %s", b)
+		}
+		if b := opsGet("/ops/functions/greet/logs"); !strings.Contains(b, "msg=serving") || !strings.Contains(b, `"instance":"greet-v`) {
+			t.Errorf("/ops/functions/greet/logs: %s", b)
+		}
+		if b := opsGet("/ops/dlq"); b != `{"dead_letters":[]}`+"\n" {
+			t.Errorf("/ops/dlq: %q", b)
+		}
 		// Every component ran on its own credential: any right missing
 		// from a role shows as a violation in the server's log.
 		if strings.Contains(stderr.String(), "Violation") {

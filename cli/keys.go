@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -39,9 +40,10 @@ type keyRow struct {
 	Key       string   `json:"key,omitempty"`
 	Functions []string `json:"functions"`
 	// Rate is the key's own limit (50/s); "" is the gateway's default.
-	Rate    string `json:"rate"`
-	Created string `json:"created"`
-	Revoked string `json:"revoked,omitempty"`
+	Rate     string `json:"rate"`
+	Operator bool   `json:"operator"`
+	Created  string `json:"created"`
+	Revoked  string `json:"revoked,omitempty"`
 }
 
 // invalidText is an apikeys validation error without its "invalid: ".
@@ -51,7 +53,7 @@ func invalidText(err error) string {
 
 func keyEntry(r apikeys.Record) keyRow {
 	row := keyRow{ID: r.ID, Name: r.Name, Functions: r.Functions, Rate: apikeys.FormatRate(r.Rate),
-		Created: r.Created.UTC().Format(time.RFC3339)}
+		Operator: r.Operator, Created: r.Created.UTC().Format(time.RFC3339)}
 	if r.IsRevoked() {
 		row.Revoked = r.Revoked.UTC().Format(time.RFC3339)
 	}
@@ -76,17 +78,22 @@ func withKeys(ctx context.Context, f *factory, run func(context.Context, *nats.C
 
 func newKeysCreateCmd(f *factory) *cobra.Command {
 	var functions, rate string
-	var asJSON bool
+	var asJSON, operator bool
 	cmd := &cobra.Command{
-		Use:   "create <name> --functions a,b|'*'",
+		Use:   "create <name> --functions a,b|'*' | --operator",
 		Short: "Create an API key for some functions; the key is printed once",
 		Long: `Create an API key named <name> that may call the functions in --functions
 ('*' for every function that is not internal), at most --rate requests
 (<n>/s, <n>/m or <n>/h; default: the gateway's, 50/s). The key goes to
-stdout, once: it is not stored, only its hash is. Keep it like a password.`,
+stdout, once: it is not stored, only its hash is. Keep it like a password.
+
+An --operator key grants every function and also the gateway's /ops routes:
+instances, live logs, dead letters and their replay, as the web console
+shows them. Give it to the people who run the platform, not to callers.`,
 		Example: `  KEY=$(yard keys create shop --functions orders)
   curl -H "Authorization: Bearer $KEY" -d '{…}' http://127.0.0.1:8080/fn/orders
-  yard keys create admin --functions '*' --rate 200/s --json`,
+  yard keys create admin --functions '*' --rate 200/s --json
+  yard keys create ops --operator`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
@@ -99,6 +106,12 @@ stdout, once: it is not stored, only its hash is. Keep it like a password.`,
 					fns = append(fns, s)
 				}
 			}
+			if operator {
+				if len(fns) > 0 && !slices.Equal(fns, []string{apikeys.AllFunctions}) {
+					return usageError("--operator keys grant every function: leave --functions out, or give '*'")
+				}
+				fns = []string{apikeys.AllFunctions}
+			}
 			if len(fns) == 0 {
 				return usageError("--functions: name the functions the key may call (a,b), or '*' for all")
 			}
@@ -109,7 +122,11 @@ stdout, once: it is not stored, only its hash is. Keep it like a password.`,
 				return usageError("--rate: %s", invalidText(err))
 			}
 			return withKeys(cmd.Context(), f, func(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) error {
-				key, rec, err := apikeys.Create(ctx, js, name, fns, rate)
+				var opts []apikeys.Option
+				if operator {
+					opts = append(opts, apikeys.AsOperator())
+				}
+				key, rec, err := apikeys.Create(ctx, js, name, fns, rate, opts...)
 				newAuditLog(f, nc, js).record(ctx, audit.KindKey, "create API key", name, rec.ID, err)
 				if err != nil {
 					return err
@@ -120,15 +137,19 @@ stdout, once: it is not stored, only its hash is. Keep it like a password.`,
 					return writeJSONOut(f, row)
 				}
 				fmt.Fprintln(f.io.Out, key)
-				fmt.Fprintf(f.io.ErrOut, "API key %s (id %s) for %s; it is shown only this once\n",
-					name, rec.ID, strings.Join(rec.Functions, ", "))
+				what := strings.Join(rec.Functions, ", ")
+				if rec.Operator {
+					what = "every function and the /ops routes (operator)"
+				}
+				fmt.Fprintf(f.io.ErrOut, "API key %s (id %s) for %s; it is shown only this once\n", name, rec.ID, what)
 				return nil
 			})
 		},
 	}
 	cmd.Flags().StringVar(&functions, "functions", "", "functions the key may call, comma-separated, or '*' (required)")
 	cmd.Flags().StringVar(&rate, "rate", "", "rate limit of the key: <n>/s, <n>/m or <n>/h (default: the gateway's)")
-	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"id","name","key","functions","rate","created"}`)
+	cmd.Flags().BoolVar(&operator, "operator", false, "an operator key: every function, and the /ops routes (instances, logs, dead letters)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"id","name","key","functions","rate","operator","created"}`)
 	return cmd
 }
 
@@ -154,7 +175,11 @@ func newKeysLsCmd(f *factory) *cobra.Command {
 				tw := tabwriter.NewWriter(f.io.Out, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "ID\tNAME\tFUNCTIONS\tRATE\tCREATED\tREVOKED")
 				for _, r := range rows {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Name, strings.Join(r.Functions, ","), dash(r.Rate), r.Created, dash(r.Revoked))
+					fns := strings.Join(r.Functions, ",")
+					if r.Operator {
+						fns += " (operator)"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Name, fns, dash(r.Rate), r.Created, dash(r.Revoked))
 				}
 				return tw.Flush()
 			})

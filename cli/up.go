@@ -287,8 +287,8 @@ func (b banner) extraLines(base string) string {
 // consoleKeyName names the API key yard up makes for its console link.
 const consoleKeyName = "yard-up-console"
 
-// consoleKey makes a fresh API key granted every function for the
-// console link, revoking the one an earlier yard up made (and run revokes
+// consoleKey makes a fresh operator API key (every function, and the
+// /ops routes) for the console link, revoking the one an earlier yard up made (and run revokes
 // it when it stops): a key lives as long as the yard up that printed it.
 func consoleKey(ctx context.Context, nc *nats.Conn) (string, error) {
 	js, err := jetstream.New(nc)
@@ -296,7 +296,7 @@ func consoleKey(ctx context.Context, nc *nats.Conn) (string, error) {
 		return "", err
 	}
 	_, _ = apikeys.Revoke(ctx, js, consoleKeyName) // none yet is fine
-	key, _, err := apikeys.Create(ctx, js, consoleKeyName, []string{"*"}, "")
+	key, _, err := apikeys.Create(ctx, js, consoleKeyName, []string{"*"}, "", apikeys.AsOperator())
 	return key, err
 }
 

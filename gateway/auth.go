@@ -69,7 +69,7 @@ func (g *Gateway) authenticate(r *http.Request) (*Principal, error) {
 			return anon, unauthenticated(wwwInvalid, "unknown API key")
 		}
 		return &Principal{Kind: PrincipalKey, ID: rec.ID, Name: rec.Name, Functions: rec.Functions,
-			Rate: rec.Rate, Burst: rec.Burst, Addr: addr}, nil
+			Rate: rec.Rate, Burst: rec.Burst, Operator: rec.Operator, Addr: addr}, nil
 	}
 	return g.authenticateToken(r, token, anon)
 }

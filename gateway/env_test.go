@@ -106,7 +106,7 @@ func (e *env) serve(cfg fn.Config, h *fn.Handler) *fn.Instance {
 
 // newKey creates an API key, and waits for the gateway (when running)
 // to know it.
-func (e *env) newKey(name string, functions []string, rate string) string {
+func (e *env) newKey(name string, functions []string, rate string, opts ...apikeys.Option) string {
 	e.t.Helper()
 	js, err := jetstream.New(e.nc)
 	if err != nil {
@@ -114,7 +114,7 @@ func (e *env) newKey(name string, functions []string, rate string) string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	key, rec, err := apikeys.Create(ctx, js, name, functions, rate)
+	key, rec, err := apikeys.Create(ctx, js, name, functions, rate, opts...)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -170,6 +170,7 @@ type Conn interface {
 type Gateway struct {
 	cfg         Config
 	nc          Conn
+	conn        *nats.Conn // for micro discovery (the /ops routes)
 	log         *slog.Logger
 	cache       *schemaCache
 	invocations *invocation.Store
@@ -220,7 +221,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	g := &Gateway{cfg: cfg, nc: nc, log: log, done: make(chan struct{}),
+	g := &Gateway{cfg: cfg, nc: nc, conn: nc, log: log, done: make(chan struct{}),
 		delivered: make(chan struct{}), invocations: inv, callbacks: callback.Policy{AllowPrivate: cfg.AllowPrivateCallbacks},
 		js: js, keys: keys, limiters: newRateLimiters(cfg.MaxLimiters), pub: nc.Publish, auditLim: newAuditLimiter(),
 		connLogLim: rate.NewLimiter(1, 1)}
@@ -339,6 +340,8 @@ func (g *Gateway) route(w http.ResponseWriter, r *http.Request, p *Principal, re
 		return g.invocationStatus(w, r, p)
 	case r.URL.Path == "/openapi.json":
 		return g.openAPI(w, r, p)
+	case strings.HasPrefix(r.URL.Path, OpsPrefix):
+		return g.ops(w, r, p)
 	default:
 		return errorf(wire.CodeNotFound, "no route for %s; try POST /fn/{name}, GET /fn or GET /openapi.json", r.URL.Path)
 	}

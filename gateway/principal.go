@@ -27,6 +27,9 @@ type Principal struct {
 	// takes the gateway's default for its kind.
 	Rate  float64
 	Burst int
+	// Operator: the principal may use the /ops routes (an operator API
+	// key; tokens never are).
+	Operator bool
 	// Addr is the client's address as the gateway counts it (its IP, or
 	// the /64 of an IPv6 one): the identity of anonymous callers for rate
 	// limits and audit records. The gateway sets it.

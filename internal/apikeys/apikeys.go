@@ -89,6 +89,22 @@ type Record struct {
 	Burst   int       `json:"burst,omitempty"`
 	Created time.Time `json:"created"`
 	Revoked time.Time `json:"revoked,omitzero"`
+	// Operator keys also see how the platform runs, through the gateway's
+	// /ops routes: instances, logs, dead letters and their replay. They
+	// always grant every function.
+	Operator bool `json:"operator,omitempty"`
+}
+
+// Option changes the key Create makes.
+type Option func(*Record)
+
+// AsOperator makes an operator key (see Record.Operator); its functions
+// become "*".
+func AsOperator() Option {
+	return func(r *Record) {
+		r.Operator = true
+		r.Functions = []string{AllFunctions}
+	}
 }
 
 // IsRevoked reports whether the key was revoked.
@@ -260,9 +276,16 @@ func newID() (string, error) {
 // Create makes a new key named name that grants functions at rate (see
 // ParseRate; "" for the gateway's default), stores its record and returns
 // the key. The key is not kept anywhere: this is the only time it is seen.
-func Create(ctx context.Context, js jetstream.JetStream, name string, functions []string, rate string) (key string, rec Record, err error) {
+func Create(ctx context.Context, js jetstream.JetStream, name string, functions []string, rate string, opts ...Option) (key string, rec Record, err error) {
 	if err := ValidateName(name); err != nil {
 		return "", Record{}, err
+	}
+	var probe Record
+	for _, o := range opts {
+		o(&probe)
+	}
+	if probe.Operator {
+		functions = probe.Functions
 	}
 	if err := ValidateFunctions(functions); err != nil {
 		return "", Record{}, err
@@ -295,6 +318,9 @@ func Create(ctx context.Context, js jetstream.JetStream, name string, functions 
 		secret := secretEncoding.EncodeToString(raw)
 		rec = Record{ID: id, Name: name, Hash: HashSecret(secret), Functions: fns, Rate: perSecond, Burst: burst,
 			Created: time.Now().UTC().Truncate(time.Second)}
+		for _, o := range opts {
+			o(&rec)
+		}
 		data, _ := json.Marshal(rec)
 		_, err = kv.Create(ctx, id, data)
 		if errors.Is(err, jetstream.ErrKeyExists) {

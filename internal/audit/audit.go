@@ -35,6 +35,7 @@ const (
 	KindCreds    = "creds"
 	KindSecret   = "secret"
 	KindDenied   = "denied"
+	KindOps      = "ops" // what operator keys did through the gateway
 )
 
 // OutcomeOK is the Outcome of an action that succeeded; a failed one has

@@ -93,7 +93,19 @@ func (s *Store) Replay(ctx context.Context, id string) (*Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.replaySeq(ctx, seq)
+	return s.replaySeq(ctx, seq, true)
+}
+
+// Requeue is Replay for a component that may not write records (the
+// gateway): the dead letter goes back to the work queue and leaves the
+// DLQ, and the record keeps saying "dead" until the instance that takes
+// the work writes "running". The record returned is the one to expect.
+func (s *Store) Requeue(ctx context.Context, id string) (*Record, error) {
+	seq, err := s.findDeadLetter(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return s.replaySeq(ctx, seq, false)
 }
 
 // ReplayAll replays every dead letter of a function and returns how many.
@@ -103,7 +115,7 @@ func (s *Store) ReplayAll(ctx context.Context, name string) (int, error) {
 		return 0, err
 	}
 	for i, d := range letters {
-		if _, err := s.replaySeq(ctx, d.Seq); err != nil {
+		if _, err := s.replaySeq(ctx, d.Seq, true); err != nil {
 			return i, err
 		}
 	}
@@ -127,7 +139,7 @@ func (s *Store) findDeadLetter(ctx context.Context, id string) (uint64, error) {
 	return 0, fmt.Errorf("%w: no dead letter for %s", ErrNotFound, id)
 }
 
-func (s *Store) replaySeq(ctx context.Context, seq uint64) (*Record, error) {
+func (s *Store) replaySeq(ctx context.Context, seq uint64, writeRecord bool) (*Record, error) {
 	raw, err := s.dlq.GetMsg(ctx, seq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, fmt.Errorf("%w: dead letter %d is gone", ErrNotFound, seq)
@@ -144,10 +156,15 @@ func (s *Store) replaySeq(ctx context.Context, seq uint64) (*Record, error) {
 		ID: d.ID, Function: d.Function, Status: Queued, RequestID: raw.Header.Get(wire.HeaderRequestID),
 		BodyHash: BodyHash(raw.Data), CreatedAt: time.Now().UTC(),
 	}
-	if err := s.Put(ctx, rec); err != nil {
-		return nil, err
+	if writeRecord {
+		if err := s.Put(ctx, rec); err != nil {
+			return nil, err
+		}
 	}
 	restore := func() {
+		if !writeRecord {
+			return
+		}
 		// Put the record back as it was, rather than leave it saying
 		// "queued" for work that is still in the DLQ.
 		dead := &Record{ID: d.ID, Function: d.Function, Status: Dead, Attempts: d.Attempts, RequestID: rec.RequestID,

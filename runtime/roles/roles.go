@@ -145,6 +145,7 @@ const (
 	TrustQueue   = "yard.trust"
 	AuditDenied  = wire.AuditPrefix + "denied"
 	AuditCreds   = wire.AuditPrefix + "creds"
+	AuditOps     = wire.AuditPrefix + "ops"
 )
 
 // PlatformStreams are the streams behind the platform's state. No role but
@@ -170,6 +171,17 @@ func readKV(bucket string) []string {
 	}
 }
 
+// readStream is reading a stream with ordered consumers and by sequence.
+func readStream(stream string) []string {
+	return []string{
+		"$JS.API.STREAM.INFO." + stream, "$JS.API.STREAM.MSG.GET." + stream,
+		"$JS.API.DIRECT.GET." + stream, "$JS.API.DIRECT.GET." + stream + ".>",
+		"$JS.API.CONSUMER.CREATE." + stream, "$JS.API.CONSUMER.CREATE." + stream + ".>",
+		"$JS.API.CONSUMER.DELETE." + stream + ".>", "$JS.API.CONSUMER.INFO." + stream + ".>",
+		"$JS.API.CONSUMER.MSG.NEXT." + stream + ".>",
+	}
+}
+
 // writeKV adds puts and deletes of a bucket's keys to readKV.
 func writeKV(bucket string) []string { return append(readKV(bucket), "$KV."+bucket+".>") }
 
@@ -188,8 +200,9 @@ func denyPlatform(except ...string) []string {
 // Gateway returns the rights of a gateway: request any function (it
 // enforces the access policy for HTTP callers itself), queue async work,
 // read the registry, keys, records and queue, deliver callbacks, report
-// denials. It cannot write the registry or any record, nor touch a
-// stream's configuration.
+// denials, and for operator keys read the logs and dead letters and
+// requeue a dead letter. It cannot write the registry or any record, nor
+// touch a stream's configuration.
 func Gateway() Rights {
 	r := Rights{
 		Subscribe: []string{GatewayInbox + ".>"},
@@ -207,8 +220,15 @@ func Gateway() Rights {
 			"$JS.API.CONSUMER.INFO." + wire.StreamCallbacks + "." + wire.CallbacksConsumer,
 			"$JS.API.CONSUMER.MSG.NEXT." + wire.StreamCallbacks + "." + wire.CallbacksConsumer,
 			"$JS.ACK." + wire.StreamCallbacks + "." + wire.CallbacksConsumer + ".>",
+			// The /ops routes of operator keys: read the logs and dead
+			// letters, and send a dead letter back to the work queue.
+			"$JS.API.STREAM.MSG.DELETE." + wire.StreamDLQ, AuditOps,
 		},
-		DenyPublish: denyPlatform(),
+		// Removing a dead letter it has requeued is the one delete.
+		DenyPublish: slices.DeleteFunc(denyPlatform(), func(s string) bool { return s == "$JS.API.STREAM.MSG.DELETE.>" }),
+	}
+	for _, s := range []string{wire.StreamLogs, wire.StreamDLQ, wire.StreamSchedules} {
+		r.Publish = append(r.Publish, readStream(s)...)
 	}
 	for _, b := range []string{wire.BucketFunctions, wire.BucketResults, wire.BucketKeys} {
 		r.Publish = append(r.Publish, readKV(b)...)

@@ -1,0 +1,170 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchyard-dev/switchyard/internal/apikeys"
+	"github.com/switchyard-dev/switchyard/internal/logtail"
+	"github.com/switchyard-dev/switchyard/internal/natstest"
+	"github.com/switchyard-dev/switchyard/runtime/fn"
+	"github.com/switchyard-dev/switchyard/runtime/invocation"
+	"github.com/switchyard-dev/switchyard/runtime/wire"
+)
+
+// TestOpsRoutes drives the operator routes against a real function: the
+// list with instance counts, instance counters that grow with traffic,
+// log lines after a sequence, and a dead letter listed, replayed and
+// run again. Only operator keys get in.
+func TestOpsRoutes(t *testing.T) {
+	e := newEnv(t)
+	var failing atomic.Bool
+	failing.Store(true)
+	e.serve(fn.Config{Name: "hello", Access: "public"}, fn.Handle(func(ctx context.Context, p person) (greeting, error) {
+		if failing.Load() {
+			return greeting{}, errors.New("the ledger is closed")
+		}
+		return greeting{Message: "Hello, " + p.Name}, nil
+	}, fn.WithRetry(1, time.Millisecond)))
+	op := e.newKey("ops", nil, "1000000/s", apikeys.AsOperator())
+	caller := e.newKey("caller", []string{"*"}, "1000000/s")
+
+	// Who may: nobody anonymous, no key that is not an operator's.
+	anon, _ := http.NewRequest(http.MethodGet, e.base+"/ops/functions", nil)
+	wantProblem(t, "anonymous", e.do1(anon), http.StatusUnauthorized, wire.CodeUnauthenticated)
+	for _, path := range []string{"/ops/functions", "/ops/dlq", "/ops/functions/hello/logs", "/ops/nothing"} {
+		wantProblem(t, "caller key "+path, e.sendAs(e.req(http.MethodGet, path, ""), caller), http.StatusForbidden, wire.CodePermissionDenied)
+	}
+	wantProblem(t, "caller replay", e.sendAs(e.req(http.MethodPost, "/ops/dlq/x/replay", ""), caller), http.StatusForbidden, wire.CodePermissionDenied)
+
+	get := func(path string, v any) {
+		t.Helper()
+		r := e.sendAs(e.req(http.MethodGet, path, ""), op)
+		if r.status != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", path, r.status, r.body)
+		}
+		if err := json.Unmarshal(r.body, v); err != nil {
+			t.Fatalf("GET %s: %v: %s", path, err, r.body)
+		}
+	}
+	var fns struct{ Functions []opsFunction }
+	get("/ops/functions", &fns)
+	if len(fns.Functions) != 1 || fns.Functions[0].Name != "hello" || fns.Functions[0].Instances != 1 ||
+		fns.Functions[0].State != "running" || fns.Functions[0].Access != "public" {
+		t.Fatalf("functions: %+v", fns.Functions)
+	}
+
+	// Counters: three sync calls that fail show as three requests, three errors.
+	for range 3 {
+		if r := e.post("hello", validPerson); r.status != http.StatusInternalServerError {
+			t.Fatalf("failing call: %d %s", r.status, r.body)
+		}
+	}
+	var inst struct{ Instances []opsInstance }
+	get("/ops/functions/hello/instances", &inst)
+	if len(inst.Instances) != 1 {
+		t.Fatalf("instances: %+v", inst.Instances)
+	}
+	if in := inst.Instances[0]; in.Requests != 3 || in.Failed != 3 || in.Completed != 0 || in.Concurrency == 0 || in.ID == "" {
+		t.Fatalf("instance counters after 3 failed calls: %+v", in)
+	}
+
+	// An async call that fails its one attempt is a dead letter.
+	r := e.postAsync("hello", validPerson, nil)
+	var acc accepted
+	if r.status != http.StatusAccepted || json.Unmarshal(r.body, &acc) != nil {
+		t.Fatalf("async: %d %s", r.status, r.body)
+	}
+	if rec := e.waitRecord(acc.ID); rec.Status != invocation.Dead {
+		t.Fatalf("record %+v, want dead", rec)
+	}
+	var dlq struct {
+		DeadLetters []invocation.DeadLetter `json:"dead_letters"`
+	}
+	get("/ops/dlq?function=hello", &dlq)
+	if len(dlq.DeadLetters) != 1 || dlq.DeadLetters[0].ID != acc.ID || dlq.DeadLetters[0].Error == nil ||
+		string(dlq.DeadLetters[0].Payload) != validPerson {
+		t.Fatalf("dead letters: %+v", dlq.DeadLetters)
+	}
+	get("/ops/dlq?function=other", &dlq)
+	if len(dlq.DeadLetters) != 0 {
+		t.Fatalf("another function's dead letters: %+v", dlq.DeadLetters)
+	}
+
+	// Replayed once the ledger opens, it succeeds and leaves the DLQ.
+	failing.Store(false)
+	rr := e.sendAs(e.req(http.MethodPost, "/ops/dlq/"+acc.ID+"/replay", ""), op)
+	if rr.status != http.StatusAccepted || rr.header.Get("Location") != "/invocations/"+acc.ID {
+		t.Fatalf("replay: %d %s %v", rr.status, rr.body, rr.header)
+	}
+	natstest.WaitFor(t, 20*time.Second, "the replayed invocation to succeed", func() bool {
+		res := e.sendAs(e.req(http.MethodGet, "/invocations/"+acc.ID, ""), op)
+		var rec invocation.Record
+		ok := res.status == 200 && json.Unmarshal(res.body, &rec) == nil && rec.Status == invocation.Succeeded
+		if !ok {
+			t.Logf("record: %d %s", res.status, res.body)
+		}
+		return ok
+	})
+	get("/ops/dlq", &dlq)
+	if len(dlq.DeadLetters) != 0 {
+		t.Fatalf("dead letters after replay: %+v", dlq.DeadLetters)
+	}
+	wantProblem(t, "replay twice", e.sendAs(e.req(http.MethodPost, "/ops/dlq/"+acc.ID+"/replay", ""), op), http.StatusNotFound, wire.CodeNotFound)
+	wantProblem(t, "replay a bad id", e.sendAs(e.req(http.MethodPost, "/ops/dlq/a*b/replay", ""), op), http.StatusBadRequest, wire.CodeInvalidArgument)
+	wantProblem(t, "GET replay", e.sendAs(e.req(http.MethodGet, "/ops/dlq/"+acc.ID+"/replay", ""), op), http.StatusMethodNotAllowed, wire.CodeMethodNotAllowed)
+
+	// Logs: what agents ship to yard.logs.<name>.<instance>, by sequence.
+	var logs struct {
+		Lines []logtail.Line
+		Next  uint64
+	}
+	get("/ops/functions/hello/logs", &logs)
+	if len(logs.Lines) != 0 {
+		t.Fatalf("logs before any stream: %+v", logs)
+	}
+	js, err := jetstream.New(e.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: wire.StreamLogs, Subjects: []string{wire.LogsPrefix + ">"}}); err != nil {
+		t.Fatal(err)
+	}
+	logLine := func(fn, inst, line string) {
+		if _, err := js.Publish(ctx, wire.LogsPrefix+fn+"."+inst, []byte(line+"\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 5 {
+		logLine("hello", "a1", fmt.Sprintf("line %d", i))
+		logLine("other", "b1", "not hello's")
+	}
+	get("/ops/functions/hello/logs?limit=3", &logs)
+	if len(logs.Lines) != 3 || logs.Lines[0].Line != "line 2" || logs.Lines[2].Line != "line 4" || logs.Lines[2].Instance != "a1" {
+		t.Fatalf("the newest 3 lines: %+v", logs.Lines)
+	}
+	after := logs.Next
+	logLine("hello", "a2", "line 5")
+	get(fmt.Sprintf("/ops/functions/hello/logs?after=%d", after), &logs)
+	if len(logs.Lines) != 1 || logs.Lines[0].Line != "line 5" || logs.Lines[0].Instance != "a2" || logs.Next <= after {
+		t.Fatalf("lines after %d: %+v", after, logs)
+	}
+	get(fmt.Sprintf("/ops/functions/hello/logs?after=%d", logs.Next), &logs)
+	if len(logs.Lines) != 0 {
+		t.Fatalf("nothing new: %+v", logs)
+	}
+	wantProblem(t, "bad after", e.sendAs(e.req(http.MethodGet, "/ops/functions/hello/logs?after=-1", ""), op), http.StatusBadRequest, wire.CodeInvalidArgument)
+	wantProblem(t, "big limit", e.sendAs(e.req(http.MethodGet, "/ops/functions/hello/logs?limit=100000", ""), op), http.StatusBadRequest, wire.CodeInvalidArgument)
+	wantProblem(t, "unknown function", e.sendAs(e.req(http.MethodGet, "/ops/functions/nope/logs", ""), op), http.StatusNotFound, wire.CodeNotFound)
+	wantProblem(t, "unknown route", e.sendAs(e.req(http.MethodGet, "/ops/nothing", ""), op), http.StatusNotFound, wire.CodeNotFound)
+}
