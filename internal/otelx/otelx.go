@@ -6,11 +6,16 @@
 // tracer provider alone, starts nothing, and Enabled reports false, so
 // callers skip span work entirely and pass traceparent on as they
 // received it. When an endpoint is set, Setup installs an SDK tracer
-// provider exporting over OTLP/HTTP (protobuf), with a batch span
-// processor, the sampler of OTEL_TRACES_SAMPLER (default: parent-based,
-// always on) and a resource from OTEL_SERVICE_NAME and
-// OTEL_RESOURCE_ATTRIBUTES. OTEL_SDK_DISABLED=true and
+// provider with a batch span processor, the sampler of
+// OTEL_TRACES_SAMPLER (default: parent-based, always on) and a resource
+// from OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, exporting over
+// OTLP/HTTP (protobuf) with the package's own exporter (exporter.go),
+// configured by the OTEL_EXPORTER_OTLP_* variables of the OTLP exporter
+// specification (config.go). OTEL_SDK_DISABLED=true and
 // OTEL_TRACES_EXPORTER=none turn it off again.
+//
+// Every function binary links this package, so it links no gRPC and no
+// generated protobuf code: the exporter encodes OTLP with protowire.
 //
 // Propagation on the wire is always W3C Trace Context (traceparent,
 // tracestate), whatever OTEL_PROPAGATORS says: it is the platform's
@@ -29,7 +34,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -41,8 +45,9 @@ import (
 // ScopeName is the instrumentation scope of every Switchyard span.
 const ScopeName = "github.com/switchyard-dev/switchyard"
 
-// The standard variables Setup reads (the exporter and the SDK read more
-// of the OTEL_ family themselves: headers, timeouts, batch sizes, limits).
+// The standard variables Setup reads (the exporter's others are in
+// config.go; the SDK reads more of the OTEL_ family itself: the sampler,
+// batch sizes, limits).
 const (
 	EnvEndpoint       = "OTEL_EXPORTER_OTLP_ENDPOINT"
 	EnvTracesEndpoint = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
@@ -78,10 +83,11 @@ func Setup(ctx context.Context, service string, attrs ...attribute.KeyValue) (Sh
 	if !Configured(getenv) {
 		return noShutdown, nil
 	}
-	exp, err := otlptracehttp.New(ctx)
+	cfg, err := loadConfig(getenv, os.ReadFile)
 	if err != nil {
 		return noShutdown, fmt.Errorf("otel: OTLP exporter: %w", err)
 	}
+	exp := newExporter(cfg)
 	if getenv(EnvServiceName) == "" && service != "" {
 		attrs = append(attrs, semconv.ServiceName(service))
 	}
