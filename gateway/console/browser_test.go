@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +27,7 @@ import (
 	"github.com/switchyard-dev/switchyard/internal/natstest"
 	"github.com/switchyard-dev/switchyard/runtime/fn"
 	"github.com/switchyard-dev/switchyard/runtime/fntest"
+	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
 // greet is the public function the console lists and invokes.
@@ -73,11 +76,12 @@ func quote(ctx context.Context, in quoteIn) (quoteOut, error) {
 // platform is a gateway on real HTTP, with the console mounted at
 // /console/ as the gateway will mount it, in front of an embedded NATS
 // server running greet and quote (and markup, when asked). It returns the
-// base URL and an API key granted every function.
-func platform(t *testing.T, markup bool) (base, key string) {
+// base URL, an operator API key (as the link yard up prints has) and the
+// functions' NATS connection.
+func platform(t *testing.T, markup bool) (base, key string, nc *nats.Conn) {
 	t.Helper()
 	s := natstest.Run(t)
-	nc := natstest.Connect(t, s)
+	nc = natstest.Connect(t, s)
 	fntest.Platform(t, nc)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -85,7 +89,7 @@ func platform(t *testing.T, markup bool) (base, key string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, _, err = apikeys.Create(ctx, js, "console", []string{"*"}, "100000/s")
+	key, _, err = apikeys.Create(ctx, js, "console", nil, "100000/s", apikeys.AsOperator())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,6 +100,7 @@ func platform(t *testing.T, markup bool) (base, key string) {
 	t.Cleanup(g.Close)
 	start(t, nc, fn.Config{Name: "greet", Description: "Says hello", Access: "public"}, fn.Handle(greet))
 	start(t, nc, fn.Config{Name: "quote", Description: "Prices an order line"}, fn.Handle(quote))
+	start(t, nc, fn.Config{Name: "flaky", Description: "Fails while the ledger is closed"}, fn.Handle(flaky, fn.WithRetry(1, time.Millisecond)))
 	if markup {
 		// A description written as markup must reach the page as text.
 		start(t, nc, fn.Config{Name: "markup", Access: "public", Description: markupText}, fn.Handle(greet))
@@ -109,7 +114,7 @@ func platform(t *testing.T, markup bool) (base, key string) {
 
 	// Ready when the gateway knows the key and every function.
 	deadline := time.Now().Add(15 * time.Second)
-	paths := []string{"/fn/greet", "/fn/quote"}
+	paths := []string{"/fn/greet", "/fn/quote", "/fn/flaky"}
 	if markup {
 		paths = append(paths, "/fn/markup")
 	}
@@ -125,7 +130,18 @@ func platform(t *testing.T, markup bool) (base, key string) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	return srv.URL, key
+	return srv.URL, key, nc
+}
+
+// ledgerClosed makes flaky fail, so its async invocations end as dead
+// letters the console replays.
+var ledgerClosed atomic.Bool
+
+func flaky(ctx context.Context, in greetIn) (greetOut, error) {
+	if ledgerClosed.Load() {
+		return greetOut{}, fn.Errorf(fn.CodeUnavailable, "the ledger is closed")
+	}
+	return greetOut{Message: "booked for " + in.Name}, nil
 }
 
 const markupText = `<img src=x onerror="window.pwned=1"> & <b>bold</b>`
@@ -143,6 +159,59 @@ func start(t *testing.T, nc *nats.Conn, cfg fn.Config, h *fn.Handler) {
 		defer cancel()
 		_ = inst.Stop(ctx)
 	})
+}
+
+// post invokes a function over HTTP and returns the status.
+func post(t *testing.T, url, key, body string) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
+}
+
+// queue queues an async invocation and returns its id.
+func queue(t *testing.T, url, key, body string) string {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url+"?async=1", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var acc struct{ ID string }
+	if err := json.NewDecoder(resp.Body).Decode(&acc); err != nil || resp.StatusCode != http.StatusAccepted || acc.ID == "" {
+		t.Fatalf("queue: %d %v", resp.StatusCode, err)
+	}
+	return acc.ID
+}
+
+// status reads an invocation's status.
+func status(t *testing.T, base, key, id string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, base+"/invocations/"+id, nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var rec struct{ Status string }
+	_ = json.NewDecoder(resp.Body).Decode(&rec)
+	return rec.Status
 }
 
 func get(t *testing.T, url, key string) int {
@@ -313,7 +382,7 @@ func (b *browser) noOverflow(where string) {
 
 func TestConsoleInBrowser(t *testing.T) {
 	chromium(t)
-	base, key := platform(t, false)
+	base, key, nc := platform(t, false)
 	b := newBrowser(t, base)
 
 	// Signed in by the link `yard up` prints: the key moves from the
@@ -421,6 +490,72 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("the invocation's result is not shown: %s", eval[string](b, `document.querySelector("main").textContent`))
 	}
 
+	// The operator's view of a function: its instances with live rates,
+	// and its log lines as agents ship them, followed as they come.
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: wire.StreamLogs, Subjects: []string{wire.LogsPrefix + ">"}}); err != nil {
+		t.Fatal(err)
+	}
+	logLine := func(line string) {
+		if _, err := js.Publish(ctx, wire.LogsPrefix+"greet.greet-v1-a1b2", []byte(line+"\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	logLine("level=INFO msg=serving fn=greet")
+	b.do("open greet", chromedp.Navigate(base+"/console/#/fn/greet"))
+	b.until("greet's instance", `document.querySelectorAll("#instances tbody th code").length === 1`)
+	b.until("the first log line", `(document.querySelector("#logs") || {}).textContent?.includes("msg=serving fn=greet")`)
+	for range 5 {
+		if code := post(t, base+"/fn/greet", key, `{"name":"Ada"}`); code != http.StatusOK {
+			t.Fatalf("greet: %d", code)
+		}
+	}
+	logLine("level=INFO msg=greeted name=Ada")
+	b.until("a rate from two reads", `document.querySelector("#rates").dataset.rate !== "" && !document.querySelector("#instances td.rate").textContent.includes("…")`)
+	if got := eval[string](b, `document.querySelector('#instances td[data-label="Requests"]').textContent`); got == "0" {
+		t.Errorf("greet's instance shows %s requests after 5 calls", got)
+	}
+	b.until("the new log line", `document.querySelector("#logs").textContent.includes("msg=greeted name=Ada")`)
+	b.do("scroll to the instances", chromedp.Evaluate[chromedp.Void](`document.querySelector("#instances-title").scrollIntoView()`))
+	b.screenshot("instances", false)
+
+	// Dead letters: two async invocations fail their one attempt; one is
+	// replayed from the list, the other from its record, once the ledger
+	// opens, and both succeed.
+	ledgerClosed.Store(true)
+	var ids []string
+	for _, who := range []string{"Ada", "Grace"} {
+		id := queue(t, base+"/fn/flaky", key, `{"name":"`+who+`"}`)
+		natstest.WaitFor(t, 20*time.Second, "flaky's invocation to die", func() bool { return status(t, base, key, id) == "dead" })
+		ids = append(ids, id)
+	}
+	b.do("open the invocations", chromedp.Navigate(base+"/console/#/invocations"))
+	b.until("both dead letters", fmt.Sprintf(`!!document.querySelector('#dlq tr[data-id=%q]') && !!document.querySelector('#dlq tr[data-id=%q]')`, ids[0], ids[1]))
+	if !eval[bool](b, fmt.Sprintf(`document.querySelector('#dlq tr[data-id=%q]').textContent.includes("the ledger is closed")`, ids[0])) {
+		t.Error("a dead letter's row does not show its last error")
+	}
+	b.do("scroll to the dead letters", chromedp.Evaluate[chromedp.Void](`document.querySelector("#dlq-title").scrollIntoView()`))
+	b.screenshot("dead-letters", false)
+	ledgerClosed.Store(false)
+	b.do("replay the first", chromedp.Click(fmt.Sprintf(`#dlq tr[data-id=%q] button[data-replay]`, ids[0])))
+	b.until("the replayed badge", fmt.Sprintf(`(document.querySelector('#dlq tr[data-id=%q]') || {}).textContent?.includes("replayed")`, ids[0]))
+	b.do("follow it", chromedp.Click(fmt.Sprintf(`#dlq tr[data-id=%q] a[href="#/invocations/%s"]:not(:has(code))`, ids[0], ids[0])))
+	b.until("the replayed invocation to succeed", `(document.querySelector("#inv-status") || {}).textContent === "succeeded"`)
+	if !eval[bool](b, `document.querySelector("pre.reply").textContent.includes("booked for Ada")`) {
+		t.Errorf("the replayed invocation's result: %s", eval[string](b, `document.querySelector("main").textContent`))
+	}
+	b.do("open the second's record", chromedp.Navigate(base+"/console/#/invocations/"+ids[1]))
+	b.until("its replay button", fmt.Sprintf(`!!document.querySelector('button[data-replay=%q]')`, ids[1]))
+	b.do("replay it", chromedp.Click(fmt.Sprintf(`button[data-replay=%q]`, ids[1])))
+	b.until("the second to succeed", `(document.querySelector("#inv-status") || {}).textContent === "succeeded"`)
+	b.do("open the invocations again", chromedp.Navigate(base+"/console/#/invocations"))
+	b.until("no dead letters left", `(document.querySelector("#dead-letters") || {}).textContent?.includes("No dead letters.")`)
+
 	// The API reference renders /openapi.json.
 	b.do("open the API reference", chromedp.Navigate(base+"/console/#/api"))
 	b.until("the routes", `[...document.querySelectorAll("details.op summary")].some(s => s.textContent.includes("/fn/greet"))`)
@@ -463,7 +598,7 @@ func TestConsoleInBrowser(t *testing.T) {
 // page as text: markup in a description never becomes elements or runs.
 func TestConsoleEscapes(t *testing.T) {
 	chromium(t)
-	base, _ := platform(t, true)
+	base, _, _ := platform(t, true)
 	b := newBrowser(t, base)
 	b.do("open the console", chromedp.Navigate(base+"/console/"))
 	b.until("the functions", `!!document.querySelector('#functions a[href="#/fn/markup"]')`)

@@ -143,3 +143,31 @@ export function invoke(name, body, { async = false, timeoutMs } = {}) {
   const path = "/fn/" + encodeURIComponent(name) + (async ? "?async=1" : "");
   return request("POST", path, { body, timeoutMs });
 }
+
+// The operator routes (/ops/…): operator keys only, 401 or 403 for
+// anyone else.
+const fnPath = (name) => "/ops/functions/" + encodeURIComponent(name);
+export const opsFunctions = (opts) => request("GET", "/ops/functions", opts);
+export const opsInstances = (name, opts) => request("GET", fnPath(name) + "/instances", opts);
+export const opsLogs = (name, after, opts) => request("GET", fnPath(name) + "/logs" + (after ? "?after=" + after : ""), opts);
+export const opsDeadLetters = (fn, opts) => request("GET", "/ops/dlq" + (fn ? "?function=" + encodeURIComponent(fn) : ""), opts);
+export const replay = (id, opts) => request("POST", "/ops/dlq/" + encodeURIComponent(id) + "/replay", opts);
+
+// operatorKey reports whether the signed-in key reaches the operator
+// routes, asking the gateway once per key.
+let operatorFor = null;
+let operatorAnswer = false;
+export async function isOperator(signal) {
+  const key = getKey();
+  if (!key) return false;
+  if (operatorFor === key) return operatorAnswer;
+  try {
+    await request("GET", "/ops/functions", { signal });
+    operatorAnswer = true;
+  } catch (e) {
+    if (!(e instanceof ApiError) || (e.status !== 401 && e.status !== 403)) throw e;
+    operatorAnswer = false;
+  }
+  operatorFor = key;
+  return operatorAnswer;
+}

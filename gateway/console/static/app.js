@@ -37,7 +37,7 @@ async function show(navigated) {
   let page;
   if (parts.length === 0) page = ["functions", () => functionsPage(signal)];
   else if (parts[0] === "fn" && parts.length === 2) page = ["functions", () => functionPage(parts[1], signal)];
-  else if (parts[0] === "invocations" && parts.length === 1) page = ["invocations", () => invocationsPage()];
+  else if (parts[0] === "invocations" && parts.length === 1) page = ["invocations", () => invocationsPage(signal)];
   else if (parts[0] === "invocations" && parts.length === 2) page = ["invocations", () => invocationPage(parts[1], signal)];
   else if (parts[0] === "api" && parts.length === 1) page = ["api", () => apiPage(signal)];
   else if (parts[0] === "sign-in" && parts.length === 1) page = ["", () => signInPage()];
@@ -109,6 +109,8 @@ async function functionsPage(signal) {
   ]);
   const r = await api.listFunctions({ signal });
   const fns = Array.isArray(r.body && r.body.functions) ? r.body.functions : [];
+  // Operator keys also see how each function runs.
+  const running = await opsFunctionsByName(signal);
   if (fns.length === 0) {
     append(main, [h("p", { class: "notice", text: key ? "Your key is granted no function that is deployed." : "No public function is deployed." })]);
   } else {
@@ -120,6 +122,7 @@ async function functionsPage(signal) {
         h("th", { scope: "row", "data-label": "Name" }, h("a", { href: route("fn", f.name), text: f.name })),
         h("td", { "data-label": "Version" }, versionText(f)),
         h("td", { "data-label": "Access" }, accessBadge(f.access)),
+        running ? runningCells(running.get(f.name)) : null,
         h("td", { "data-label": "Description", class: "wrap", text: f.description || "—" }));
       row.dataset.search = (f.name + " " + (f.description || "")).toLowerCase();
       return row;
@@ -143,16 +146,51 @@ async function functionsPage(signal) {
             h("th", { scope: "col", text: "Name" }),
             h("th", { scope: "col", text: "Version" }),
             h("th", { scope: "col", text: "Access" }),
+            running ? ["Instances", "State", "Next run"].map((t) => h("th", { scope: "col", text: t })) : null,
             h("th", { scope: "col", text: "Description" }))),
           h("tbody", null, rows))),
     ]);
   }
+  if (!running) {
+    append(main, [opsNote()]);
+  } else {
+    append(main, [h("p", { class: "muted" }, "Each function's page shows its instances with live request rates, its logs and its dead letters; ",
+      h("a", { href: "#/invocations", text: "Invocations" }), " lists every dead letter.")]);
+  }
   append(main, [unavailable("Not available yet", [
-    "instances running per function, and their state",
-    "when a scheduled function runs next",
-    "request rates, errors and latencies",
-    "the async backlog and dead letters, with replay",
+    "the async backlog per function (yard ls shows instances; nats stream info YARD_ASYNC the backlog)",
+    "latency percentiles (the gateway's metrics have them: yard_gateway_request_duration_seconds)",
   ])]);
+}
+
+// opsFunctionsByName returns GET /ops/functions as a Map by name, or
+// null when the key is not an operator's.
+async function opsFunctionsByName(signal) {
+  if (!api.getKey()) return null;
+  try {
+    const r = await api.opsFunctions({ signal });
+    const list = Array.isArray(r.body && r.body.functions) ? r.body.functions : [];
+    return new Map(list.map((f) => [f.name, f]));
+  } catch (e) {
+    if (e instanceof api.ApiError && (e.status === 401 || e.status === 403)) return null;
+    throw e;
+  }
+}
+
+function runningCells(o) {
+  if (!o) return [h("td", { "data-label": "Instances", text: "—" }), h("td", { "data-label": "State", text: "—" }), h("td", { "data-label": "Next run", text: "—" })];
+  const state = String(o.state || "");
+  return [
+    h("td", { "data-label": "Instances", class: "num", text: String(o.instances || 0) }),
+    h("td", { "data-label": "State" }, h("span", { class: "badge state-" + state.replace(/[^a-z]/g, ""), text: state })),
+    h("td", { "data-label": "Next run" }, o.next_run ? when(o.next_run) : "—"),
+  ];
+}
+
+function opsNote() {
+  return h("p", { class: "notice", id: "ops-note" },
+    "Instances, live logs, request rates and dead letters with replay are shown to operator keys: ",
+    h("code", { text: "yard keys create NAME --operator" }), ", or the console link ", h("code", { text: "yard up" }), " prints.");
 }
 
 function versionText(f) {
@@ -307,15 +345,17 @@ async function functionPage(name, signal) {
       h("h3", { text: "Output" }),
       f.output_schema ? schema.view(f.output_schema, f.output_schema) : h("p", { class: "muted", text: "none" }),
       f.output_schema ? schema.raw(f.output_schema, "Output schema as JSON") : null),
-    unavailable("Not available yet", [
-      "instances of this function, and their state",
-      "earlier versions, and rolling back to one",
-      "recent invocations (the API lists none; queued ones from this tab are under Invocations)",
-      "live logs (yard logs " + name + " shows them)",
-      "request rates, errors and latencies",
-      "dead letters, with replay (yard dlq ls " + name + " and yard dlq replay)",
-    ]),
   ]);
+  if (await api.isOperator(signal)) {
+    if (signal.aborted) return;
+    append(main, [instancesCard(name, signal), logsCard(name, signal), deadLettersCard(name, signal)]);
+  } else {
+    append(main, [opsNote()]);
+  }
+  append(main, [unavailable("Not available yet", [
+    "earlier versions, and rolling back to one (yard rollback " + name + " does it)",
+    "every recent invocation (the API lists none; those queued from this tab are under Invocations, failed ones under Dead letters)",
+  ])]);
 }
 
 // facts lists what the spec says about running the function.
@@ -336,7 +376,7 @@ function facts(f) {
     if (f.min_instances) parts.push("at least " + f.min_instances);
     if (f.max_instances) parts.push("at most " + f.max_instances);
     if (f.idle_timeout) parts.push("idle after " + f.idle_timeout);
-    add("Instances", parts.join(", ") + " (as declared; running counts are not available yet)");
+    add("Instances", parts.join(", ") + " (as declared)");
   }
   add("Schedules", Array.isArray(f.schedules) ? list(f.schedules.map((s) => s.cron)) : null);
   add("Calls", Array.isArray(f.calls) ? list(f.calls) : null);
@@ -415,9 +455,199 @@ function focusSummary(result) {
 }
 
 // ---------------------------------------------------------------------
+// Operator views: what /ops serves to operator keys, read again every
+// POLL_MS while the page is open.
+
+const POLL_MS = 2000;
+
+// instancesCard lists a function's instances with their counters; the
+// rates are the change between two reads.
+function instancesCard(name, signal) {
+  const summary = h("p", { class: "meta", id: "rates", text: "Reading…" });
+  const tbody = h("tbody");
+  const cols = ["Instance", "Version", "Started", "In flight", "Requests", "Failed", "Requests/s", "Mean ms"];
+  const card = h("section", { class: "card", "aria-labelledby": "instances-title" },
+    h("h2", { id: "instances-title", text: "Instances" }),
+    summary,
+    h("div", { class: "table-wrap" }, h("table", { class: "list", id: "instances" },
+      h("caption", { class: "visually-hidden", text: "Instances of " + name }),
+      h("thead", null, h("tr", null, cols.map((t) => h("th", { scope: "col", text: t })))),
+      tbody)));
+  let prev = new Map();
+  let prevAt = 0;
+  (async () => {
+    while (!signal.aborted) {
+      try {
+        const r = await api.opsInstances(name, { signal });
+        if (signal.aborted) return;
+        const at = Date.parse(r.body && r.body.at) || Date.now();
+        const list = Array.isArray(r.body && r.body.instances) ? r.body.instances : [];
+        let rate = 0;
+        let failRate = 0;
+        const rows = list.map((i) => {
+          const p = prev.get(i.id);
+          let rps = null;
+          if (p && at > prevAt) {
+            const dt = (at - prevAt) / 1000;
+            rps = Math.max(0, ((i.requests || 0) - (p.requests || 0)) / dt);
+            rate += rps;
+            failRate += Math.max(0, ((i.failed || 0) - (p.failed || 0)) / dt);
+          }
+          const mean = i.requests ? i.processing_time_ns / i.requests / 1e6 : null;
+          return h("tr", null,
+            h("th", { scope: "row", "data-label": "Instance" }, h("code", { text: i.id })),
+            h("td", { "data-label": "Version", text: i.version || "—" }),
+            h("td", { "data-label": "Started" }, when(i.started)),
+            h("td", { "data-label": "In flight", text: String(i.in_flight || 0) + (i.concurrency ? " of " + i.concurrency : "") }),
+            h("td", { "data-label": "Requests", class: "num", text: String(i.requests || 0) }),
+            h("td", { "data-label": "Failed", class: "num", text: String(i.failed || 0) }),
+            h("td", { "data-label": "Requests/s", class: "num rate", text: rps === null ? "…" : rps.toFixed(1) }),
+            h("td", { "data-label": "Mean ms", class: "num", text: mean === null ? "—" : mean.toFixed(2) }));
+        });
+        clear(tbody);
+        append(tbody, rows.length ? rows : [h("tr", null,
+          h("td", { colspan: String(cols.length), class: "muted", text: "No instance answers: the function is scaled to zero or down." }))]);
+        const n = list.length + " instance" + (list.length === 1 ? "" : "s");
+        const rates = prevAt ? rate.toFixed(1) + " requests/s, " + failRate.toFixed(1) + " failed/s" : "rates from the next read";
+        summary.textContent = n + " · " + rates + " · read at " + new Date(at).toLocaleTimeString();
+        summary.dataset.rate = prevAt ? String(rate) : "";
+        prev = new Map(list.map((i) => [i.id, i]));
+        prevAt = at;
+      } catch (e) {
+        if (signal.aborted) return;
+        summary.textContent = "Could not read the instances: " + e.message;
+      }
+      await sleep(POLL_MS, signal);
+    }
+  })();
+  return card;
+}
+
+// logsCard follows a function's log lines, keeping the newest MAX_LINES.
+const MAX_LINES = 500;
+
+function logsCard(name, signal) {
+  const pre = h("pre", { class: "logs", id: "logs", tabindex: "0", "aria-label": "Log lines of " + name });
+  const status = h("p", { class: "meta", text: "Reading…" });
+  const pause = h("button", { type: "button", class: "secondary small", "aria-pressed": "false", "aria-controls": "logs", text: "Pause" });
+  let paused = false;
+  pause.addEventListener("click", () => {
+    paused = !paused;
+    pause.setAttribute("aria-pressed", String(paused));
+    pause.textContent = paused ? "Resume" : "Pause";
+  });
+  const card = h("section", { class: "card", "aria-labelledby": "logs-title" },
+    h("div", { class: "card-head" }, h("h2", { id: "logs-title", text: "Live logs" }), pause),
+    status,
+    pre);
+  let after = 0;
+  (async () => {
+    while (!signal.aborted) {
+      if (!paused) {
+        try {
+          const r = await api.opsLogs(name, after, { signal });
+          if (signal.aborted) return;
+          const lines = Array.isArray(r.body && r.body.lines) ? r.body.lines : [];
+          const atBottom = pre.scrollHeight - pre.scrollTop - pre.clientHeight < 8;
+          append(pre, lines.map((l) => h("span", { class: "line" }, h("span", { class: "inst", text: l.instance }), " ", l.line, "\n")));
+          while (pre.childNodes.length > MAX_LINES) pre.firstChild.remove();
+          if (r.body && typeof r.body.next === "number" && r.body.next > after) after = r.body.next;
+          if (atBottom) pre.scrollTop = pre.scrollHeight;
+          status.textContent = pre.childNodes.length
+            ? "New lines appear every " + POLL_MS / 1000 + " s; the newest " + MAX_LINES + " stay here."
+            : "No log lines in the last 24 hours.";
+        } catch (e) {
+          if (signal.aborted) return;
+          status.textContent = "Could not read the logs: " + e.message;
+        }
+      }
+      await sleep(POLL_MS, signal);
+    }
+  })();
+  return card;
+}
+
+// deadLettersCard lists the dead letters of fn (all when ""), each with
+// a replay button.
+function deadLettersCard(fn, signal) {
+  const body = h("div", { id: "dead-letters" }, h("p", { class: "muted", text: "Reading…" }));
+  const card = h("section", { class: "card", "aria-labelledby": "dlq-title" },
+    h("h2", { id: "dlq-title", text: "Dead letters" }),
+    h("p", { class: "muted", text: "Async invocations whose every attempt failed. Replay sends one back to the work queue with its attempts reset." }),
+    body);
+  (async () => {
+    let r;
+    try {
+      r = await api.opsDeadLetters(fn, { signal });
+    } catch (e) {
+      if (signal.aborted) return;
+      clear(body);
+      append(body, [problemBox(e)]);
+      return;
+    }
+    if (signal.aborted) return;
+    const list = Array.isArray(r.body && r.body.dead_letters) ? r.body.dead_letters : [];
+    clear(body);
+    if (!list.length) {
+      append(body, [h("p", { class: "notice", text: fn ? "No dead letters for " + fn + "." : "No dead letters." })]);
+      return;
+    }
+    const cols = ["Invocation", fn ? null : "Function", "Dead since", "Attempts", "Last error", "Input", "Replay"].filter((c) => c !== null);
+    const rows = list.map((d) => {
+      const cell = h("td", { "data-label": "Replay" });
+      append(cell, [replayButton(d.id, d.function, signal, () => {
+        clear(cell);
+        append(cell, [h("span", { class: "badge ok", text: "replayed" }), " ", h("a", { href: route("invocations", d.id), text: "Follow" })]);
+      })]);
+      return h("tr", { "data-id": d.id },
+        h("th", { scope: "row", "data-label": "Invocation" }, h("a", { href: route("invocations", d.id) }, h("code", { text: d.id }))),
+        fn ? null : h("td", { "data-label": "Function" }, h("a", { href: route("fn", d.function), text: d.function })),
+        h("td", { "data-label": "Dead since" }, when(d.dead_at)),
+        h("td", { "data-label": "Attempts", class: "num", text: String(d.attempts || 0) }),
+        h("td", { "data-label": "Last error", class: "wrap" }, d.error ? [h("code", { text: d.error.code || "" }), " ", d.error.message || ""] : "—"),
+        h("td", { "data-label": "Input", class: "wrap" }, h("code", { text: truncate(JSON.stringify(d.payload), 160) })),
+        cell);
+    });
+    append(body, [h("div", { class: "table-wrap" }, h("table", { class: "list", id: "dlq" },
+      h("caption", { class: "visually-hidden", text: fn ? "Dead letters of " + fn : "Dead letters" }),
+      h("thead", null, h("tr", null, cols.map((t) => h("th", { scope: "col", text: t })))),
+      h("tbody", null, rows)))]);
+  })();
+  return card;
+}
+
+// replayButton replays dead letter id, then calls done.
+function replayButton(id, fn, signal, done) {
+  const btn = h("button", { type: "button", class: "secondary small", "data-replay": id, text: "Replay",
+    "aria-label": "Replay invocation " + id });
+  const err = h("span", { class: "problem-inline", role: "alert" });
+  btn.addEventListener("click", async () => {
+    btn.disabled = true;
+    btn.textContent = "Replaying…";
+    err.textContent = "";
+    try {
+      await api.replay(id, { signal });
+      api.remember(id, fn);
+      done();
+    } catch (e) {
+      if (signal.aborted) return;
+      btn.disabled = false;
+      btn.textContent = "Replay";
+      err.textContent = e.message;
+    }
+  });
+  return h("span", null, btn, " ", err);
+}
+
+function truncate(s, n) {
+  s = String(s === undefined ? "" : s);
+  return s.length > n ? s.slice(0, n - 1) + "…" : s;
+}
+
+// ---------------------------------------------------------------------
 // Invocations
 
-function invocationsPage() {
+async function invocationsPage(signal) {
   title("Invocations");
   const id = uid("inv");
   const input = h("input", { id, type: "text", required: true, spellcheck: "false", autocomplete: "off", pattern: "[A-Za-z0-9_\\-]{1,64}" });
@@ -429,19 +659,24 @@ function invocationsPage() {
   const mine = api.queued();
   append(main, [
     h("h1", { text: "Invocations" }),
-    h("p", { class: "lede", text: "An async invocation's record is readable by whoever queued it, for 24 hours. The API has no route that lists them, so open one by its id." }),
+    h("p", { class: "lede", text: "An async invocation's record is readable by whoever queued it (and by operator keys), for 24 hours. The API has no route that lists them, so open one by its id." }),
     form,
     h("h2", { text: "Queued from this tab" }),
     mine.length
       ? h("ul", { class: "plain" }, mine.map((x) => h("li", null,
         h("a", { href: route("invocations", x.id) }, h("code", { text: x.id })), " ", h("span", { class: "muted" }, x.fn ? x.fn + " · " : "", when(x.at)))))
       : h("p", { class: "muted", text: "None yet: invoke a function queued (async) and it is listed here." }),
-    unavailable("Not available yet", [
-      "every invocation of a function, recent ones first",
-      "the async backlog per function",
-      "dead letters, and replaying them (yard dlq ls and yard dlq replay do it from a terminal)",
-    ]),
   ]);
+  if (await api.isOperator(signal)) {
+    if (signal.aborted) return;
+    append(main, [deadLettersCard("", signal)]);
+  } else {
+    append(main, [opsNote()]);
+  }
+  append(main, [unavailable("Not available yet", [
+    "every invocation of a function, recent ones first",
+    "the async backlog per function",
+  ])]);
 }
 
 const FINAL = new Set(["succeeded", "dead"]);
@@ -456,6 +691,7 @@ async function invocationPage(id, signal) {
     status,
     body,
   ]);
+  const operator = await api.isOperator(signal).catch(() => false);
   // Poll until the record is final, a little slower as time goes by; the
   // page's signal stops it when the user leaves.
   let delay = 500;
@@ -476,7 +712,7 @@ async function invocationPage(id, signal) {
     }
     if (signal.aborted) return;
     clear(body);
-    append(body, [record(rec)]);
+    append(body, [record(rec, operator, signal)]);
     if (FINAL.has(rec.status)) {
       status.textContent = "Finished.";
       return;
@@ -498,7 +734,7 @@ function sleep(ms, signal) {
   });
 }
 
-function record(r) {
+function record(r, operator, signal) {
   const rows = [];
   const add = (k, v) => {
     if (v !== undefined && v !== null && v !== "") rows.push(h("div", null, h("dt", { text: k }), h("dd", null, v)));
@@ -525,8 +761,11 @@ function record(r) {
           : null));
   }
   if (r.status === "dead") {
-    out.push(h("p", { class: "notice" }, "Every attempt failed; the dead letter is kept" + (r.dlq_seq ? " (sequence " + r.dlq_seq + ")" : "") + ". Replay from the console is not available yet: ",
-      h("code", { text: "yard dlq replay " + (r.id || "") }), " does it from a terminal."));
+    const kept = "Every attempt failed; the dead letter is kept" + (r.dlq_seq ? " (sequence " + r.dlq_seq + ")" : "") + ". ";
+    out.push(operator
+      ? h("div", { class: "actions" }, h("span", { text: kept }), replayButton(r.id, r.function, signal, () => show(false)))
+      : h("p", { class: "notice" }, kept + "An operator key replays it here; from a terminal, ",
+        h("code", { text: "yard dlq replay " + (r.id || "") }), "."));
   }
   return h("div", null, out);
 }
