@@ -53,7 +53,15 @@ a replacement before it expires.`,
 			if err != nil {
 				return err
 			}
-			cfg := agent.Config{Dir: dir, NATSURL: f.natsURL(), Creds: f.credsFile(), Logger: f.logger(), Output: f.io.ErrOut,
+			// Instances run in folders of their own: a relative CA path
+			// (the default ./.yard/tls/ca.pem) must not change meaning.
+			ca := f.caFile()
+			if ca != "" {
+				if abs, err := filepath.Abs(ca); err == nil {
+					ca = abs
+				}
+			}
+			cfg := agent.Config{Dir: dir, NATSURL: f.natsURL(), Creds: f.credsFile(), CA: ca, Logger: f.logger(), Output: f.io.ErrOut,
 				ID: id, PresenceTTL: ttl, Metrics: m}
 			a, err := agent.New(ctx, nc, cfg)
 			if err != nil {

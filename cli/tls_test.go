@@ -109,3 +109,44 @@ func TestGatewayTLSAndOIDCFlags(t *testing.T) {
 		t.Errorf("yard gateway with a missing certificate: %+v", r)
 	}
 }
+
+// TestAgentCAFromContext: an agent that trusts a TLS server through its
+// nats context alone hands the CA on to its instances, which connect.
+func TestAgentCAFromContext(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a function")
+	}
+	port := strconv.Itoa(natstest.FreePort(t))
+	data := t.TempDir()
+	stop, _ := runUntil(t, nil, "Ctrl-C stops", "server", "--data", data, "--nats-port", port, "--tls")
+	defer stop()
+	url := "tls://127.0.0.1:" + port
+	cfg := t.TempDir()
+	writeContext(t, cfg, "agent", map[string]any{"url": url, "creds": filepath.Join(data, "creds", "agent.creds"),
+		"ca": filepath.Join(data, "tls", "ca.pem")})
+	writeContext(t, cfg, "admin", map[string]any{"url": url, "creds": filepath.Join(data, "admin.creds"),
+		"ca": filepath.Join(data, "tls", "ca.pem")})
+	functions, err := filepath.Abs("../functions/greet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// From another folder, so the server's default ./.yard/tls/ca.pem is
+	// not what makes it work.
+	t.Chdir(t.TempDir())
+	env := func(ctx string) map[string]string {
+		return map[string]string{"XDG_CONFIG_HOME": cfg, "HOME": data, "NATS_CONTEXT": ctx}
+	}
+	stopAgent, agentLog := runUntil(t, env("agent"), "Ctrl-C stops", "agent", "--dir", t.TempDir())
+	defer stopAgent()
+	if r := yard(t, env("admin"), "", "deploy", functions); r.code != ExitOK {
+		t.Fatalf("deploy: %+v", r)
+	}
+	var last result
+	natstest.WaitFor(t, 2*time.Minute, "greet to answer over TLS", func() bool {
+		last = yard(t, env("admin"), "", "invoke", "greet", "-d", `{"name":"Ada"}`)
+		return last.code == ExitOK && strings.Contains(last.stdout, "Hello, Ada!")
+	})
+	if strings.Contains(agentLog.String(), "certificate signed by unknown authority") {
+		t.Fatalf("an instance did not trust the server:\n%s", agentLog.String())
+	}
+}
