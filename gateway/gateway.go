@@ -231,6 +231,8 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Gateway, error) {
 	g.cache = newSchemaCache(func(name string, err error) {
 		g.log.Error("function spec unusable", logKeyFn, name, logKeyErr, err)
 	})
+	// A removed function's series leave the scrapes with it.
+	g.cache.onRemove = cfg.Metrics.ForgetRemoved
 	wctx, cancel := context.WithCancel(context.Background())
 	g.cancel = cancel
 	w, err := reg.Watch(wctx)

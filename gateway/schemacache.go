@@ -28,6 +28,8 @@ type schemaCache struct {
 	funcs map[string]*function
 	ready atomic.Bool
 	onErr func(name string, err error)
+	// onRemove, when set, hears of each function removed from the registry.
+	onRemove func(name string)
 }
 
 func newSchemaCache(onErr func(string, error)) *schemaCache {
@@ -60,6 +62,9 @@ func (c *schemaCache) apply(e jetstream.KeyValueEntry) {
 		c.mu.Lock()
 		delete(c.funcs, name)
 		c.mu.Unlock()
+		if c.onRemove != nil {
+			c.onRemove(name)
+		}
 		return
 	}
 	spec, err := registry.Decode(e.Value())

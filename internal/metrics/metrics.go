@@ -137,6 +137,32 @@ func (m *Metrics) SetFunctionStats(name string, st *FunctionStats) {
 	m.fns.set(name, st)
 }
 
+// ForgetFunction drops what this process reports of function name's
+// instances (their stats and the async backlog): another agent reports
+// them now, and two reports would be summed twice.
+func (m *Metrics) ForgetFunction(name string) {
+	if m == nil {
+		return
+	}
+	m.fns.set(name, nil)
+	m.AsyncBacklog.DeletePartialMatch(prometheus.Labels{"function": name})
+}
+
+// ForgetRemoved drops every series of function name, which is no longer
+// deployed, so that removed functions do not stay in scrapes for ever.
+func (m *Metrics) ForgetRemoved(name string) {
+	if m == nil {
+		return
+	}
+	m.ForgetFunction(name)
+	l := prometheus.Labels{"function": name}
+	for _, v := range []interface {
+		DeletePartialMatch(prometheus.Labels) int
+	}{m.GatewayRequests, m.GatewayDuration, m.GatewayInFlight, m.Instances, m.ColdStarts, m.ColdStartDuration, m.InstanceRestarts} {
+		v.DeletePartialMatch(l)
+	}
+}
+
 // functionStats exports the latest reports at scrape time.
 type functionStats struct {
 	mu sync.Mutex

@@ -139,4 +139,28 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	if v := scrape(t, url, "yard_async_backlog", map[string]string{"function": "echo"}); v != 0 {
 		t.Errorf("async backlog: %v, want 0", v)
 	}
+
+	// A removed function leaves the scrapes: no series names it any more.
+	if err := e.reg.Remove(context.Background(), "echo"); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("echo's series to go", func() bool {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(body), `function="echo"`) {
+			return true
+		}
+		var left []string
+		for _, line := range strings.Split(string(body), "\n") {
+			if strings.Contains(line, `function="echo"`) {
+				left = append(left, line)
+			}
+		}
+		t.Logf("still scraped: %s", strings.Join(left, "; "))
+		return false
+	})
 }

@@ -207,7 +207,14 @@ func (f *function) scaleStep(ctx context.Context, js jetstream.JetStream) {
 	spec := f.spec
 	f.mu.Unlock()
 	if spec == nil || spec.Version == 0 || !f.a.cluster.leads(f.name) {
-		return // one agent decides for each function; the others follow yard_scale
+		// One agent decides for each function, and reports its instances;
+		// the others follow yard_scale and report nothing of it.
+		if spec == nil {
+			f.a.cfg.Metrics.ForgetRemoved(f.name)
+		} else {
+			f.a.cfg.Metrics.ForgetFunction(f.name)
+		}
+		return
 	}
 	load := collectLoad(f.a.nc, f.name, 200*time.Millisecond)
 	backlog := asyncBacklog(ctx, js, f.name)
