@@ -45,7 +45,7 @@ func (g *Gateway) openAPI(w http.ResponseWriter, r *http.Request, p *Principal) 
 		}
 		specs = append(specs, *s)
 	}
-	doc, err := g.openAPIDocs.get(specs, openapi.Options{Title: "Switchyard", Version: "1", OIDC: g.tokens != nil})
+	doc, err := g.openAPIDocs.get(specs, openapi.Options{Title: "Switchyard", Version: "1", OIDC: g.tokens != nil, Operator: p.Operator})
 	if err != nil {
 		var se *openapi.SpecError
 		if errors.As(err, &se) {

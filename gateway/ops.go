@@ -29,8 +29,8 @@ const OpsPrefix = "/ops/"
 // short enough to poll every two seconds.
 const pingWait = 300 * time.Millisecond
 
-// opsFunction is one row of GET /ops/functions.
-type opsFunction struct {
+// OpsFunction is one row of GET /ops/functions.
+type OpsFunction struct {
 	Name        string   `json:"name"`
 	Description string   `json:"description,omitempty"`
 	Version     int      `json:"version"`
@@ -41,23 +41,23 @@ type opsFunction struct {
 	Schedules   []string `json:"schedules,omitempty"`
 }
 
-// opsInstance is one instance in GET /ops/functions/{name}/instances:
+// OpsInstance is one instance in GET /ops/functions/{name}/instances:
 // its micro counters summed over its endpoints, and the counters the
 // instance reports of itself. They only grow while the instance lives: a
 // reader's rate is the change between two reads.
-type opsInstance struct {
+type OpsInstance struct {
 	ID               string    `json:"id"`
 	Version          string    `json:"version"`
 	Started          time.Time `json:"started"`
 	Requests         int       `json:"requests"`
 	ProcessingTimeNs int64     `json:"processing_time_ns"`
-	instanceStats
+	InstanceStats
 }
 
-// instanceStats are the counters a function instance puts in its micro
+// InstanceStats are the counters a function instance puts in its micro
 // STATS (the Data of each endpoint): failed counts the calls that ended
 // in an error, whatever the error.
-type instanceStats struct {
+type InstanceStats struct {
 	InFlight       int     `json:"in_flight"`
 	Concurrency    int     `json:"concurrency"`
 	Completed      int64   `json:"completed"`
@@ -120,9 +120,9 @@ func (g *Gateway) opsFunctions(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	specs := g.cache.list()
-	out := make([]opsFunction, 0, len(specs))
+	out := make([]OpsFunction, 0, len(specs))
 	for _, s := range specs {
-		f := opsFunction{Name: s.Name, Description: s.Description, Version: s.Version, Access: string(s.AccessPolicy()),
+		f := OpsFunction{Name: s.Name, Description: s.Description, Version: s.Version, Access: string(s.AccessPolicy()),
 			Instances: counts[s.Name], State: runState(s, counts[s.Name])}
 		// Read-only: a listing never creates or changes a stream.
 		if active, err := invocation.ListSchedules(r.Context(), g.js, s.Name); err == nil {
@@ -171,9 +171,9 @@ func (g *Gateway) opsInstances(w http.ResponseWriter, name string) error {
 	if g.conn != nil {
 		stats, _ = fleet.Stats(g.conn, name, pingWait)
 	}
-	out := make([]opsInstance, 0, len(stats))
+	out := make([]OpsInstance, 0, len(stats))
 	for _, st := range stats {
-		in := opsInstance{ID: st.ID, Version: st.Version, Started: st.Started.UTC()}
+		in := OpsInstance{ID: st.ID, Version: st.Version, Started: st.Started.UTC()}
 		for _, e := range st.Endpoints {
 			if e == nil {
 				continue
@@ -182,12 +182,12 @@ func (g *Gateway) opsInstances(w http.ResponseWriter, name string) error {
 			in.ProcessingTimeNs += int64(e.ProcessingTime)
 			if len(e.Data) > 0 {
 				// Every endpoint carries the instance's own counters.
-				_ = json.Unmarshal(e.Data, &in.instanceStats)
+				_ = json.Unmarshal(e.Data, &in.InstanceStats)
 			}
 		}
 		out = append(out, in)
 	}
-	slices.SortFunc(out, func(a, b opsInstance) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b OpsInstance) int { return strings.Compare(a.ID, b.ID) })
 	writeJSON(w, http.StatusOK, map[string]any{"function": name, "at": time.Now().UTC(), "instances": out})
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -45,6 +46,14 @@ func TestOpsRoutes(t *testing.T) {
 	}
 	wantProblem(t, "caller replay", e.sendAs(e.req(http.MethodPost, "/ops/dlq/x/replay", ""), caller), http.StatusForbidden, wire.CodePermissionDenied)
 
+	// The OpenAPI document shows the /ops routes to operators alone.
+	if r := e.sendAs(e.req(http.MethodGet, "/openapi.json", ""), caller); r.status != 200 || strings.Contains(string(r.body), "/ops/") {
+		t.Errorf("a caller's /openapi.json: %d, mentions /ops/: %v", r.status, strings.Contains(string(r.body), "/ops/"))
+	}
+	if r := e.sendAs(e.req(http.MethodGet, "/openapi.json", ""), op); r.status != 200 || !strings.Contains(string(r.body), `"/ops/dlq/{id}/replay"`) {
+		t.Errorf("an operator's /openapi.json: %d, without the /ops routes", r.status)
+	}
+
 	get := func(path string, v any) {
 		t.Helper()
 		r := e.sendAs(e.req(http.MethodGet, path, ""), op)
@@ -55,7 +64,7 @@ func TestOpsRoutes(t *testing.T) {
 			t.Fatalf("GET %s: %v: %s", path, err, r.body)
 		}
 	}
-	var fns struct{ Functions []opsFunction }
+	var fns struct{ Functions []OpsFunction }
 	get("/ops/functions", &fns)
 	if len(fns.Functions) != 1 || fns.Functions[0].Name != "hello" || fns.Functions[0].Instances != 1 ||
 		fns.Functions[0].State != "running" || fns.Functions[0].Access != "public" {
@@ -68,7 +77,7 @@ func TestOpsRoutes(t *testing.T) {
 			t.Fatalf("failing call: %d %s", r.status, r.body)
 		}
 	}
-	var inst struct{ Instances []opsInstance }
+	var inst struct{ Instances []OpsInstance }
 	get("/ops/functions/hello/instances", &inst)
 	if len(inst.Instances) != 1 {
 		t.Fatalf("instances: %+v", inst.Instances)

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/switchyard-dev/switchyard/gateway"
+	"github.com/switchyard-dev/switchyard/internal/logtail"
 	"github.com/switchyard-dev/switchyard/internal/openapi"
 	"github.com/switchyard-dev/switchyard/runtime/invocation"
 	"github.com/switchyard-dev/switchyard/runtime/registry"
@@ -39,7 +40,7 @@ func jsonFields(t reflect.Type) []string {
 // The platform's schemas are written by hand; this holds them to the Go
 // types whose JSON they describe, so a field added there shows up here.
 func TestPlatformSchemasFollowTheGoTypes(t *testing.T) {
-	doc, err := openapi.Document(nil, openapi.Options{})
+	doc, err := openapi.Document(nil, openapi.Options{Operator: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,6 +53,10 @@ func TestPlatformSchemasFollowTheGoTypes(t *testing.T) {
 		"Error":        jsonFields(reflect.TypeFor[wire.Error]()),
 		"FieldError":   jsonFields(reflect.TypeFor[wire.FieldError]()),
 		"FunctionSpec": specFields,
+		"OpsFunction":  jsonFields(reflect.TypeFor[gateway.OpsFunction]()),
+		"OpsInstance":  jsonFields(reflect.TypeFor[gateway.OpsInstance]()),
+		"LogLine":      jsonFields(reflect.TypeFor[logtail.Line]()),
+		"DeadLetter":   jsonFields(reflect.TypeFor[invocation.DeadLetter]()),
 	} {
 		var got []string
 		for p := range schemaOf(t, doc, schema)["properties"].(map[string]any) {

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
 	"strings"
@@ -35,6 +36,8 @@ type Options struct {
 	// OIDC adds the oidc security scheme: set it when the gateway checks
 	// OIDC tokens (one without a verifier refuses them).
 	OIDC bool
+	// Operator adds the /ops routes, for the document of an operator key.
+	Operator bool
 }
 
 // SpecError is why one function cannot be described.
@@ -74,6 +77,10 @@ func Document(specs []registry.Spec, opts Options) ([]byte, error) {
 	paths := platformPaths(opts)
 	comps := components(opts)
 	compSchemas := comps["schemas"].(obj)
+	if opts.Operator {
+		maps.Copy(paths, opsPaths())
+		maps.Copy(compSchemas, opsSchemas())
+	}
 	var tags []any
 	var errs []error
 	for i, s := range sorted {
@@ -105,7 +112,7 @@ func Document(specs []registry.Spec, opts Options) ([]byte, error) {
 		JSONSchemaDialect: schemas.Draft202012,
 		Paths:             paths,
 		Components:        comps,
-		Tags:              append([]any{obj{"name": tagPlatform, "description": "Routes every gateway serves, whatever is deployed."}}, tags...),
+		Tags:              append(platformTags(opts), tags...),
 	}
 	if opts.ServerURL != "" {
 		if _, err := url.Parse(opts.ServerURL); err != nil {
@@ -125,6 +132,14 @@ func Document(specs []registry.Spec, opts Options) ([]byte, error) {
 
 // document is the top level, a struct so that its fields keep the order
 // readers expect; below it maps are written with sorted keys.
+func platformTags(opts Options) []any {
+	tags := []any{obj{"name": tagPlatform, "description": "Routes every gateway serves, whatever is deployed."}}
+	if opts.Operator {
+		tags = append(tags, obj{"name": tagOps, "description": "How the platform runs: for operator API keys only."})
+	}
+	return tags
+}
+
 type document struct {
 	OpenAPI           string `json:"openapi"`
 	Info              obj    `json:"info"`

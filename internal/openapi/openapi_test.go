@@ -105,7 +105,7 @@ func allSpecs(t testing.TB) []registry.Spec {
 	return append(shopSpecs(t), treeSpec(t))
 }
 
-var fullOptions = openapi.Options{Title: "Switchyard", Version: "test", ServerURL: "http://127.0.0.1:8080", OIDC: true}
+var fullOptions = openapi.Options{Title: "Switchyard", Version: "test", ServerURL: "http://127.0.0.1:8080", OIDC: true, Operator: true}
 
 func document(t testing.TB, specs []registry.Spec, opts openapi.Options) []byte {
 	t.Helper()
@@ -182,6 +182,30 @@ func TestValidOpenAPI31(t *testing.T) {
 			}
 			validate(t, document(t, in, opts))
 		})
+	}
+}
+
+// Functions named like the platform's tags keep every tag unique, as
+// OpenAPI requires.
+func TestFunctionsNamedLikeTags(t *testing.T) {
+	var specs []registry.Spec
+	for _, name := range []string{"platform", "operator", "ops"} {
+		s := treeSpec(t)
+		s.Name = name
+		specs = append(specs, s)
+	}
+	doc := document(t, specs, fullOptions)
+	validate(t, doc)
+	var d struct{ Tags []struct{ Name string } }
+	if err := json.Unmarshal(doc, &d); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, tag := range d.Tags {
+		if seen[tag.Name] {
+			t.Errorf("tag %q twice", tag.Name)
+		}
+		seen[tag.Name] = true
 	}
 }
 

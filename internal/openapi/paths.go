@@ -10,7 +10,9 @@ import (
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
-const tagPlatform = "platform"
+// Tags start with a capital, which no function name (and so no
+// function's tag) does.
+const tagPlatform = "Platform"
 
 // The security schemes, by their names under components.
 const (
