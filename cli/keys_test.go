@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -20,6 +21,7 @@ func TestKeys(t *testing.T) {
 		{"keys", "create", "shop", "--functions", "orders", "--rate", "fast"},
 		{"keys", "create", "shop", "--functions", "orders", "--rate", "50/d"},
 		{"keys", "create"},
+		{"keys", "create", "ops", "--operator", "--functions", "orders"},
 		{"keys", "revoke"},
 	} {
 		if r := yard(t, env, "", args...); r.code != ExitUsage || r.stderr == "" {
@@ -50,13 +52,23 @@ func TestKeys(t *testing.T) {
 		t.Errorf("create --json: %s", r.stdout)
 	}
 
+	r = yard(t, env, "", "keys", "create", "ops", "--operator", "--json")
+	var op map[string]any
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &op) != nil || op["operator"] != true || fmt.Sprint(op["functions"]) != "[*]" {
+		t.Fatalf("create --operator: %+v", r)
+	}
+	if created["operator"] != false {
+		t.Errorf("a plain key says operator %v", created["operator"])
+	}
+
 	r = yard(t, env, "", "keys", "ls")
-	if r.code != 0 || !regexpMatch(id+`\s+shop\s+inventory,orders\s+10/s\s+\S+\s+-`, r.stdout) || !strings.Contains(r.stdout, "admin") {
+	if r.code != 0 || !regexpMatch(id+`\s+shop\s+inventory,orders\s+10/s\s+\S+\s+-`, r.stdout) || !strings.Contains(r.stdout, "admin") ||
+		!regexpMatch(`ops\s+\* \(operator\)`, r.stdout) {
 		t.Fatalf("ls: %+v", r)
 	}
 	r = yard(t, env, "", "keys", "ls", "--json")
 	var rows []map[string]any
-	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &rows) != nil || len(rows) != 2 {
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &rows) != nil || len(rows) != 3 {
 		t.Fatalf("ls --json: %+v", r)
 	}
 	for _, row := range rows {
