@@ -276,7 +276,7 @@ type banner struct {
 func (b banner) extraLines(base string) string {
 	var s string
 	if b.consoleKey != "" {
-		s += fmt.Sprintf("  Console    %s/console/#key=%s   (a key for every function, until Ctrl-C)\n", base, b.consoleKey)
+		s += fmt.Sprintf("  Console    %s/console/#key=%s   (an operator key: every function, logs, dead letters; until Ctrl-C)\n", base, b.consoleKey)
 	}
 	if b.metricsAddr != "" {
 		s += fmt.Sprintf("  Metrics    http://%s/metrics\n", b.metricsAddr)
