@@ -380,6 +380,12 @@ func TestUp(t *testing.T) {
 		if b := opsGet("/ops/functions/greet/logs"); !strings.Contains(b, "msg=serving") || !strings.Contains(b, `"instance":"greet-v`) {
 			t.Errorf("/ops/functions/greet/logs: %s", b)
 		}
+		if b := opsGet("/ops/functions/greet/versions"); !regexpMatch(`"versions":\[\{"version":\d+,"deployed_at":"[^"]+","schema_hash":"sha256:`, b) || !strings.Contains(b, `"current":true`) {
+			t.Errorf("/ops/functions/greet/versions: %s", b)
+		}
+		if b := opsGet("/ops/functions/greet/invocations"); !strings.HasPrefix(b, `{"function":"greet","invocations":[`) {
+			t.Errorf("/ops/functions/greet/invocations: %s", b)
+		}
 		if b := opsGet("/ops/dlq"); b != `{"dead_letters":[]}`+"\n" {
 			t.Errorf("/ops/dlq: %q", b)
 		}

@@ -171,6 +171,7 @@ type Gateway struct {
 	cfg         Config
 	nc          Conn
 	conn        *nats.Conn // for micro discovery (the /ops routes)
+	reg         *registry.Registry
 	log         *slog.Logger
 	cache       *schemaCache
 	invocations *invocation.Store
@@ -221,7 +222,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	g := &Gateway{cfg: cfg, nc: nc, conn: nc, log: log, done: make(chan struct{}),
+	g := &Gateway{cfg: cfg, nc: nc, conn: nc, reg: reg, log: log, done: make(chan struct{}),
 		delivered: make(chan struct{}), invocations: inv, callbacks: callback.Policy{AllowPrivate: cfg.AllowPrivateCallbacks},
 		js: js, keys: keys, limiters: newRateLimiters(cfg.MaxLimiters), pub: nc.Publish, auditLim: newAuditLimiter(),
 		connLogLim: rate.NewLimiter(1, 1)}

@@ -100,6 +100,10 @@ func (g *Gateway) ops(w http.ResponseWriter, r *http.Request, p *Principal) erro
 		return get(func() error { return g.opsInstances(w, parts[1]) })
 	case len(parts) == 3 && parts[0] == "functions" && parts[2] == "logs":
 		return get(func() error { return g.opsLogs(w, r, parts[1]) })
+	case len(parts) == 3 && parts[0] == "functions" && parts[2] == "invocations":
+		return get(func() error { return g.opsInvocations(w, r, parts[1]) })
+	case len(parts) == 3 && parts[0] == "functions" && parts[2] == "versions":
+		return get(func() error { return g.opsVersions(w, r, parts[1]) })
 	case len(parts) == 1 && parts[0] == "dlq":
 		return get(func() error { return g.opsDeadLetters(w, r) })
 	case len(parts) == 3 && parts[0] == "dlq" && parts[2] == "replay":
@@ -108,7 +112,7 @@ func (g *Gateway) ops(w http.ResponseWriter, r *http.Request, p *Principal) erro
 		}
 		return g.opsReplay(w, r, p, parts[1])
 	}
-	return errorf(wire.CodeNotFound, "no route for %s; the /ops routes are functions, functions/{name}/instances, functions/{name}/logs, dlq and dlq/{id}/replay", r.URL.Path)
+	return errorf(wire.CodeNotFound, "no route for %s; the /ops routes are functions, functions/{name}/instances, functions/{name}/logs, functions/{name}/invocations, functions/{name}/versions, dlq and dlq/{id}/replay", r.URL.Path)
 }
 
 func (g *Gateway) opsFunctions(w http.ResponseWriter, r *http.Request) error {
@@ -216,6 +220,61 @@ func (g *Gateway) opsLogs(w http.ResponseWriter, r *http.Request, name string) e
 		return errorf(wire.CodeUnavailable, "the logs cannot be read now: %v", err)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"function": name, "lines": lines, "next": next})
+	return nil
+}
+
+// MaxRecent is the most records GET /ops/functions/{name}/invocations
+// answers.
+const MaxRecent = 200
+
+func (g *Gateway) opsInvocations(w http.ResponseWriter, r *http.Request, name string) error {
+	if err := g.known(name); err != nil {
+		return err
+	}
+	limit, err := queryUint(r.URL.Query(), "limit")
+	if err != nil {
+		return err
+	}
+	if limit > MaxRecent {
+		return invalid("", "limit is at most "+strconv.Itoa(MaxRecent), "invalid limit")
+	}
+	if limit == 0 {
+		limit = 20
+	}
+	recs, err := invocation.Recent(r.Context(), g.js, name, int(limit))
+	if err != nil {
+		return errorf(wire.CodeUnavailable, "the records cannot be read now: %v", err)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"function": name, "invocations": recs})
+	return nil
+}
+
+// OpsVersion is one deployed version in GET /ops/functions/{name}/versions.
+type OpsVersion struct {
+	Version     int                `json:"version"`
+	DeployedAt  time.Time          `json:"deployed_at,omitzero"`
+	SchemaHash  string             `json:"schema_hash"`
+	Description string             `json:"description,omitempty"`
+	Artifact    *registry.Artifact `json:"artifact,omitempty"`
+	Current     bool               `json:"current"`
+}
+
+func (g *Gateway) opsVersions(w http.ResponseWriter, r *http.Request, name string) error {
+	if err := g.known(name); err != nil {
+		return err
+	}
+	specs, err := g.reg.Versions(r.Context(), name)
+	if err != nil && !errors.Is(err, registry.ErrNotFound) {
+		return errorf(wire.CodeUnavailable, "the versions cannot be read now: %v", err)
+	}
+	cur, _ := g.cache.get(name)
+	out := make([]OpsVersion, 0, len(specs))
+	for i := len(specs) - 1; i >= 0; i-- { // newest first
+		s := specs[i]
+		out = append(out, OpsVersion{Version: s.Version, DeployedAt: s.DeployedAt.UTC(), SchemaHash: s.SchemaHash,
+			Description: s.Description, Artifact: s.Artifact, Current: cur != nil && cur.spec.Version == s.Version})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"function": name, "versions": out})
 	return nil
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/switchyard-dev/switchyard/internal/natstest"
 	"github.com/switchyard-dev/switchyard/runtime/fn"
 	"github.com/switchyard-dev/switchyard/runtime/invocation"
+	"github.com/switchyard-dev/switchyard/runtime/registry"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
@@ -127,6 +128,39 @@ func TestOpsRoutes(t *testing.T) {
 	if len(dlq.DeadLetters) != 0 {
 		t.Fatalf("dead letters after replay: %+v", dlq.DeadLetters)
 	}
+
+	// Recent invocations, newest first, each as its last update left it.
+	second := e.postAsync("hello", `{"name":"Bo","address":{"city":"Oslo"}}`, nil)
+	var acc2 accepted
+	if second.status != http.StatusAccepted || json.Unmarshal(second.body, &acc2) != nil {
+		t.Fatalf("async: %d %s", second.status, second.body)
+	}
+	e.waitRecord(acc2.ID)
+	var recent struct{ Invocations []invocation.Record }
+	get("/ops/functions/hello/invocations", &recent)
+	if len(recent.Invocations) != 2 || recent.Invocations[0].ID != acc2.ID || recent.Invocations[1].ID != acc.ID ||
+		recent.Invocations[0].Status != invocation.Succeeded || recent.Invocations[1].Status != invocation.Succeeded {
+		t.Fatalf("recent invocations: %+v", recent.Invocations)
+	}
+	get("/ops/functions/hello/invocations?limit=1", &recent)
+	if len(recent.Invocations) != 1 || recent.Invocations[0].ID != acc2.ID {
+		t.Fatalf("the newest invocation: %+v", recent.Invocations)
+	}
+	wantProblem(t, "big invocations limit", e.sendAs(e.req(http.MethodGet, "/ops/functions/hello/invocations?limit=5000", ""), op), http.StatusBadRequest, wire.CodeInvalidArgument)
+
+	// Versions: hello runs without a deploy and has none; a deployed
+	// function lists its versions newest first, the live one marked.
+	var vers struct{ Versions []OpsVersion }
+	get("/ops/functions/hello/versions", &vers)
+	if len(vers.Versions) != 0 {
+		t.Fatalf("versions of a function never deployed: %+v", vers.Versions)
+	}
+	deployTwice(t, e, "stock")
+	get("/ops/functions/stock/versions", &vers)
+	if len(vers.Versions) != 2 || vers.Versions[0].Version != 2 || !vers.Versions[0].Current || vers.Versions[1].Version != 1 ||
+		vers.Versions[1].Current || vers.Versions[1].DeployedAt.IsZero() {
+		t.Fatalf("versions: %+v", vers.Versions)
+	}
 	wantProblem(t, "replay twice", e.sendAs(e.req(http.MethodPost, "/ops/dlq/"+acc.ID+"/replay", ""), op), http.StatusNotFound, wire.CodeNotFound)
 	wantProblem(t, "replay a bad id", e.sendAs(e.req(http.MethodPost, "/ops/dlq/a*b/replay", ""), op), http.StatusBadRequest, wire.CodeInvalidArgument)
 	wantProblem(t, "GET replay", e.sendAs(e.req(http.MethodGet, "/ops/dlq/"+acc.ID+"/replay", ""), op), http.StatusMethodNotAllowed, wire.CodeMethodNotAllowed)
@@ -176,4 +210,30 @@ func TestOpsRoutes(t *testing.T) {
 	wantProblem(t, "big limit", e.sendAs(e.req(http.MethodGet, "/ops/functions/hello/logs?limit=100000", ""), op), http.StatusBadRequest, wire.CodeInvalidArgument)
 	wantProblem(t, "unknown function", e.sendAs(e.req(http.MethodGet, "/ops/functions/nope/logs", ""), op), http.StatusNotFound, wire.CodeNotFound)
 	wantProblem(t, "unknown route", e.sendAs(e.req(http.MethodGet, "/ops/nothing", ""), op), http.StatusNotFound, wire.CodeNotFound)
+}
+
+// deployTwice deploys two versions of a function with no instance.
+func deployTwice(t *testing.T, e *env, name string) {
+	t.Helper()
+	js, err := jetstream.New(e.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	reg, err := registry.Open(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		spec := &registry.Spec{Name: name, Description: fmt.Sprintf("take %d", i+1), InputSchema: json.RawMessage(`{"type":"object"}`),
+			OutputSchema: json.RawMessage(`{"type":"object"}`), Timeout: registry.Duration(time.Second)}
+		if _, err := reg.Deploy(ctx, spec, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	natstest.WaitFor(t, 5*time.Second, "gateway to learn "+name+" v2", func() bool {
+		f, ok := e.gw.cache.get(name)
+		return ok && f.spec.Version == 2
+	})
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -70,4 +71,52 @@ func Follow(ctx context.Context, w jetstream.KeyWatcher, ready func(), apply fun
 			}
 		}
 	}
+}
+
+// Window reads, oldest first, the messages of stream on subject filter
+// among its newest window messages of any subject (window 0: from after+1),
+// starting after sequence after, up to the newest there is when Window
+// begins: a busy stream cannot keep one read going. each returns false to
+// stop. It reports the sequence of the last message read (after when
+// none was).
+func Window(ctx context.Context, stream jetstream.Stream, filter string, after, window uint64, each func(jetstream.Msg, *jetstream.MsgMetadata) bool) (uint64, error) {
+	last, err := stream.GetLastMsgForSubject(ctx, filter)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return after, nil
+	}
+	if err != nil {
+		return after, err
+	}
+	if last.Sequence <= after {
+		return after, nil
+	}
+	start := after + 1
+	if window > 0 && last.Sequence >= window && last.Sequence-window+1 > start {
+		start = last.Sequence - window + 1
+	}
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: start,
+	})
+	if err != nil {
+		return after, err
+	}
+	seen := after
+	for seen < last.Sequence {
+		msg, err := cons.Next(jetstream.FetchMaxWait(2 * time.Second))
+		if err != nil {
+			if ctx.Err() != nil {
+				return seen, ctx.Err()
+			}
+			return seen, err
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			return seen, err
+		}
+		seen = meta.Sequence.Stream
+		if !each(msg, meta) || meta.NumPending == 0 {
+			break
+		}
+	}
+	return seen, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchyard-dev/switchyard/internal/jskv"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
@@ -54,52 +55,22 @@ func Read(ctx context.Context, js jetstream.JetStream, name string, after uint64
 		return nil, after, err
 	}
 	prefix := wire.LogsPrefix + name + "."
-	last, err := stream.GetLastMsgForSubject(ctx, prefix+"*")
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return []Line{}, after, nil
-	}
-	if err != nil {
-		return nil, after, fmt.Errorf("logs: %w", err)
-	}
-	if last.Sequence <= after {
-		return []Line{}, after, nil
-	}
-	start := after + 1
 	newest := after == 0
-	if newest && last.Sequence > window {
-		start = last.Sequence - window + 1
+	var win uint64
+	if newest {
+		win = window
 	}
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{prefix + "*"}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: start,
-	})
-	if err != nil {
-		return nil, after, fmt.Errorf("logs: %w", err)
-	}
-	next = after
 	lines = []Line{}
-	// Up to the last line that existed when Read began: a busy function
-	// cannot keep one Read going.
-	for next < last.Sequence && (newest || len(lines) < limit) {
-		msg, err := cons.Next(jetstream.FetchMaxWait(2 * time.Second))
-		if err != nil {
-			if len(lines) > 0 || ctx.Err() != nil {
-				break
-			}
-			return nil, after, fmt.Errorf("logs: %w", err)
-		}
-		meta, err := msg.Metadata()
-		if err != nil {
-			return nil, after, err
-		}
-		next = meta.Sequence.Stream
-		lines = append(lines, Line{Seq: next, Instance: strings.TrimPrefix(msg.Subject(), prefix), Time: meta.Timestamp.UTC(),
-			Line: strings.TrimSuffix(string(msg.Data()), "\n")})
+	next, err = jskv.Window(ctx, stream, prefix+"*", after, win, func(msg jetstream.Msg, meta *jetstream.MsgMetadata) bool {
+		lines = append(lines, Line{Seq: meta.Sequence.Stream, Instance: strings.TrimPrefix(msg.Subject(), prefix),
+			Time: meta.Timestamp.UTC(), Line: strings.TrimSuffix(string(msg.Data()), "\n")})
 		if newest && len(lines) > limit {
 			lines = lines[1:]
 		}
-		if meta.NumPending == 0 {
-			break
-		}
+		return newest || len(lines) < limit
+	})
+	if err != nil && len(lines) == 0 {
+		return nil, after, fmt.Errorf("logs: %w", err)
 	}
 	return lines, next, nil
 }

@@ -55,6 +55,7 @@ func TestPlatformSchemasFollowTheGoTypes(t *testing.T) {
 		"FunctionSpec": specFields,
 		"OpsFunction":  jsonFields(reflect.TypeFor[gateway.OpsFunction]()),
 		"OpsInstance":  jsonFields(reflect.TypeFor[gateway.OpsInstance]()),
+		"OpsVersion":   jsonFields(reflect.TypeFor[gateway.OpsVersion]()),
 		"LogLine":      jsonFields(reflect.TypeFor[logtail.Line]()),
 		"DeadLetter":   jsonFields(reflect.TypeFor[invocation.DeadLetter]()),
 	} {

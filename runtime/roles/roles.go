@@ -230,6 +230,9 @@ func Gateway() Rights {
 	for _, s := range []string{wire.StreamLogs, wire.StreamDLQ, wire.StreamSchedules} {
 		r.Publish = append(r.Publish, readStream(s)...)
 	}
+	// A function's recent records and its versions, for the same routes.
+	r.Publish = append(r.Publish, "$JS.API.CONSUMER.MSG.NEXT.KV_"+wire.BucketResults+".>")
+	r.Publish = append(r.Publish, readKV(wire.BucketVersions)...)
 	for _, b := range []string{wire.BucketFunctions, wire.BucketResults, wire.BucketKeys} {
 		r.Publish = append(r.Publish, readKV(b)...)
 	}
