@@ -553,6 +553,16 @@ func TestConsoleInBrowser(t *testing.T) {
 	b.until("its replay button", fmt.Sprintf(`!!document.querySelector('button[data-replay=%q]')`, ids[1]))
 	b.do("replay it", chromedp.Click(fmt.Sprintf(`button[data-replay=%q]`, ids[1])))
 	b.until("the second to succeed", `(document.querySelector("#inv-status") || {}).textContent === "succeeded"`)
+	// flaky's page lists both among its recent invocations, succeeded.
+	b.do("open flaky", chromedp.Navigate(base+"/console/#/fn/flaky"))
+	b.until("flaky's recent invocations", fmt.Sprintf(`(() => {
+		const rows = [...document.querySelectorAll("#recent-table tbody tr")];
+		const ok = (id) => rows.some(r => r.dataset.id === %q.replace("ID", id) && r.textContent.includes("succeeded"));
+		return ok(%q) && ok(%q);
+	})()`, "ID", ids[0], ids[1]))
+	if !eval[bool](b, `document.querySelector("#versions").textContent.includes("runs without a deploy")`) {
+		t.Errorf("flaky's versions: %s", eval[string](b, `document.querySelector("#versions").textContent`))
+	}
 	b.do("open the invocations again", chromedp.Navigate(base+"/console/#/invocations"))
 	b.until("no dead letters left", `(document.querySelector("#dead-letters") || {}).textContent?.includes("No dead letters.")`)
 

@@ -150,6 +150,8 @@ const fnPath = (name) => "/ops/functions/" + encodeURIComponent(name);
 export const opsFunctions = (opts) => request("GET", "/ops/functions", opts);
 export const opsInstances = (name, opts) => request("GET", fnPath(name) + "/instances", opts);
 export const opsLogs = (name, after, opts) => request("GET", fnPath(name) + "/logs" + (after ? "?after=" + after : ""), opts);
+export const opsInvocations = (name, opts) => request("GET", fnPath(name) + "/invocations", opts);
+export const opsVersions = (name, opts) => request("GET", fnPath(name) + "/versions", opts);
 export const opsDeadLetters = (fn, opts) => request("GET", "/ops/dlq" + (fn ? "?function=" + encodeURIComponent(fn) : ""), opts);
 export const replay = (id, opts) => request("POST", "/ops/dlq/" + encodeURIComponent(id) + "/replay", opts);
 

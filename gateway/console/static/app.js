@@ -348,13 +348,13 @@ async function functionPage(name, signal) {
   ]);
   if (await api.isOperator(signal)) {
     if (signal.aborted) return;
-    append(main, [instancesCard(name, signal), logsCard(name, signal), deadLettersCard(name, signal)]);
+    append(main, [instancesCard(name, signal), recentCard(name, signal), logsCard(name, signal),
+      deadLettersCard(name, signal), versionsCard(name, signal)]);
   } else {
     append(main, [opsNote()]);
   }
   append(main, [unavailable("Not available yet", [
-    "earlier versions, and rolling back to one (yard rollback " + name + " does it)",
-    "every recent invocation (the API lists none; those queued from this tab are under Invocations, failed ones under Dead letters)",
+    "rolling back to an earlier version (yard rollback " + name + " --to N does it)",
   ])]);
 }
 
@@ -565,6 +565,78 @@ function logsCard(name, signal) {
     }
   })();
   return card;
+}
+
+// recentCard lists a function's recently updated invocation records.
+function recentCard(name, signal) {
+  const body = h("div", { id: "recent" }, h("p", { class: "muted", text: "Reading…" }));
+  const refresh = h("button", { type: "button", class: "secondary small", text: "Refresh" });
+  const load = async () => {
+    let r;
+    try {
+      r = await api.opsInvocations(name, { signal });
+    } catch (e) {
+      if (signal.aborted) return;
+      clear(body);
+      append(body, [problemBox(e)]);
+      return;
+    }
+    if (signal.aborted) return;
+    const list = Array.isArray(r.body && r.body.invocations) ? r.body.invocations : [];
+    clear(body);
+    if (!list.length) {
+      append(body, [h("p", { class: "muted", text: "No async invocation, event or schedule tick of " + name + " in the latest records." })]);
+      return;
+    }
+    append(body, [h("div", { class: "table-wrap" }, h("table", { class: "list", id: "recent-table" },
+      h("caption", { class: "visually-hidden", text: "Recent invocations of " + name }),
+      h("thead", null, h("tr", null, ["Invocation", "Status", "Attempts", "Queued", "Finished"].map((t) => h("th", { scope: "col", text: t })))),
+      h("tbody", null, list.map((x) => h("tr", { "data-id": x.id },
+        h("th", { scope: "row", "data-label": "Invocation" }, h("a", { href: route("invocations", x.id) }, h("code", { text: x.id }))),
+        h("td", { "data-label": "Status" }, h("span", { class: "badge status-" + String(x.status || "").replace(/[^a-z]/g, ""), text: x.status || "?" })),
+        h("td", { "data-label": "Attempts", class: "num", text: String(x.attempts || 0) + (x.max_attempts ? " of " + x.max_attempts : "") }),
+        h("td", { "data-label": "Queued" }, when(x.created_at)),
+        h("td", { "data-label": "Finished" }, x.finished_at ? when(x.finished_at) : "—"))))))]);
+  };
+  refresh.addEventListener("click", load);
+  load();
+  return h("section", { class: "card", "aria-labelledby": "recent-title" },
+    h("div", { class: "card-head" }, h("h2", { id: "recent-title", text: "Recent invocations" }), refresh),
+    h("p", { class: "muted", text: "Async invocations, events and schedule ticks, newest first (sync calls leave no record)." }),
+    body);
+}
+
+// versionsCard lists a function's deployed versions.
+function versionsCard(name, signal) {
+  const body = h("div", { id: "versions" }, h("p", { class: "muted", text: "Reading…" }));
+  (async () => {
+    let r;
+    try {
+      r = await api.opsVersions(name, { signal });
+    } catch (e) {
+      if (signal.aborted) return;
+      clear(body);
+      append(body, [problemBox(e)]);
+      return;
+    }
+    if (signal.aborted) return;
+    const list = Array.isArray(r.body && r.body.versions) ? r.body.versions : [];
+    clear(body);
+    if (!list.length) {
+      append(body, [h("p", { class: "muted", text: name + " runs without a deploy (registered by its instance), so it has no versions." })]);
+      return;
+    }
+    append(body, [h("div", { class: "table-wrap" }, h("table", { class: "list", id: "versions-table" },
+      h("caption", { class: "visually-hidden", text: "Versions of " + name }),
+      h("thead", null, h("tr", null, ["Version", "Deployed", "Schema", "Description"].map((t) => h("th", { scope: "col", text: t })))),
+      h("tbody", null, list.map((v) => h("tr", { "data-version": String(v.version) },
+        h("th", { scope: "row", "data-label": "Version" }, "v" + v.version, v.current ? [" ", h("span", { class: "badge ok", text: "live" })] : null),
+        h("td", { "data-label": "Deployed" }, when(v.deployed_at)),
+        h("td", { "data-label": "Schema" }, h("code", { title: v.schema_hash || "", text: String(v.schema_hash || "").slice(0, 19) })),
+        h("td", { "data-label": "Description", class: "wrap", text: v.description || "—" }))))))]);
+  })();
+  return h("section", { class: "card", "aria-labelledby": "versions-title" },
+    h("h2", { id: "versions-title", text: "Versions" }), body);
 }
 
 // deadLettersCard lists the dead letters of fn (all when ""), each with
