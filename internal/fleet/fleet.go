@@ -7,6 +7,8 @@ package fleet
 import (
 	"context"
 	"encoding/json"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -56,10 +58,14 @@ func Ping(nc *nats.Conn, name string, wait time.Duration) ([]micro.Ping, error) 
 }
 
 // Stats returns the micro STATS of every instance of a function that
-// answers within wait.
+// answers within wait, or of every service when name is empty.
 func Stats(nc *nats.Conn, name string, wait time.Duration) ([]micro.Stats, error) {
+	subject := "$SRV.STATS"
+	if name != "" {
+		subject += "." + name
+	}
 	var out []micro.Stats
-	err := collect(nc, "$SRV.STATS."+name, wait, func(m *nats.Msg) {
+	err := collect(nc, subject, wait, func(m *nats.Msg) {
 		var st micro.Stats
 		if json.Unmarshal(m.Data, &st) == nil {
 			out = append(out, st)
@@ -91,4 +97,53 @@ func Activate(ctx context.Context, nc Requester, name string, deadline time.Time
 		return e
 	}
 	return nil
+}
+
+// atOnce bounds the discovery requests StatsEach and PingEach have out at
+// a time.
+const atOnce = 64
+
+// StatsEach is Stats of each named function, asked many at a time, each
+// on its own subject ($SRV.STATS.<name>): only the per-name subject, which
+// an instance may subscribe to for its own name alone, keeps one function
+// from answering as another. Replies naming another service are dropped.
+func StatsEach(nc *nats.Conn, names []string, wait time.Duration) map[string][]micro.Stats {
+	return each(names, func(name string) []micro.Stats {
+		stats, _ := Stats(nc, name, wait)
+		return slices.DeleteFunc(stats, func(st micro.Stats) bool { return st.Name != name })
+	})
+}
+
+// PingEach counts the instances of each named function that answer a
+// PING on $SRV.PING.<name> within wait (see StatsEach).
+func PingEach(nc *nats.Conn, names []string, wait time.Duration) map[string]int {
+	pings := each(names, func(name string) []micro.Ping {
+		p, _ := Ping(nc, name, wait)
+		return slices.DeleteFunc(p, func(p micro.Ping) bool { return p.Name != name })
+	})
+	out := make(map[string]int, len(pings))
+	for name, p := range pings {
+		out[name] = len(p)
+	}
+	return out
+}
+
+func each[T any](names []string, ask func(string) []T) map[string][]T {
+	out := make(map[string][]T, len(names))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, atOnce)
+	for _, name := range names {
+		wg.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			got := ask(name)
+			mu.Lock()
+			out[name] = got
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return out
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
 
 	"github.com/switchyard-dev/switchyard/internal/fleet"
 	"github.com/switchyard-dev/switchyard/internal/metrics"
@@ -127,6 +128,11 @@ func (a *Agent) activate(ctx context.Context, m *nats.Msg) {
 	// The instance may start on any agent: wait until one answers a ping.
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		if f.readyCount(spec.Version) > 0 || a.anyInstance(name) {
+			// The caller's request comes now: the idle period starts here,
+			// not when a start that took longer than it began.
+			f.mu.Lock()
+			f.lastActive = time.Now()
+			f.mu.Unlock()
 			reply(nil)
 			return
 		}
@@ -181,8 +187,15 @@ func (a *Agent) scaleLoop(ctx context.Context) {
 			fns = append(fns, f)
 		}
 		a.mu.Unlock()
+		// The functions' STATS are asked for at once, so that a pass fits
+		// in its interval with many functions deployed.
+		names := make([]string, 0, len(fns))
 		for _, f := range fns {
-			f.scaleStep(ctx, js)
+			names = append(names, f.name)
+		}
+		loads := collectLoads(a.nc, names, statsWait)
+		for _, f := range fns {
+			f.scaleStep(ctx, js, loads[f.name])
 		}
 		a.recordInstances()
 	}
@@ -202,7 +215,10 @@ func (a *Agent) recordInstances() {
 	}
 }
 
-func (f *function) scaleStep(ctx context.Context, js jetstream.JetStream) {
+// statsWait is how long a scale pass collects micro STATS replies.
+const statsWait = 200 * time.Millisecond
+
+func (f *function) scaleStep(ctx context.Context, js jetstream.JetStream, load load) {
 	f.mu.Lock()
 	spec := f.spec
 	f.mu.Unlock()
@@ -216,7 +232,6 @@ func (f *function) scaleStep(ctx context.Context, js jetstream.JetStream) {
 		}
 		return
 	}
-	load := collectLoad(f.a.nc, f.name, 200*time.Millisecond)
 	backlog := asyncBacklog(ctx, js, f.name)
 	if m := f.a.cfg.Metrics; m != nil {
 		// The agent that scales a function reports its instances' stats.
@@ -274,50 +289,60 @@ type load struct {
 	byInstance map[string]metrics.FunctionStats
 }
 
-func collectLoad(nc *nats.Conn, name string, wait time.Duration) load {
-	var l load
-	stats, _ := fleet.Stats(nc, name, wait)
-	for _, st := range stats {
-		l.instances++
-		for _, ep := range st.Endpoints {
-			l.count += int64(ep.NumRequests)
+// collectLoads asks the instances of each function for their STATS (see
+// fleet.StatsEach) and sums each function's replies.
+func collectLoads(nc *nats.Conn, names []string, wait time.Duration) map[string]load {
+	out := make(map[string]load, len(names))
+	for name, stats := range fleet.StatsEach(nc, names, wait) {
+		var l load
+		for _, st := range stats {
+			l.add(st)
 		}
-		// Every endpoint of an instance reports the same instance-wide
-		// counters; count them once.
-		if len(st.Endpoints) > 0 {
-			var d struct {
-				InFlight     int               `json:"in_flight"`
-				Completed    int64             `json:"completed"`
-				Failed       int64             `json:"failed"`
-				Handler      float64           `json:"handler_seconds"`
-				Retries      int64             `json:"retries"`
-				DeadLetters  int64             `json:"dead_letters"`
-				TicksRun     int64             `json:"ticks_run"`
-				TicksSkipped int64             `json:"ticks_skipped"`
-				Breakers     map[string]string `json:"breakers"`
+		out[name] = l
+	}
+	return out
+}
+
+// add counts one instance's STATS in l.
+func (l *load) add(st micro.Stats) {
+	l.instances++
+	for _, ep := range st.Endpoints {
+		l.count += int64(ep.NumRequests)
+	}
+	// Every endpoint of an instance reports the same instance-wide
+	// counters; count them once.
+	if len(st.Endpoints) > 0 {
+		var d struct {
+			InFlight     int               `json:"in_flight"`
+			Completed    int64             `json:"completed"`
+			Failed       int64             `json:"failed"`
+			Handler      float64           `json:"handler_seconds"`
+			Retries      int64             `json:"retries"`
+			DeadLetters  int64             `json:"dead_letters"`
+			TicksRun     int64             `json:"ticks_run"`
+			TicksSkipped int64             `json:"ticks_skipped"`
+			Breakers     map[string]string `json:"breakers"`
+		}
+		if json.Unmarshal(st.Endpoints[0].Data, &d) == nil {
+			l.count += d.Completed + d.Failed
+			l.inFlight += d.InFlight
+			l.stats.InFlight += d.InFlight
+			if l.byInstance == nil {
+				l.byInstance = map[string]metrics.FunctionStats{}
 			}
-			if json.Unmarshal(st.Endpoints[0].Data, &d) == nil {
-				l.count += d.Completed + d.Failed
-				l.inFlight += d.InFlight
-				l.stats.InFlight += d.InFlight
-				if l.byInstance == nil {
-					l.byInstance = map[string]metrics.FunctionStats{}
+			l.byInstance[st.ID] = metrics.FunctionStats{Handled: uint64(d.Completed + d.Failed), Errors: uint64(d.Failed),
+				HandlerSeconds: d.Handler, Retries: d.Retries, DeadLetters: d.DeadLetters, TicksRun: d.TicksRun, TicksSkipped: d.TicksSkipped}
+			for target, state := range d.Breakers {
+				// One instance's open breaker is the function's.
+				if l.stats.Breakers == nil {
+					l.stats.Breakers = map[string]string{}
 				}
-				l.byInstance[st.ID] = metrics.FunctionStats{Handled: uint64(d.Completed + d.Failed), Errors: uint64(d.Failed),
-					HandlerSeconds: d.Handler, Retries: d.Retries, DeadLetters: d.DeadLetters, TicksRun: d.TicksRun, TicksSkipped: d.TicksSkipped}
-				for target, state := range d.Breakers {
-					// One instance's open breaker is the function's.
-					if l.stats.Breakers == nil {
-						l.stats.Breakers = map[string]string{}
-					}
-					if cur := l.stats.Breakers[target]; cur == "" || cur == "closed" {
-						l.stats.Breakers[target] = state
-					}
+				if cur := l.stats.Breakers[target]; cur == "" || cur == "closed" {
+					l.stats.Breakers[target] = state
 				}
 			}
 		}
 	}
-	return l
 }
 
 // counters folds a pass's reports into counters that only grow: each
