@@ -28,6 +28,12 @@ func (g *Gateway) observeInvoke(r *http.Request, name string) func(error) {
 	inFlight.Inc()
 	return func(err error) {
 		inFlight.Dec()
+		if _, known := g.cache.get(name); !known {
+			// Removed while the request ran: its series are gone, and
+			// recording now would bring them back for good.
+			m.ForgetRemoved(name)
+			return
+		}
 		code := ok
 		if err != nil {
 			code = errorStatus(err)

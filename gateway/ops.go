@@ -116,14 +116,15 @@ func (g *Gateway) ops(w http.ResponseWriter, r *http.Request, p *Principal) erro
 }
 
 func (g *Gateway) opsFunctions(w http.ResponseWriter, r *http.Request) error {
+	specs := g.cache.list()
 	counts := map[string]int{}
 	if g.conn != nil {
-		pings, _ := fleet.Ping(g.conn, "", pingWait)
-		for _, p := range pings {
-			counts[p.Name]++
+		names := make([]string, 0, len(specs))
+		for _, s := range specs {
+			names = append(names, s.Name)
 		}
+		counts = fleet.PingEach(g.conn, names, pingWait)
 	}
-	specs := g.cache.list()
 	out := make([]OpsFunction, 0, len(specs))
 	for _, s := range specs {
 		f := OpsFunction{Name: s.Name, Description: s.Description, Version: s.Version, Access: string(s.AccessPolicy()),
@@ -173,7 +174,7 @@ func (g *Gateway) opsInstances(w http.ResponseWriter, name string) error {
 	}
 	var stats []micro.Stats
 	if g.conn != nil {
-		stats, _ = fleet.Stats(g.conn, name, pingWait)
+		stats = fleet.StatsEach(g.conn, []string{name}, pingWait)[name]
 	}
 	out := make([]OpsInstance, 0, len(stats))
 	for _, st := range stats {
@@ -290,8 +291,11 @@ func (g *Gateway) opsDeadLetters(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if limit == 0 || limit > 1000 {
-		limit = min(max(limit, 100), 1000)
+	if limit > 1000 {
+		return invalid("", "limit is at most 1000", "invalid limit")
+	}
+	if limit == 0 {
+		limit = 100
 	}
 	letters, err := g.invocations.DeadLetters(r.Context(), name, int(limit))
 	if err != nil {
@@ -308,9 +312,19 @@ func (g *Gateway) opsReplay(w http.ResponseWriter, r *http.Request, p *Principal
 	if invocation.ValidateID(id) != nil {
 		return invalid("", "an invocation id is 1 to 64 characters of A-Z a-z 0-9 - _", "invalid invocation id")
 	}
-	rec, err := g.invocations.Requeue(r.Context(), id)
+	seq, err := queryUint(r.URL.Query(), "seq")
+	if err != nil {
+		return err
+	}
+	rec, err := g.invocations.Requeue(r.Context(), id, seq, func(fn string) bool {
+		_, ok := g.cache.get(fn) // deployed, or registered by a running instance
+		return ok
+	})
 	if errors.Is(err, invocation.ErrNotFound) {
-		return errorf(wire.CodeNotFound, "no dead letter for invocation %q", id)
+		return errorf(wire.CodeNotFound, "no dead letter for invocation %q (give ?seq= from GET /ops/dlq for one older than its record)", id)
+	}
+	if errors.Is(err, invocation.ErrGone) {
+		return errorf(wire.CodeConflict, "%v", err)
 	}
 	if err != nil {
 		return errorf(wire.CodeUnavailable, "could not replay %s: %v", id, err)

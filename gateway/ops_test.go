@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard-dev/switchyard/internal/apikeys"
@@ -165,6 +166,37 @@ func TestOpsRoutes(t *testing.T) {
 	wantProblem(t, "replay a bad id", e.sendAs(e.req(http.MethodPost, "/ops/dlq/a*b/replay", ""), op), http.StatusBadRequest, wire.CodeInvalidArgument)
 	wantProblem(t, "GET replay", e.sendAs(e.req(http.MethodGet, "/ops/dlq/"+acc.ID+"/replay", ""), op), http.StatusMethodNotAllowed, wire.CodeMethodNotAllowed)
 
+	// A dead letter of a function no longer in the registry stays put:
+	// nothing would take the work.
+	deployTwice(t, e, "gone")
+	js0, _ := jetstream.New(e.nc)
+	ctx0, cancel0 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel0()
+	if _, err := js0.PublishMsg(ctx0, &nats.Msg{Subject: wire.DLQPrefix + "gone", Data: []byte(`{}`),
+		Header: nats.Header{wire.HeaderInvocationID: {"gone-1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	reg, err := registry.Open(ctx0, js0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Remove(ctx0, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	natstest.WaitFor(t, 5*time.Second, "gateway to forget gone", func() bool { _, ok := e.gw.cache.get("gone"); return !ok })
+	get("/ops/dlq?function=gone", &dlq)
+	if len(dlq.DeadLetters) != 1 {
+		t.Fatalf("gone's dead letters: %+v", dlq.DeadLetters)
+	}
+	goneSeq := dlq.DeadLetters[0].Seq
+	wantProblem(t, "replay for a removed function", e.sendAs(e.req(http.MethodPost, fmt.Sprintf("/ops/dlq/gone-1/replay?seq=%d", goneSeq), ""), op), http.StatusConflict, wire.CodeConflict)
+	wantProblem(t, "replay with another letter's seq", e.sendAs(e.req(http.MethodPost, fmt.Sprintf("/ops/dlq/%s/replay?seq=%d", acc.ID, goneSeq), ""), op), http.StatusNotFound, wire.CodeNotFound)
+	get("/ops/dlq?function=gone", &dlq)
+	if len(dlq.DeadLetters) != 1 {
+		t.Fatalf("gone's dead letter after refused replays: %+v", dlq.DeadLetters)
+	}
+	wantProblem(t, "big dlq limit", e.sendAs(e.req(http.MethodGet, "/ops/dlq?limit=5000", ""), op), http.StatusBadRequest, wire.CodeInvalidArgument)
+
 	// Logs: what agents ship to yard.logs.<name>.<instance>, by sequence.
 	var logs struct {
 		Lines []logtail.Line
@@ -205,6 +237,11 @@ func TestOpsRoutes(t *testing.T) {
 	get(fmt.Sprintf("/ops/functions/hello/logs?after=%d", logs.Next), &logs)
 	if len(logs.Lines) != 0 {
 		t.Fatalf("nothing new: %+v", logs)
+	}
+	// A sequence past the stream's end (YARD_LOGS made anew) starts over.
+	get("/ops/functions/hello/logs?after=999999", &logs)
+	if len(logs.Lines) != 6 || logs.Lines[5].Line != "line 5" {
+		t.Fatalf("lines after a sequence past the end: %+v", logs)
 	}
 	wantProblem(t, "bad after", e.sendAs(e.req(http.MethodGet, "/ops/functions/hello/logs?after=-1", ""), op), http.StatusBadRequest, wire.CodeInvalidArgument)
 	wantProblem(t, "big limit", e.sendAs(e.req(http.MethodGet, "/ops/functions/hello/logs?limit=100000", ""), op), http.StatusBadRequest, wire.CodeInvalidArgument)

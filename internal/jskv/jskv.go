@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -78,8 +77,13 @@ func Follow(ctx context.Context, w jetstream.KeyWatcher, ready func(), apply fun
 // starting after sequence after, up to the newest there is when Window
 // begins: a busy stream cannot keep one read going. each returns false to
 // stop. It reports the sequence of the last message read (after when
-// none was).
-func Window(ctx context.Context, stream jetstream.Stream, filter string, after, window uint64, each func(jetstream.Msg, *jetstream.MsgMetadata) bool) (uint64, error) {
+// none was). A sequence past the stream's end (the stream was made anew)
+// counts as 0.
+//
+// It reads with one get a message (next by subject), never through a
+// consumer: a reader needs the right to get messages, not to create
+// consumers, which could deliver the stream anywhere.
+func Window(ctx context.Context, stream jetstream.Stream, filter string, after, window uint64, each func(*jetstream.RawStreamMsg) bool) (uint64, error) {
 	last, err := stream.GetLastMsgForSubject(ctx, filter)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return after, nil
@@ -87,36 +91,45 @@ func Window(ctx context.Context, stream jetstream.Stream, filter string, after, 
 	if err != nil {
 		return after, err
 	}
-	if last.Sequence <= after {
-		return after, nil
+	if after > 0 && last.Sequence <= after {
+		if end := streamEnd(ctx, stream); end == 0 || after <= end {
+			return after, nil
+		}
+		after = 0 // the stream ends before after: it was made anew
 	}
 	start := after + 1
 	if window > 0 && last.Sequence >= window && last.Sequence-window+1 > start {
 		start = last.Sequence - window + 1
 	}
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: start,
-	})
-	if err != nil {
-		return after, err
-	}
 	seen := after
-	for seen < last.Sequence {
-		msg, err := cons.Next(jetstream.FetchMaxWait(2 * time.Second))
-		if err != nil {
-			if ctx.Err() != nil {
-				return seen, ctx.Err()
-			}
+	for seq := start; seq <= last.Sequence; {
+		if err := ctx.Err(); err != nil {
 			return seen, err
 		}
-		meta, err := msg.Metadata()
-		if err != nil {
-			return seen, err
-		}
-		seen = meta.Sequence.Stream
-		if !each(msg, meta) || meta.NumPending == 0 {
+		msg, err := stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			break
 		}
+		if err != nil {
+			return seen, err
+		}
+		if msg.Sequence > last.Sequence {
+			break
+		}
+		seen = msg.Sequence
+		if !each(msg) {
+			break
+		}
+		seq = msg.Sequence + 1
 	}
 	return seen, nil
+}
+
+// streamEnd is the stream's last sequence, 0 when unknown.
+func streamEnd(ctx context.Context, stream jetstream.Stream) uint64 {
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return 0
+	}
+	return info.State.LastSeq
 }

@@ -29,8 +29,9 @@ const (
 	DefaultLimit = 100
 	MaxLimit     = 1000
 	// window bounds the messages a first Read looks back through for the
-	// last lines: YARD_LOGS interleaves every function's lines.
-	window = 20000
+	// last lines: YARD_LOGS interleaves every function's lines, and each
+	// line of this function among them is one get.
+	window = 5000
 )
 
 // ErrNoLogs: YARD_LOGS does not exist yet (no agent has run a function).
@@ -61,9 +62,9 @@ func Read(ctx context.Context, js jetstream.JetStream, name string, after uint64
 		win = window
 	}
 	lines = []Line{}
-	next, err = jskv.Window(ctx, stream, prefix+"*", after, win, func(msg jetstream.Msg, meta *jetstream.MsgMetadata) bool {
-		lines = append(lines, Line{Seq: meta.Sequence.Stream, Instance: strings.TrimPrefix(msg.Subject(), prefix),
-			Time: meta.Timestamp.UTC(), Line: strings.TrimSuffix(string(msg.Data()), "\n")})
+	next, err = jskv.Window(ctx, stream, prefix+"*", after, win, func(msg *jetstream.RawStreamMsg) bool {
+		lines = append(lines, Line{Seq: msg.Sequence, Instance: strings.TrimPrefix(msg.Subject, prefix),
+			Time: msg.Time.UTC(), Line: strings.TrimSuffix(string(msg.Data), "\n")})
 		if newest && len(lines) > limit {
 			lines = lines[1:]
 		}

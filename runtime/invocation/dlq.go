@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchyard-dev/switchyard/internal/jskv"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
@@ -38,27 +39,13 @@ func (s *Store) DeadLetters(ctx context.Context, name string, limit int) ([]Dead
 		}
 		filter = subj
 	}
-	cons, err := s.dlq.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	out := []DeadLetter{}
+	_, err := jskv.Window(ctx, s.dlq, filter, 0, 0, func(m *jetstream.RawStreamMsg) bool {
+		out = append(out, decodeDeadLetter(m.Sequence, m.Time, m.Subject, m.Header, m.Data))
+		return limit == 0 || len(out) < limit
+	})
 	if err != nil {
-		return nil, fmt.Errorf("invocation: read DLQ: %w", err)
-	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return nil, err
-	}
-	pending := info.NumPending
-	var out []DeadLetter
-	for pending > 0 && (limit == 0 || len(out) < limit) {
-		msg, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
-		if err != nil {
-			return out, fmt.Errorf("invocation: read DLQ: %w", err)
-		}
-		meta, err := msg.Metadata()
-		if err != nil {
-			return out, err
-		}
-		out = append(out, decodeDeadLetter(meta.Sequence.Stream, meta.Timestamp, msg.Subject(), msg.Headers(), msg.Data()))
-		pending = meta.NumPending
+		return out, fmt.Errorf("invocation: read DLQ: %w", err)
 	}
 	return out, nil
 }
@@ -89,7 +76,7 @@ func decodeDeadLetter(seq uint64, at time.Time, subject string, h nats.Header, d
 // Replay sends the dead letter of invocation id back to the work queue,
 // with its attempts reset, and removes it from the DLQ.
 func (s *Store) Replay(ctx context.Context, id string) (*Record, error) {
-	seq, err := s.findDeadLetter(ctx, id)
+	seq, err := s.findDeadLetter(ctx, id, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -100,13 +87,37 @@ func (s *Store) Replay(ctx context.Context, id string) (*Record, error) {
 // gateway): the dead letter goes back to the work queue and leaves the
 // DLQ, and the record keeps saying "dead" until the instance that takes
 // the work writes "running". The record returned is the one to expect.
-func (s *Store) Requeue(ctx context.Context, id string) (*Record, error) {
-	seq, err := s.findDeadLetter(ctx, id)
+// seq, when not 0, is the dead letter's sequence (from DeadLetters): it
+// must hold id. Without it, the record names the sequence, or the first
+// 1,000 dead letters are searched. A dead letter of a function that is
+// not in the registry any more (deployed reports false) is left where it
+// is, since nothing would take the work: the error wraps ErrGone.
+func (s *Store) Requeue(ctx context.Context, id string, seq uint64, deployed func(function string) bool) (*Record, error) {
+	if seq == 0 {
+		var err error
+		if seq, err = s.findDeadLetter(ctx, id, 1000); err != nil {
+			return nil, err
+		}
+	}
+	raw, err := s.dlq.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, fmt.Errorf("%w: dead letter %d is gone", ErrNotFound, seq)
+	}
 	if err != nil {
 		return nil, err
 	}
+	d := decodeDeadLetter(seq, raw.Time, raw.Subject, raw.Header, raw.Data)
+	if d.ID != id || !strings.HasPrefix(raw.Subject, wire.DLQPrefix) {
+		return nil, fmt.Errorf("%w: dead letter %d is not %s's", ErrNotFound, seq, id)
+	}
+	if deployed != nil && !deployed(d.Function) {
+		return nil, fmt.Errorf("%w: %s is not in the registry any more; its dead letter stays", ErrGone, d.Function)
+	}
 	return s.replaySeq(ctx, seq, false)
 }
+
+// ErrGone: the dead letter's function is not in the registry any more.
+var ErrGone = errors.New("function gone")
 
 // ReplayAll replays every dead letter of a function and returns how many.
 func (s *Store) ReplayAll(ctx context.Context, name string) (int, error) {
@@ -122,12 +133,14 @@ func (s *Store) ReplayAll(ctx context.Context, name string) (int, error) {
 	return len(letters), nil
 }
 
-func (s *Store) findDeadLetter(ctx context.Context, id string) (uint64, error) {
+// findDeadLetter finds the sequence of id's dead letter: its record's,
+// else by searching the first max dead letters (0: all).
+func (s *Store) findDeadLetter(ctx context.Context, id string, max int) (uint64, error) {
 	if rec, err := s.Get(ctx, id); err == nil && rec.DLQSeq != 0 {
 		return rec.DLQSeq, nil
 	}
 	// The record may have expired before the dead letter did: search.
-	letters, err := s.DeadLetters(ctx, "", 0)
+	letters, err := s.DeadLetters(ctx, "", max)
 	if err != nil {
 		return 0, err
 	}

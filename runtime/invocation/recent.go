@@ -15,9 +15,10 @@ import (
 )
 
 // recentWindow bounds the updates of yard_results Recent looks back
-// through: every function's records share the bucket, and each invocation
-// writes its record two or three times.
-const recentWindow = 20000
+// through: every function's records share the bucket, each invocation
+// writes its record two or three times, and each update of this
+// function's among them is one get.
+const recentWindow = 5000
 
 // Recent returns up to limit of function name's most recently updated
 // records, newest first, as the last recentWindow updates of yard_results
@@ -40,14 +41,14 @@ func Recent(ctx context.Context, js jetstream.JetStream, name string, limit int)
 	}
 	prefix := "$KV." + wire.BucketResults + "." + wire.ResultKey(name, "")
 	latest := map[string]seen{}
-	_, err = jskv.Window(ctx, stream, prefix+"*", 0, recentWindow, func(msg jetstream.Msg, meta *jetstream.MsgMetadata) bool {
-		id := strings.TrimPrefix(msg.Subject(), prefix)
-		if op := msg.Headers().Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+	_, err = jskv.Window(ctx, stream, prefix+"*", 0, recentWindow, func(msg *jetstream.RawStreamMsg) bool {
+		id := strings.TrimPrefix(msg.Subject, prefix)
+		if op := msg.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
 			delete(latest, id)
 			return true
 		}
-		if rec, err := decodeRecord(id, msg.Data()); err == nil {
-			latest[id] = seen{meta.Sequence.Stream, rec}
+		if rec, err := decodeRecord(id, msg.Data); err == nil {
+			latest[id] = seen{msg.Sequence, rec}
 		}
 		return true
 	})

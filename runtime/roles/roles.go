@@ -171,14 +171,12 @@ func readKV(bucket string) []string {
 	}
 }
 
-// readStream is reading a stream with ordered consumers and by sequence.
+// readStream is reading a stream's messages one get at a time: no
+// consumer, so nothing can be delivered elsewhere.
 func readStream(stream string) []string {
 	return []string{
 		"$JS.API.STREAM.INFO." + stream, "$JS.API.STREAM.MSG.GET." + stream,
 		"$JS.API.DIRECT.GET." + stream, "$JS.API.DIRECT.GET." + stream + ".>",
-		"$JS.API.CONSUMER.CREATE." + stream, "$JS.API.CONSUMER.CREATE." + stream + ".>",
-		"$JS.API.CONSUMER.DELETE." + stream + ".>", "$JS.API.CONSUMER.INFO." + stream + ".>",
-		"$JS.API.CONSUMER.MSG.NEXT." + stream + ".>",
 	}
 }
 
@@ -230,8 +228,8 @@ func Gateway() Rights {
 	for _, s := range []string{wire.StreamLogs, wire.StreamDLQ, wire.StreamSchedules} {
 		r.Publish = append(r.Publish, readStream(s)...)
 	}
-	// A function's recent records and its versions, for the same routes.
-	r.Publish = append(r.Publish, "$JS.API.CONSUMER.MSG.NEXT.KV_"+wire.BucketResults+".>")
+	// A function's versions, for the same routes (its recent records are
+	// read from yard_results, above).
 	r.Publish = append(r.Publish, readKV(wire.BucketVersions)...)
 	for _, b := range []string{wire.BucketFunctions, wire.BucketResults, wire.BucketKeys} {
 		r.Publish = append(r.Publish, readKV(b)...)
