@@ -153,7 +153,8 @@ export const opsLogs = (name, after, opts) => request("GET", fnPath(name) + "/lo
 export const opsInvocations = (name, opts) => request("GET", fnPath(name) + "/invocations", opts);
 export const opsVersions = (name, opts) => request("GET", fnPath(name) + "/versions", opts);
 export const opsDeadLetters = (fn, opts) => request("GET", "/ops/dlq" + (fn ? "?function=" + encodeURIComponent(fn) : ""), opts);
-export const replay = (id, opts) => request("POST", "/ops/dlq/" + encodeURIComponent(id) + "/replay", opts);
+export const replay = (id, seq, opts) =>
+  request("POST", "/ops/dlq/" + encodeURIComponent(id) + "/replay" + (seq ? "?seq=" + encodeURIComponent(seq) : ""), opts);
 
 // operatorKey reports whether the signed-in key reaches the operator
 // routes, asking the gateway once per key.

@@ -525,6 +525,7 @@ function instancesCard(name, signal) {
 
 // logsCard follows a function's log lines, keeping the newest MAX_LINES.
 const MAX_LINES = 500;
+const LOG_PAGE = 100; // the gateway's default limit
 
 function logsCard(name, signal) {
   const pre = h("pre", { class: "logs", id: "logs", tabindex: "0", "aria-label": "Log lines of " + name });
@@ -553,6 +554,8 @@ function logsCard(name, signal) {
           while (pre.childNodes.length > MAX_LINES) pre.firstChild.remove();
           if (r.body && typeof r.body.next === "number" && r.body.next > after) after = r.body.next;
           if (atBottom) pre.scrollTop = pre.scrollHeight;
+          // A full answer means more lines wait: read on at once.
+          if (lines.length >= LOG_PAGE && !signal.aborted) continue;
           status.textContent = pre.childNodes.length
             ? "New lines appear every " + POLL_MS / 1000 + " s; the newest " + MAX_LINES + " stay here."
             : "No log lines in the last 24 hours.";
@@ -667,7 +670,7 @@ function deadLettersCard(fn, signal) {
     const cols = ["Invocation", fn ? null : "Function", "Dead since", "Attempts", "Last error", "Input", "Replay"].filter((c) => c !== null);
     const rows = list.map((d) => {
       const cell = h("td", { "data-label": "Replay" });
-      append(cell, [replayButton(d.id, d.function, signal, () => {
+      append(cell, [replayButton(d.id, d.function, d.seq, signal, () => {
         clear(cell);
         append(cell, [h("span", { class: "badge ok", text: "replayed" }), " ", h("a", { href: route("invocations", d.id), text: "Follow" })]);
       })]);
@@ -689,7 +692,12 @@ function deadLettersCard(fn, signal) {
 }
 
 // replayButton replays dead letter id, then calls done.
-function replayButton(id, fn, signal, done) {
+// replayed holds when each invocation was replayed from this tab: its
+// record says "dead" until an instance takes the work, which is then not
+// final yet.
+const replayed = new Map();
+
+function replayButton(id, fn, seq, signal, done) {
   const btn = h("button", { type: "button", class: "secondary small", "data-replay": id, text: "Replay",
     "aria-label": "Replay invocation " + id });
   const err = h("span", { class: "problem-inline", role: "alert" });
@@ -698,7 +706,8 @@ function replayButton(id, fn, signal, done) {
     btn.textContent = "Replaying…";
     err.textContent = "";
     try {
-      await api.replay(id, { signal });
+      await api.replay(id, seq, { signal });
+      replayed.set(id, Date.now());
       api.remember(id, fn);
       done();
     } catch (e) {
@@ -752,6 +761,9 @@ async function invocationsPage(signal) {
 }
 
 const FINAL = new Set(["succeeded", "dead"]);
+// REPLAY_WAIT_MS is how long a replayed invocation's "dead" is taken as
+// not final: the time for an instance to take the work.
+const REPLAY_WAIT_MS = 60000;
 
 async function invocationPage(id, signal) {
   title("Invocation " + id);
@@ -785,7 +797,8 @@ async function invocationPage(id, signal) {
     if (signal.aborted) return;
     clear(body);
     append(body, [record(rec, operator, signal)]);
-    if (FINAL.has(rec.status)) {
+    const waitingForReplay = rec.status === "dead" && Date.now() - (replayed.get(id) || 0) < REPLAY_WAIT_MS;
+    if (FINAL.has(rec.status) && !waitingForReplay) {
       status.textContent = "Finished.";
       return;
     }
@@ -832,10 +845,12 @@ function record(r, operator, signal) {
           ? h("ul", { class: "errors" }, r.error.errors.map((e) => h("li", null, h("code", { text: e.pointer || "/" }), " ", e.message || "")))
           : null));
   }
-  if (r.status === "dead") {
+  if (r.status === "dead" && replayed.has(r.id) && Date.now() - replayed.get(r.id) < REPLAY_WAIT_MS) {
+    out.push(h("p", { class: "notice", role: "status", text: "Replayed: back in the work queue, waiting for an instance to take it." }));
+  } else if (r.status === "dead") {
     const kept = "Every attempt failed; the dead letter is kept" + (r.dlq_seq ? " (sequence " + r.dlq_seq + ")" : "") + ". ";
     out.push(operator
-      ? h("div", { class: "actions" }, h("span", { text: kept }), replayButton(r.id, r.function, signal, () => show(false)))
+      ? h("div", { class: "actions" }, h("span", { text: kept }), replayButton(r.id, r.function, r.dlq_seq, signal, () => show(false)))
       : h("p", { class: "notice" }, kept + "An operator key replays it here; from a terminal, ",
         h("code", { text: "yard dlq replay " + (r.id || "") }), "."));
   }
