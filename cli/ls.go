@@ -12,7 +12,6 @@ import (
 
 	"github.com/switchyard-dev/switchyard/internal/fleet"
 	"github.com/switchyard-dev/switchyard/runtime/invocation"
-	"github.com/switchyard-dev/switchyard/runtime/registry"
 )
 
 type lsOptions struct {
@@ -77,15 +76,16 @@ func (o *lsOptions) list(ctx context.Context, s *session) error {
 	if err != nil {
 		return err
 	}
-	counts, err := countInstances(s.nc, o.wait)
-	if err != nil {
-		return err
+	names := make([]string, 0, len(specs))
+	for _, spec := range specs {
+		names = append(names, spec.Name)
 	}
+	counts := countInstances(s.nc, names, o.wait)
 	entries := make([]lsEntry, 0, len(specs))
 	for _, spec := range specs {
 		e := lsEntry{
 			Name: spec.Name, Description: spec.Description, Version: spec.Version,
-			Instances: counts[spec.Name], State: state(spec, counts[spec.Name]), Timeout: spec.Timeout.D().String(), Concurrency: spec.Concurrency,
+			Instances: counts[spec.Name], State: spec.RunState(counts[spec.Name]), Timeout: spec.Timeout.D().String(), Concurrency: spec.Concurrency,
 			SchemaHash: spec.SchemaHash, UpdatedAt: spec.UpdatedAt.Format(time.RFC3339),
 		}
 		// Read-only: listing must never create or change a stream.
@@ -139,27 +139,9 @@ func nextRun(at string, now time.Time) string {
 	return fmt.Sprintf("%s (in %s)", t.UTC().Format(layout), in)
 }
 
-// countInstances pings every micro service once and counts the answers by
-// service name.
-func countInstances(nc *nats.Conn, wait time.Duration) (map[string]int, error) {
-	pings, err := fleet.Ping(nc, "", wait)
-	counts := map[string]int{}
-	for _, p := range pings {
-		counts[p.Name]++
-	}
-	return counts, err
-}
-
-// state says whether a function can answer now: running; scaled to zero
-// (deployed with min 0: the next request wakes it); or down (nothing would
-// answer: no instance, and no agent is expected to start one).
-func state(s *registry.Spec, instances int) string {
-	switch {
-	case instances > 0:
-		return "running"
-	case s.Version > 0 && s.MinInstances == 0:
-		return "scaled to zero"
-	default:
-		return "down"
-	}
+// countInstances counts the instances of each named function that answer
+// a PING on their own subject (see fleet.PingEach: a broadcast would let
+// one function answer as another).
+func countInstances(nc *nats.Conn, names []string, wait time.Duration) map[string]int {
+	return fleet.PingEach(nc, names, wait)
 }

@@ -247,7 +247,7 @@ func (o *upOptions) run(ctx context.Context) error {
 func waitForInstances(ctx context.Context, nc *nats.Conn, names []string, timeout time.Duration) []string {
 	deadline := time.Now().Add(timeout)
 	for {
-		counts, _ := countInstances(nc, 100*time.Millisecond)
+		counts := countInstances(nc, names, 100*time.Millisecond)
 		var missing []string
 		for _, n := range names {
 			if counts[n] == 0 {

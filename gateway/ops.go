@@ -51,21 +51,7 @@ type OpsInstance struct {
 	Started          time.Time `json:"started"`
 	Requests         int       `json:"requests"`
 	ProcessingTimeNs int64     `json:"processing_time_ns"`
-	InstanceStats
-}
-
-// InstanceStats are the counters a function instance puts in its micro
-// STATS (the Data of each endpoint): failed counts the calls that ended
-// in an error, whatever the error.
-type InstanceStats struct {
-	InFlight       int     `json:"in_flight"`
-	Concurrency    int     `json:"concurrency"`
-	Completed      int64   `json:"completed"`
-	Failed         int64   `json:"failed"`
-	Panics         int64   `json:"panics"`
-	HandlerSeconds float64 `json:"handler_seconds"`
-	Retries        int64   `json:"retries"`
-	DeadLetters    int64   `json:"dead_letters"`
+	wire.InstanceStats
 }
 
 // ops serves the routes under /ops/ to operator keys; everyone else gets
@@ -128,7 +114,7 @@ func (g *Gateway) opsFunctions(w http.ResponseWriter, r *http.Request) error {
 	out := make([]OpsFunction, 0, len(specs))
 	for _, s := range specs {
 		f := OpsFunction{Name: s.Name, Description: s.Description, Version: s.Version, Access: string(s.AccessPolicy()),
-			Instances: counts[s.Name], State: runState(s, counts[s.Name])}
+			Instances: counts[s.Name], State: s.RunState(counts[s.Name])}
 		// Read-only: a listing never creates or changes a stream.
 		if active, err := invocation.ListSchedules(r.Context(), g.js, s.Name); err == nil {
 			for _, a := range active {
@@ -142,19 +128,6 @@ func (g *Gateway) opsFunctions(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"functions": out})
 	return nil
-}
-
-// runState says whether a function can answer now: running; scaled to
-// zero (deployed with min 0: the next request wakes it); or down.
-func runState(s *registry.Spec, instances int) string {
-	switch {
-	case instances > 0:
-		return "running"
-	case s.Version > 0 && s.MinInstances == 0:
-		return "scaled to zero"
-	default:
-		return "down"
-	}
 }
 
 // known answers a name that is not a registered function's.

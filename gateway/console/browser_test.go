@@ -161,73 +161,54 @@ func start(t *testing.T, nc *nats.Conn, cfg fn.Config, h *fn.Handler) {
 	})
 }
 
-// post invokes a function over HTTP and returns the status.
-func post(t *testing.T, url, key, body string) int {
+// send makes one request with the key and returns the answer, read.
+func send(t *testing.T, method, url, key, body string) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	req.Header.Set("Authorization", "Bearer "+key)
-	req.Header.Set("Content-Type", "application/json")
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// post invokes a function over HTTP and returns the status.
+func post(t *testing.T, url, key, body string) int {
+	code, _ := send(t, http.MethodPost, url, key, body)
+	return code
 }
 
 // queue queues an async invocation and returns its id.
 func queue(t *testing.T, url, key, body string) string {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url+"?async=1", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	code, b := send(t, http.MethodPost, url+"?async=1", key, body)
 	var acc struct{ ID string }
-	if err := json.NewDecoder(resp.Body).Decode(&acc); err != nil || resp.StatusCode != http.StatusAccepted || acc.ID == "" {
-		t.Fatalf("queue: %d %v", resp.StatusCode, err)
+	if err := json.Unmarshal(b, &acc); err != nil || code != http.StatusAccepted || acc.ID == "" {
+		t.Fatalf("queue: %d %s", code, b)
 	}
 	return acc.ID
 }
 
 // status reads an invocation's status.
 func status(t *testing.T, base, key, id string) string {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, base+"/invocations/"+id, nil)
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	_, b := send(t, http.MethodGet, base+"/invocations/"+id, key, "")
 	var rec struct{ Status string }
-	_ = json.NewDecoder(resp.Body).Decode(&rec)
+	_ = json.Unmarshal(b, &rec)
 	return rec.Status
 }
 
 func get(t *testing.T, url, key string) int {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode
+	code, _ := send(t, http.MethodGet, url, key, "")
+	return code
 }
 
 // chromium finds Debian's chromium (or another Chrome) on PATH; the test

@@ -312,17 +312,7 @@ func (l *load) add(st micro.Stats) {
 	// Every endpoint of an instance reports the same instance-wide
 	// counters; count them once.
 	if len(st.Endpoints) > 0 {
-		var d struct {
-			InFlight     int               `json:"in_flight"`
-			Completed    int64             `json:"completed"`
-			Failed       int64             `json:"failed"`
-			Handler      float64           `json:"handler_seconds"`
-			Retries      int64             `json:"retries"`
-			DeadLetters  int64             `json:"dead_letters"`
-			TicksRun     int64             `json:"ticks_run"`
-			TicksSkipped int64             `json:"ticks_skipped"`
-			Breakers     map[string]string `json:"breakers"`
-		}
+		var d wire.InstanceStats
 		if json.Unmarshal(st.Endpoints[0].Data, &d) == nil {
 			l.count += d.Completed + d.Failed
 			l.inFlight += d.InFlight
@@ -331,7 +321,7 @@ func (l *load) add(st micro.Stats) {
 				l.byInstance = map[string]metrics.FunctionStats{}
 			}
 			l.byInstance[st.ID] = metrics.FunctionStats{Handled: uint64(d.Completed + d.Failed), Errors: uint64(d.Failed),
-				HandlerSeconds: d.Handler, Retries: d.Retries, DeadLetters: d.DeadLetters, TicksRun: d.TicksRun, TicksSkipped: d.TicksSkipped}
+				HandlerSeconds: d.HandlerSeconds, Retries: d.Retries, DeadLetters: d.DeadLetters, TicksRun: d.TicksRun, TicksSkipped: d.TicksSkipped}
 			for target, state := range d.Breakers {
 				// One instance's open breaker is the function's.
 				if l.stats.Breakers == nil {

@@ -373,25 +373,7 @@ func (i *Instance) Spec() registry.Spec { return *i.spec }
 // Stats are an instance's counters, also reported in `nats micro stats`
 // as the endpoint's data (micro's own counters see only dispatch, because
 // handlers run on their own goroutines).
-type Stats struct {
-	InFlight    int   `json:"in_flight"`
-	Concurrency int   `json:"concurrency"`
-	Completed   int64 `json:"completed"`
-	Failed      int64 `json:"failed"`
-	Panics      int64 `json:"panics"`
-	// Async invocations and events: attempts failed and retried, and
-	// given up on (dead-lettered); schedule ticks run and skipped.
-	// HandlerSeconds is the time spent validating and handling, summed
-	// over every call.
-	HandlerSeconds float64 `json:"handler_seconds"`
-	Retries        int64   `json:"retries"`
-	DeadLetters    int64   `json:"dead_letters"`
-	TicksRun       int64   `json:"ticks_run"`
-	TicksSkipped   int64   `json:"ticks_skipped"`
-	// Breakers are the circuits of this process's calls to other
-	// functions (see Invoke), by target: closed, open or half-open.
-	Breakers map[string]string `json:"breakers,omitempty"`
-}
+type Stats = wire.InstanceStats
 
 // Stats returns the instance's counters.
 func (i *Instance) Stats() Stats {

@@ -429,3 +429,25 @@ func wrongLastSequence(err error) bool {
 	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
+
+// The states RunState reports.
+const (
+	StateRunning    = "running"
+	StateScaledZero = "scaled to zero"
+	StateDown       = "down"
+)
+
+// RunState says whether a function with instances running can answer
+// now: running; scaled to zero (deployed with min 0: the next request
+// wakes it); or down (nothing would answer: no instance, and no agent is
+// expected to start one).
+func (s *Spec) RunState(instances int) string {
+	switch {
+	case instances > 0:
+		return StateRunning
+	case s.Version > 0 && s.MinInstances == 0:
+		return StateScaledZero
+	default:
+		return StateDown
+	}
+}

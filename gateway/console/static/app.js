@@ -570,23 +570,31 @@ function logsCard(name, signal) {
   return card;
 }
 
+// listInto reads a list (the field key of the answer of get) for a card
+// whose content is body: the list, or null when the page was left or the
+// request failed (body then shows the problem). body is cleared.
+async function listInto(body, signal, get, key) {
+  let r;
+  try {
+    r = await get();
+  } catch (e) {
+    if (signal.aborted) return null;
+    clear(body);
+    append(body, [problemBox(e)]);
+    return null;
+  }
+  if (signal.aborted) return null;
+  clear(body);
+  return Array.isArray(r.body && r.body[key]) ? r.body[key] : [];
+}
+
 // recentCard lists a function's recently updated invocation records.
 function recentCard(name, signal) {
   const body = h("div", { id: "recent" }, h("p", { class: "muted", text: "Reading…" }));
   const refresh = h("button", { type: "button", class: "secondary small", text: "Refresh" });
   const load = async () => {
-    let r;
-    try {
-      r = await api.opsInvocations(name, { signal });
-    } catch (e) {
-      if (signal.aborted) return;
-      clear(body);
-      append(body, [problemBox(e)]);
-      return;
-    }
-    if (signal.aborted) return;
-    const list = Array.isArray(r.body && r.body.invocations) ? r.body.invocations : [];
-    clear(body);
+    const list = await listInto(body, signal, () => api.opsInvocations(name, { signal }), "invocations");
+    if (!list) return;
     if (!list.length) {
       append(body, [h("p", { class: "muted", text: "No async invocation, event or schedule tick of " + name + " in the latest records." })]);
       return;
@@ -613,18 +621,8 @@ function recentCard(name, signal) {
 function versionsCard(name, signal) {
   const body = h("div", { id: "versions" }, h("p", { class: "muted", text: "Reading…" }));
   (async () => {
-    let r;
-    try {
-      r = await api.opsVersions(name, { signal });
-    } catch (e) {
-      if (signal.aborted) return;
-      clear(body);
-      append(body, [problemBox(e)]);
-      return;
-    }
-    if (signal.aborted) return;
-    const list = Array.isArray(r.body && r.body.versions) ? r.body.versions : [];
-    clear(body);
+    const list = await listInto(body, signal, () => api.opsVersions(name, { signal }), "versions");
+    if (!list) return;
     if (!list.length) {
       append(body, [h("p", { class: "muted", text: name + " runs without a deploy (registered by its instance), so it has no versions." })]);
       return;
@@ -651,18 +649,8 @@ function deadLettersCard(fn, signal) {
     h("p", { class: "muted", text: "Async invocations whose every attempt failed. Replay sends one back to the work queue with its attempts reset." }),
     body);
   (async () => {
-    let r;
-    try {
-      r = await api.opsDeadLetters(fn, { signal });
-    } catch (e) {
-      if (signal.aborted) return;
-      clear(body);
-      append(body, [problemBox(e)]);
-      return;
-    }
-    if (signal.aborted) return;
-    const list = Array.isArray(r.body && r.body.dead_letters) ? r.body.dead_letters : [];
-    clear(body);
+    const list = await listInto(body, signal, () => api.opsDeadLetters(fn, { signal }), "dead_letters");
+    if (!list) return;
     if (!list.length) {
       append(body, [h("p", { class: "notice", text: fn ? "No dead letters for " + fn + "." : "No dead letters." })]);
       return;
