@@ -7,8 +7,9 @@ package fleet
 import (
 	"context"
 	"encoding/json"
-	"slices"
-	"sync"
+	"errors"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -99,27 +100,25 @@ func Activate(ctx context.Context, nc Requester, name string, deadline time.Time
 	return nil
 }
 
-// atOnce bounds the discovery requests StatsEach and PingEach have out at
-// a time.
-const atOnce = 64
-
-// StatsEach is Stats of each named function, asked many at a time, each
-// on its own subject ($SRV.STATS.<name>): only the per-name subject, which
-// an instance may subscribe to for its own name alone, keeps one function
-// from answering as another. Replies naming another service are dropped.
+// StatsEach is Stats of each named function, all asked at once and
+// collected for one wait, each on its own subject ($SRV.STATS.<name>):
+// only the per-name subject, which an instance may subscribe to for its
+// own name alone, keeps one function from answering as another. Each
+// reply comes to a reply subject of its request's own, so it counts for
+// the function asked; one naming another service is dropped.
 func StatsEach(nc *nats.Conn, names []string, wait time.Duration) map[string][]micro.Stats {
-	return each(names, func(name string) []micro.Stats {
-		stats, _ := Stats(nc, name, wait)
-		return slices.DeleteFunc(stats, func(st micro.Stats) bool { return st.Name != name })
+	return askEach(nc, "STATS", names, wait, func(name string, data []byte) (micro.Stats, bool) {
+		var st micro.Stats
+		return st, json.Unmarshal(data, &st) == nil && st.Name == name
 	})
 }
 
 // PingEach counts the instances of each named function that answer a
 // PING on $SRV.PING.<name> within wait (see StatsEach).
 func PingEach(nc *nats.Conn, names []string, wait time.Duration) map[string]int {
-	pings := each(names, func(name string) []micro.Ping {
-		p, _ := Ping(nc, name, wait)
-		return slices.DeleteFunc(p, func(p micro.Ping) bool { return p.Name != name })
+	pings := askEach(nc, "PING", names, wait, func(name string, data []byte) (micro.Ping, bool) {
+		var p micro.Ping
+		return p, json.Unmarshal(data, &p) == nil && p.Name == name
 	})
 	out := make(map[string]int, len(pings))
 	for name, p := range pings {
@@ -128,22 +127,41 @@ func PingEach(nc *nats.Conn, names []string, wait time.Duration) map[string]int 
 	return out
 }
 
-func each[T any](names []string, ask func(string) []T) map[string][]T {
+// askEach sends $SRV.<verb>.<name> for every name, each with the reply
+// subject <inbox>.<index>, and decodes what comes back within wait. One
+// subscription and one wait serve any number of functions.
+func askEach[T any](nc *nats.Conn, verb string, names []string, wait time.Duration, decode func(name string, data []byte) (T, bool)) map[string][]T {
 	out := make(map[string][]T, len(names))
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	slots := make(chan struct{}, atOnce)
 	for _, name := range names {
-		wg.Add(1)
-		slots <- struct{}{}
-		go func() {
-			defer func() { <-slots; wg.Done() }()
-			got := ask(name)
-			mu.Lock()
-			out[name] = got
-			mu.Unlock()
-		}()
+		out[name] = nil
 	}
-	wg.Wait()
-	return out
+	inbox := nc.NewInbox()
+	sub, err := nc.SubscribeSync(inbox + ".*")
+	if err != nil {
+		return out
+	}
+	defer sub.Unsubscribe()
+	_ = sub.SetPendingLimits(-1, -1) // every instance of every function may answer
+	for i, name := range names {
+		if err := nc.PublishRequest("$SRV."+verb+"."+name, inbox+"."+strconv.Itoa(i), nil); err != nil {
+			return out
+		}
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		msg, err := sub.NextMsg(time.Until(deadline))
+		if errors.Is(err, nats.ErrNoResponders) {
+			continue // a function with no instance: the server says so
+		}
+		if err != nil {
+			return out // the wait is over
+		}
+		i, err := strconv.Atoi(strings.TrimPrefix(msg.Subject, inbox+"."))
+		if err != nil || i < 0 || i >= len(names) {
+			continue
+		}
+		if v, ok := decode(names[i], msg.Data); ok {
+			out[names[i]] = append(out[names[i]], v)
+		}
+	}
 }

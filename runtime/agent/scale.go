@@ -187,8 +187,8 @@ func (a *Agent) scaleLoop(ctx context.Context) {
 			fns = append(fns, f)
 		}
 		a.mu.Unlock()
-		// The functions' STATS are asked for at once, so that a pass fits
-		// in its interval with many functions deployed.
+		// The functions' STATS are asked for at once, with one wait, so
+		// that a pass fits in its interval with many functions deployed.
 		names := make([]string, 0, len(fns))
 		for _, f := range fns {
 			names = append(names, f.name)
