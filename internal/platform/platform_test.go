@@ -95,7 +95,7 @@ func TestAnonymousCallsPublicFunctionsOnly(t *testing.T) {
 	anon := as(t, p, "", &d)
 	// The rights follow the registry: greet became public after the
 	// connection was made.
-	natstest.WaitFor(t, 5*time.Second, "anonymous to reach greet", func() bool {
+	natstest.WaitFor(t, 20*time.Second, "anonymous to reach greet", func() bool {
 		m, err := anon.Request("fn.greet", nil, 200*time.Millisecond)
 		return err == nil && string(m.Data) == `"hi from greet"`
 	})
@@ -289,7 +289,7 @@ func TestRepliesGoToInboxesOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	anon := as(t, p, "", nil)
-	natstest.WaitFor(t, 5*time.Second, "anonymous to reach greet", func() bool {
+	natstest.WaitFor(t, 20*time.Second, "anonymous to reach greet", func() bool {
 		_, err := anon.Request("fn.greet", nil, 200*time.Millisecond)
 		return err == nil
 	})
@@ -441,7 +441,7 @@ func TestCallerCredentials(t *testing.T) {
 	if _, err := kv.Put(context.Background(), reply.User, b); err != nil {
 		t.Fatal(err)
 	}
-	natstest.WaitFor(t, 5*time.Second, "the revoked credential to be refused", func() bool {
+	natstest.WaitFor(t, 20*time.Second, "the revoked credential to be refused", func() bool {
 		nc, err := nats.Connect(p.NS.ClientURL(), nats.UserCredentials(path))
 		if err == nil {
 			nc.Close()
@@ -449,12 +449,12 @@ func TestCallerCredentials(t *testing.T) {
 		}
 		return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthRevoked)
 	})
-	natstest.WaitFor(t, 5*time.Second, "the revoked connection to lose its rights", func() bool {
+	natstest.WaitFor(t, 20*time.Second, "the revoked connection to lose its rights", func() bool {
 		_, err := caller.Request("fn.orders", nil, 100*time.Millisecond)
 		return err != nil
 	})
 	// Revoked, its name is free again.
-	natstest.WaitFor(t, 5*time.Second, "the name shop to be free", func() bool {
+	natstest.WaitFor(t, 20*time.Second, "the name shop to be free", func() bool {
 		r, _ := createCaller(t, admin, trust.CredsRequest{Name: "shop", Functions: []string{"orders"}})
 		return r.Error == ""
 	})
@@ -603,7 +603,7 @@ func TestKeysPersistAndStayPrivate(t *testing.T) {
 	if !revoked {
 		t.Fatal("the gateway's credential is not in yard_creds")
 	}
-	natstest.WaitFor(t, 5*time.Second, "the revoked gateway credential to be refused", func() bool {
+	natstest.WaitFor(t, 20*time.Second, "the revoked gateway credential to be refused", func() bool {
 		c, err := nats.Connect(p.NS.ClientURL(), nats.UserCredentials(p.CredsFile(platform.RoleGateway)))
 		if err == nil {
 			c.Close()
