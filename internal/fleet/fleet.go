@@ -141,7 +141,6 @@ func askEach[T any](nc *nats.Conn, verb string, names []string, wait time.Durati
 		return out
 	}
 	defer sub.Unsubscribe()
-	_ = sub.SetPendingLimits(-1, -1) // every instance of every function may answer
 	for i, name := range names {
 		if err := nc.PublishRequest("$SRV."+verb+"."+name, inbox+"."+strconv.Itoa(i), nil); err != nil {
 			return out
