@@ -127,7 +127,12 @@ func (a *Agent) activate(ctx context.Context, m *nats.Msg) {
 	}
 	// The instance may start on any agent: wait until one answers a ping.
 	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if f.readyCount(spec.Version) > 0 || a.anyInstance(name) {
+		// An instance starting here is waited for itself: a PING may
+		// still be answered by one that is draining (scaled down a moment
+		// ago) and takes no more requests. Without one here, the
+		// instance may be starting on another agent: a PING tells.
+		ready, starting := f.instanceCounts(spec.Version)
+		if ready > 0 || starting == 0 && a.anyInstance(name) {
 			// The caller's request comes now: the idle period starts here,
 			// not when a start that took longer than it began.
 			f.mu.Lock()
@@ -155,16 +160,21 @@ func (f *function) wake() {
 	}
 }
 
-func (f *function) readyCount(version int) int {
+// instanceCounts counts this agent's instances of version that are not
+// draining: ready, and still starting.
+func (f *function) instanceCounts(version int) (ready, starting int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	n := 0
 	for _, in := range f.instances {
-		if in.version == version && !in.draining.Load() && in.isReady() {
-			n++
+		switch {
+		case in.version != version || in.draining.Load():
+		case in.isReady():
+			ready++
+		default:
+			starting++
 		}
 	}
-	return n
+	return ready, starting
 }
 
 // scaleLoop looks at every function's load each ScaleInterval and moves its
