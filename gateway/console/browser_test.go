@@ -541,9 +541,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		const ok = (id) => rows.some(r => r.dataset.id === %q.replace("ID", id) && r.textContent.includes("succeeded"));
 		return ok(%q) && ok(%q);
 	})()`, "ID", ids[0], ids[1]))
-	if !eval[bool](b, `document.querySelector("#versions").textContent.includes("runs without a deploy")`) {
-		t.Errorf("flaky's versions: %s", eval[string](b, `document.querySelector("#versions").textContent`))
-	}
+	b.until("flaky's versions", `document.querySelector("#versions").textContent.includes("runs without a deploy")`)
 	b.do("open the invocations again", chromedp.Navigate(base+"/console/#/invocations"))
 	b.until("no dead letters left", `(document.querySelector("#dead-letters") || {}).textContent?.includes("No dead letters.")`)
 
