@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/switchyard-dev/switchyard/internal/childproc"
 	"github.com/switchyard-dev/switchyard/internal/secrets"
 	"github.com/switchyard-dev/switchyard/runtime/registry"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
@@ -83,7 +84,7 @@ func (a *Agent) startInstance(ctx context.Context, spec *registry.Spec, bin stri
 			cmd := exec.Command(exe)
 			cmd.Args = []string{procArgv0(spec.Name, spec.Version, id)}
 			cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = in.dir, env, logs, logs
-			cmd.SysProcAttr = procAttr()
+			cmd.SysProcAttr = childproc.Attr() // no instance outlives its agent
 			started := time.Now()
 			creds, expires, err := a.instanceCreds(ctx, spec.Name, id, in.dir)
 			var renewal *time.Timer
