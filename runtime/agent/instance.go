@@ -115,6 +115,9 @@ func (a *Agent) startInstance(ctx context.Context, spec *registry.Spec, bin stri
 					renewal.Stop()
 				}
 				logs.flush()
+				// Not ready while down: an activation must wait for the
+				// restart, not be told an instance serves.
+				_ = os.Remove(filepath.Join(in.dir, "ready"))
 				if err == errStopped {
 					return
 				}
