@@ -82,16 +82,13 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, p *Principal, f
 	}
 	reply, err := g.nc.RequestMsgWithContext(ctx, msg)
 	if errors.Is(err, nats.ErrNoResponders) && f.spec.Version > 0 {
-		// Scaled to zero (or all instances just died): ask an agent for an
-		// instance, then try again within the same deadline.
+		// Scaled to zero, or every instance just died: the agents start
+		// one; wait for it within the request's own deadline. An
+		// undeployed function has no agent to start it: it fails now.
 		if span != nil {
 			span.AddEvent("activate")
 		}
-		if aerr := fleet.Activate(ctx, g.nc, name, deadline); aerr == nil {
-			reply, err = g.nc.RequestMsgWithContext(ctx, msg)
-		} else {
-			g.log.Info("activation failed", logKeyFn, name, logKeyRequestID, reqID, logKeyErr, aerr)
-		}
+		reply, err = g.awaitInstance(ctx, msg, name, reqID, deadline)
 	}
 	if err != nil {
 		err = g.requestError(r, name, reqID, err)
@@ -117,6 +114,78 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, p *Principal, f
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(reply.Data)
 	return nil
+}
+
+// How long awaitInstance pauses between tries: short at first, since an
+// instance that is (re)starting usually serves within a few hundred
+// milliseconds, then doubling up to retryMaxPause.
+const (
+	retryMinPause = 10 * time.Millisecond
+	retryMaxPause = 200 * time.Millisecond
+)
+
+// awaitInstance sends msg again until an instance of the deployed function
+// name takes it or ctx ends. It waits on the activation this gateway
+// shares for name (fleet.Activating: one at a time, however many requests
+// wait) and sends as soon as one succeeds, else after each pause: an
+// instance the agents call ready may not be reachable from this server
+// yet. It gives up at once when no instance will come: the function was
+// removed or undeployed, the agents do not know it, or no agent runs.
+// Unless the client went away, giving up is ErrNoResponders, whose answer
+// (503, no instance running) says the request never reached the function.
+func (g *Gateway) awaitInstance(ctx context.Context, msg *nats.Msg, name, reqID string, deadline time.Time) (*nats.Msg, error) {
+	pause := retryMinPause
+	t := time.NewTimer(pause)
+	defer t.Stop()
+	var seen *fleet.Activation // the last activation this request saw end
+	var aerr error             // and its outcome
+	for {
+		a := fleet.Activating(g.nc, name, deadline)
+		ended := a.Done()
+		if a == seen {
+			ended = nil // its outcome is known: just pause
+		}
+		t.Reset(pause)
+		failed := false
+		select {
+		case <-ended:
+			seen, aerr = a, a.Err()
+			failed = aerr != nil
+		case <-t.C:
+			pause = min(2*pause, retryMaxPause)
+		case <-ctx.Done():
+		}
+		if err := ctx.Err(); err != nil {
+			if errors.Is(err, context.DeadlineExceeded) {
+				g.log.Info("no instance came before the deadline", logKeyFn, name, logKeyRequestID, reqID, logKeyErr, aerr)
+				return nil, nats.ErrNoResponders
+			}
+			return nil, err // the client went away
+		}
+		if noInstanceWillCome(aerr) {
+			g.log.Info("activation failed", logKeyFn, name, logKeyRequestID, reqID, logKeyErr, aerr)
+			return nil, nats.ErrNoResponders
+		}
+		if f, ok := g.cache.get(name); !ok || f.spec.Version == 0 {
+			return nil, nats.ErrNoResponders // removed or undeployed meanwhile
+		}
+		if failed {
+			continue // a later activation may succeed: pause first
+		}
+		reply, err := g.nc.RequestMsgWithContext(ctx, msg)
+		if !errors.Is(err, nats.ErrNoResponders) {
+			return reply, err
+		}
+	}
+}
+
+// noInstanceWillCome reports whether an activation's error says no agent
+// will start an instance: none runs, or they do not know the function.
+// Other errors (an agent could not scale it, or no instance was ready by
+// that activation's deadline) are worth another activation.
+func noInstanceWillCome(err error) bool {
+	var we *wire.Error
+	return errors.Is(err, nats.ErrNoResponders) || errors.As(err, &we) && we.Code == wire.CodeNotFound
 }
 
 func (g *Gateway) requestError(r *http.Request, name, reqID string, err error) error {
