@@ -220,7 +220,10 @@ func (s *Store) Submit(ctx context.Context, sub Submission) (rec *Record, create
 	}
 	key := wire.ResultKey(sub.Function, id)
 	data, _ := json.Marshal(rec)
-	_, err = s.results.Create(ctx, key, data)
+	err = untilLeader(ctx, func(ctx context.Context) error {
+		_, err := s.results.Create(ctx, key, data)
+		return err
+	})
 	if err == nil && s.legacy(ctx, id) != nil {
 		// Accepted by an earlier release, which keyed records by id alone.
 		_ = s.results.Delete(context.WithoutCancel(ctx), key)
@@ -247,7 +250,7 @@ func (s *Store) Submit(ctx context.Context, sub Submission) (rec *Record, create
 	} else {
 		created = true
 	}
-	ack, err := s.js.PublishMsg(ctx, msg)
+	ack, err := s.publish(ctx, msg)
 	if err != nil {
 		if created {
 			// Best effort: the client gets an error and will retry, so a
@@ -295,12 +298,56 @@ func asyncMsg(subject, id string, sub Submission) *nats.Msg {
 func (s *Store) submitFresh(ctx context.Context, rec *Record, msg *nats.Msg) error {
 	msg.Header.Del(wire.HeaderInvocationID)
 	msg.Header.Set(HeaderSeqID, "1")
-	ack, err := s.js.PublishMsg(ctx, msg)
+	ack, err := s.publish(ctx, msg)
 	if err != nil {
 		return publishError(msg.Subject, err)
 	}
 	rec.ID, rec.Seq = SeqID(rec.ID, ack.Sequence), ack.Sequence
 	return nil
+}
+
+// AcceptWait bounds how long accepting an invocation waits for its
+// stream: on a cluster, a node that dies takes the leadership of the
+// streams it led with it for the seconds the others need to elect a new
+// leader.
+const AcceptWait = 15 * time.Second
+
+// publish stores msg (which carries a Nats-Msg-Id) in YARD_ASYNC, waiting
+// out a leader election: the id makes a repeat harmless, as the stream
+// keeps one copy and acknowledges it with the first's sequence.
+func (s *Store) publish(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck, error) {
+	var ack *jetstream.PubAck
+	err := untilLeader(ctx, func(ctx context.Context) error {
+		var err error
+		ack, err = s.js.PublishMsg(ctx, msg)
+		return err
+	})
+	return ack, err
+}
+
+// untilLeader runs a JetStream write until it succeeds, fails for good,
+// ctx ends or AcceptWait passes. It tries again when the write found no
+// stream leader or got no answer (a leader that died or stopped): only
+// writes that are safe to repeat go through it.
+func untilLeader(ctx context.Context, write func(context.Context) error) error {
+	deadline := time.Now().Add(AcceptWait)
+	wait := 50 * time.Millisecond
+	for {
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := write(wctx)
+		cancel()
+		retry := errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) ||
+			errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)
+		if err == nil || !retry || ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 500*time.Millisecond)
+	}
 }
 
 // SeqID is the id of an invocation accepted without an idempotency key.
