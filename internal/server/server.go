@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
@@ -63,6 +65,53 @@ type Config struct {
 	// earlier server without accounts kept for the global account moves to
 	// it on first start, so upgrading keeps every stream.
 	Account string
+	// Cluster, when set, joins the server to a NATS cluster: its JetStream
+	// then replicates across the nodes. Name is required with it.
+	Cluster *Cluster
+}
+
+// Cluster is how a server takes part in a NATS cluster.
+type Cluster struct {
+	// Name of the cluster; every node gives the same. Default "yard".
+	Name string
+	// Listen is the host:port other nodes connect their routes to.
+	Listen string
+	// Routes are the nodes to connect to, as nats://host:port (this
+	// node's own address may be among them: it is skipped).
+	Routes []string
+	// User and Password authenticate routes both ways: a node that does
+	// not know them cannot join the cluster or see its traffic.
+	User, Password string
+}
+
+// DefaultClusterName is the cluster name when none is given.
+const DefaultClusterName = "yard"
+
+// RouteURLs parses route addresses (nats://host:port, or host:port) and
+// gives each the cluster's route credentials.
+func (c *Cluster) RouteURLs() ([]*url.URL, error) {
+	var urls []*url.URL
+	for _, r := range c.Routes {
+		r = strings.TrimSpace(r)
+		if r == "" {
+			continue
+		}
+		if !strings.Contains(r, "://") {
+			r = "nats://" + r
+		}
+		u, err := url.Parse(r)
+		if err != nil || u.Hostname() == "" || u.Port() == "" || (u.Path != "" && u.Path != "/") {
+			return nil, fmt.Errorf("route %q: want nats://host:port", r)
+		}
+		if u.Scheme != "nats" && u.Scheme != "nats-route" && u.Scheme != "tls" {
+			return nil, fmt.Errorf("route %q: want nats://host:port", r)
+		}
+		if c.User != "" {
+			u.User = url.UserPassword(c.User, c.Password)
+		}
+		urls = append(urls, u)
+	}
+	return urls, nil
 }
 
 // AddrInUseError reports that the server's port is taken.
@@ -140,6 +189,11 @@ func Start(cfg Config) (*natsserver.Server, error) {
 			opts.HTTPPort = natsserver.RANDOM_PORT
 		}
 	}
+	if c := cfg.Cluster; c != nil {
+		if err := configureCluster(opts, c); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.TLSCert != "" || cfg.TLSKey != "" {
 		tc, err := natsserver.GenTLSConfig(&natsserver.TLSConfigOpts{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey})
 		if err != nil {
@@ -174,6 +228,42 @@ func Start(cfg Config) (*natsserver.Server, error) {
 		return nil, errors.New("server: JetStream did not start (check that the data directory is writable)")
 	}
 	return ns, nil
+}
+
+// configureCluster sets opts for cluster c, checking first that the route
+// port is free.
+func configureCluster(opts *natsserver.Options, c *Cluster) error {
+	if opts.ServerName == "" {
+		return errors.New("server: a cluster node needs a name (--server-name), unique in the cluster")
+	}
+	host, port, err := net.SplitHostPort(strings.TrimPrefix(strings.TrimPrefix(c.Listen, "nats://"), "nats-route://"))
+	p, perr := strconv.Atoi(port)
+	if err != nil || perr != nil || p < -1 || p > 65535 {
+		return fmt.Errorf("server: cluster address %q: want host:port", c.Listen)
+	}
+	if p > 0 {
+		addr := net.JoinHostPort(host, port)
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return &AddrInUseError{Addr: addr, Err: err}
+		}
+		ln.Close()
+	} else {
+		p = natsserver.RANDOM_PORT // 0 or -1: any free port
+	}
+	routes, err := c.RouteURLs()
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	name := c.Name
+	if name == "" {
+		name = DefaultClusterName
+	}
+	// Explicit routes are retried until they connect: a node may start
+	// well before the others.
+	opts.Cluster = natsserver.ClusterOpts{Name: name, Host: host, Port: p, Username: c.User, Password: c.Password}
+	opts.Routes = routes
+	return nil
 }
 
 // adoptGlobalData moves the JetStream data of the global account ($G, a

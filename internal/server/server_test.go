@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/nats-io/nats.go"
@@ -73,5 +74,37 @@ func TestStartErrors(t *testing.T) {
 	var inUse *AddrInUseError
 	if !errors.As(err, &inUse) || inUse.Addr != ln.Addr().String() {
 		t.Fatalf("port in use: got %v", err)
+	}
+}
+
+// TestClusterConfig: routes are parsed and given the route credentials,
+// and a cluster node without a name, or with a bad route, is refused
+// before anything starts.
+func TestClusterConfig(t *testing.T) {
+	c := &Cluster{Routes: []string{"nats://a:6222", "b:6222", " ", "nats-route://c:6222"}, User: "u", Password: "p w"}
+	urls, err := c.RouteURLs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, u := range urls {
+		got = append(got, u.String())
+	}
+	want := []string{"nats://u:p%20w@a:6222", "nats://u:p%20w@b:6222", "nats-route://u:p%20w@c:6222"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("routes %v, want %v", got, want)
+	}
+	for _, bad := range []string{"nats://a", "http://a:1", "nats://a:1/x", "::"} {
+		if _, err := (&Cluster{Routes: []string{bad}}).RouteURLs(); err == nil {
+			t.Errorf("route %q accepted", bad)
+		}
+	}
+	if _, err := Start(Config{Port: -1, StoreDir: t.TempDir(), Cluster: &Cluster{Listen: "127.0.0.1:-1"}}); err == nil ||
+		!strings.Contains(err.Error(), "needs a name") {
+		t.Fatalf("a nameless node: %v", err)
+	}
+	if _, err := Start(Config{Port: -1, StoreDir: t.TempDir(), Name: "n1", Cluster: &Cluster{Listen: "nowhere"}}); err == nil ||
+		!strings.Contains(err.Error(), "want host:port") {
+		t.Fatalf("a bad listen address: %v", err)
 	}
 }

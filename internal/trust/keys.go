@@ -11,6 +11,9 @@
 package trust
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -122,4 +125,20 @@ func createSeed(path string, prefix nkeys.PrefixByte) (nkeys.KeyPair, error) {
 func pub(kp nkeys.KeyPair) string {
 	p, _ := kp.PublicKey()
 	return p
+}
+
+// RouteUser is the user NATS cluster routes authenticate as.
+const RouteUser = "yard-route"
+
+// RoutePassword is the password of cluster routes, derived from the
+// operator's seed: nodes that share the keys share it, and nobody else can
+// join their cluster.
+func (k *Keys) RoutePassword() (string, error) {
+	seed, err := k.Operator.Seed()
+	if err != nil {
+		return "", fmt.Errorf("trust: %w", err)
+	}
+	m := hmac.New(sha256.New, seed)
+	m.Write([]byte("switchyard cluster route v1"))
+	return hex.EncodeToString(m.Sum(nil)), nil
 }
