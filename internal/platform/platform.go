@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -52,6 +53,15 @@ type Config struct {
 	// InstanceTTL is the lifetime of function instance credentials.
 	InstanceTTL time.Duration
 	Logger      *slog.Logger
+	// TrustDir holds the keys (default Dir/trust). The nodes of a cluster
+	// share one: a copy of the first node's.
+	TrustDir string
+	// CredsDir is where the role credential files go (default Dir).
+	CredsDir string
+	// Replicas is the replica count of the platform's streams on a
+	// cluster; 0 chooses: MaxAutoReplicas on that many nodes or more, else
+	// the cluster's size. Streams below it are raised, never lowered.
+	Replicas int
 }
 
 // Platform is a running server with its trust service.
@@ -62,7 +72,10 @@ type Platform struct {
 
 	cancel context.CancelFunc
 	done   chan error
+	keeper chan struct{} // closed when keepReplicas returned
 	conns  []*nats.Conn
+
+	closeOnce sync.Once
 }
 
 // Start runs the server, makes the platform's stores and starts the trust
@@ -74,9 +87,23 @@ func Start(ctx context.Context, cfg Config) (*Platform, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("platform: Dir is required")
 	}
-	keys, err := trust.LoadKeys(filepath.Join(cfg.Dir, "trust"))
+	if cfg.TrustDir == "" {
+		cfg.TrustDir = filepath.Join(cfg.Dir, "trust")
+	}
+	if cfg.CredsDir == "" {
+		cfg.CredsDir = cfg.Dir
+	}
+	keys, err := trust.LoadKeys(cfg.TrustDir)
 	if err != nil {
 		return nil, err
+	}
+	if c := cfg.Server.Cluster; c != nil {
+		cl := *c
+		cl.User = trust.RouteUser
+		if cl.Password, err = keys.RoutePassword(); err != nil {
+			return nil, err
+		}
+		cfg.Server.Cluster = &cl
 	}
 	auth := trust.NewAuthority(keys, cfg.AllowAnonymous)
 	cfg.Server.Configure = auth.Configure
@@ -86,7 +113,7 @@ func Start(ctx context.Context, cfg Config) (*Platform, error) {
 		return nil, err
 	}
 	auth.Attach(ns)
-	p := &Platform{NS: ns, Auth: auth, dir: cfg.Dir, done: make(chan error, 1)}
+	p := &Platform{NS: ns, Auth: auth, dir: cfg.CredsDir, done: make(chan error, 1)}
 	fail := func(err error) (*Platform, error) {
 		p.Close()
 		return nil, err
@@ -95,11 +122,36 @@ func Start(ctx context.Context, cfg Config) (*Platform, error) {
 	if err != nil {
 		return fail(err)
 	}
-	if err := Bootstrap(ctx, admin); err != nil {
-		return fail(err)
-	}
 	ajs, err := jetstream.New(admin)
 	if err != nil {
+		return fail(err)
+	}
+	if err := waitJetStream(ctx, ajs, cfg.Logger); err != nil {
+		return fail(err)
+	}
+	for {
+		// Each try has a deadline of its own: on a cluster that is
+		// forming, a request can go to a meta leader that is just
+		// stepping down and never be answered.
+		bctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		err := Bootstrap(bctx, admin)
+		cancel()
+		if err == nil {
+			break
+		}
+		// On a cluster that is still forming, a store may not be placed
+		// yet (too few nodes have reported in): try again. Alone, an
+		// error is final.
+		if !ns.JetStreamIsClustered() || ctx.Err() != nil {
+			return fail(err)
+		}
+		cfg.Logger.Warn("platform: streams not ready yet; trying again", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+	if err := p.serveServers(admin, auth.AccountKey()); err != nil {
 		return fail(err)
 	}
 	credsKV, err := trust.OpenCreds(ctx, ajs)
@@ -117,6 +169,11 @@ func Start(ctx context.Context, cfg Config) (*Platform, error) {
 	}
 	sctx, cancel := context.WithCancel(context.Background())
 	p.cancel = cancel
+	p.keeper = make(chan struct{})
+	go func() {
+		defer close(p.keeper)
+		keepReplicas(sctx, ns, ajs, cfg.Replicas, cfg.Logger)
+	}()
 	ready := make(chan struct{})
 	svc := &trust.Service{A: auth, InstanceTTL: cfg.InstanceTTL, Log: cfg.Logger}
 	go func() {
@@ -226,21 +283,54 @@ func (p *Platform) ensureCreds(ctx context.Context, kv jetstream.KeyValue, role 
 			}
 		}
 	}
-	c, err := p.Auth.Mint(role, rightsOf(role), 0)
+	user, err := writeCreds(p.Auth, path, role)
 	if err != nil {
 		return err
 	}
+	return p.record(ctx, kv, trust.Record{User: user, Name: role, Role: role, Created: time.Now().UTC()})
+}
+
+// writeCreds mints a credential of role and writes it to path.
+func writeCreds(auth *trust.Authority, path, role string) (user string, err error) {
+	c, err := auth.Mint(role, rightsOf(role), 0)
+	if err != nil {
+		return "", err
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
+		return "", err
 	}
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, c.Text, 0o600); err != nil {
-		return fmt.Errorf("platform: write %s: %w", path, err)
+		return "", fmt.Errorf("platform: write %s: %w", path, err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
+		return "", err
+	}
+	return c.User, nil
+}
+
+// WriteCredsFiles writes the admin's, gateway's and agent's credential
+// files to dir, keeping those the keys in trustDir signed with today's
+// rights. The nodes of a cluster that share dir then reuse them (and
+// record them when they start) instead of racing to write their own.
+func WriteCredsFiles(dir, trustDir string) error {
+	keys, err := trust.LoadKeys(trustDir)
+	if err != nil {
 		return err
 	}
-	return p.record(ctx, kv, trust.Record{User: c.User, Name: role, Role: role, Created: time.Now().UTC()})
+	p := &Platform{Auth: trust.NewAuthority(keys, false), dir: dir}
+	for _, role := range []string{RoleAdmin, RoleGateway, RoleAgent} {
+		path := p.CredsFile(role)
+		if b, err := os.ReadFile(path); err == nil {
+			if _, ok := p.signedByUs(b, rightsOf(role)); ok {
+				continue
+			}
+		}
+		if _, err := writeCreds(p.Auth, path, role); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (p *Platform) record(ctx context.Context, kv jetstream.KeyValue, rec trust.Record) error {
@@ -271,11 +361,15 @@ func (p *Platform) signedByUs(b []byte, r roles.Rights) (user string, ok bool) {
 		string(have) == string(want)
 }
 
-// Close stops the trust service and the server.
-func (p *Platform) Close() {
+// Close stops the trust service and the server; calls after the first do
+// nothing.
+func (p *Platform) Close() { p.closeOnce.Do(p.close) }
+
+func (p *Platform) close() {
 	if p.cancel != nil {
 		p.cancel()
 		<-p.done
+		<-p.keeper
 	}
 	for _, nc := range p.conns {
 		nc.Close()
