@@ -301,6 +301,7 @@ Exit codes: 0 ok, 1 failed, 2 bad usage, 3 the function answered with an error.`
 	root.AddCommand(
 		newUpCmd(f),
 		newServerCmd(f),
+		newServersCmd(f),
 		newGatewayCmd(f),
 		newInvokeCmd(f, nil),
 		newLsCmd(f, nil),

@@ -34,6 +34,27 @@ type serverFlags struct {
 	tlsCert, tlsKey string
 	// monitor serves the NATS server's HTTP monitoring (--nats-monitor).
 	monitor string
+	// A cluster node's (yard server only): its name, the cluster's, where
+	// routes connect, the routes to the other nodes.
+	name, clusterName, clusterListen string
+	routes                           []string
+	replicas                         int
+	// trustDir holds the keys (default <data>/trust); credsDir the role
+	// credentials (default <data>): yard up --cluster shares both.
+	trustDir, credsDir string
+}
+
+// registerCluster adds the flags of a cluster node (yard server).
+func (s *serverFlags) registerCluster(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&s.name, "server-name", "", "this node's name, unique in the cluster (required with --cluster)")
+	fl.StringVar(&s.clusterName, "cluster-name", server.DefaultClusterName, "the cluster's name, the same on every node")
+	fl.StringVar(&s.clusterListen, "cluster", "", "join a cluster: listen for the other nodes' routes on this host:port (e.g. 0.0.0.0:6222)")
+	fl.StringSliceVar(&s.routes, "routes", nil, "the nodes to connect to, as nats://host:port, comma-separated (this node's own may be listed)")
+	fl.IntVar(&s.replicas, "replicas", 0, "replicas of the platform's streams on a cluster (default: 3 on three or more nodes, else the cluster's size); streams below are raised, never lowered")
+	fl.StringVar(&s.trustDir, "trust", "", "folder of the trust keys (default <data>/trust); every node of a cluster has a copy of the same keys")
+	fl.StringVar(&s.credsDir, "creds-dir", "", "folder for the admin, gateway and agent credentials (default <data>)")
+	_ = fl.MarkHidden("creds-dir")
 }
 
 func (s *serverFlags) register(cmd *cobra.Command) {
@@ -73,6 +94,34 @@ func (s *serverFlags) config(f *factory) (server.Config, error) {
 	if s.data == "" {
 		errs = append(errs, errors.New("--data must not be empty"))
 	}
+	cfg.Name = s.name
+	if s.name != "" {
+		if err := validServerName(s.name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	switch {
+	case s.clusterListen != "":
+		if s.name == "" {
+			errs = append(errs, errors.New("--cluster needs --server-name: every node of a cluster has a name of its own"))
+		}
+		if _, _, err := net.SplitHostPort(strings.TrimPrefix(s.clusterListen, "nats://")); err != nil {
+			errs = append(errs, fmt.Errorf("--cluster %q: want host:port to listen on for routes, such as 0.0.0.0:6222", s.clusterListen))
+		}
+		c := &server.Cluster{Name: s.clusterName, Listen: s.clusterListen, Routes: s.routes}
+		if _, err := c.RouteURLs(); err != nil {
+			errs = append(errs, fmt.Errorf("--routes: %w", err))
+		}
+		if s.clusterName == "" {
+			errs = append(errs, errors.New("--cluster-name must not be empty"))
+		}
+		cfg.Cluster = c
+	case len(s.routes) > 0:
+		errs = append(errs, errors.New("--routes needs --cluster (the address this node listens on for routes)"))
+	}
+	if s.replicas < 0 || s.replicas > 5 {
+		errs = append(errs, fmt.Errorf("--replicas %d: want 1-5 (or 0 to choose by the cluster's size)", s.replicas))
+	}
 	switch {
 	case s.tls && (s.tlsCert != "" || s.tlsKey != ""):
 		errs = append(errs, errors.New("--tls makes a local certificate; --tls-cert and --tls-key bring one: choose one"))
@@ -109,15 +158,33 @@ func (s *serverFlags) start(ctx context.Context, cfg server.Config, allowAnon bo
 		}
 		cfg.TLSCert, cfg.TLSKey = paths.Cert, paths.Key
 	}
-	p, err := platform.Start(ctx, platform.Config{Server: cfg, Dir: s.data, AllowAnonymous: allowAnon, Logger: log})
+	p, err := platform.Start(ctx, platform.Config{Server: cfg, Dir: s.data, AllowAnonymous: allowAnon, Logger: log,
+		TrustDir: s.trustDir, CredsDir: s.credsDir, Replicas: s.replicas})
 	var inUse *server.AddrInUseError
 	if errors.As(err, &inUse) && inUse.Addr == cfg.Monitor {
 		return nil, fmt.Errorf("--nats-monitor %s is already in use; pick another address", cfg.Monitor)
+	}
+	if errors.As(err, &inUse) && cfg.Cluster != nil && inUse.Addr != net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)) {
+		return nil, fmt.Errorf("cluster address %s is already in use; pick another with --cluster", inUse.Addr)
 	}
 	if errors.As(err, &inUse) {
 		return nil, fmt.Errorf("NATS port %s is already in use (another `yard up`?); pick another with --nats-port", strconv.Itoa(s.port))
 	}
 	return p, err
+}
+
+// validServerName accepts names NATS shows and routes by: letters,
+// digits, '-', '_' and '.', at most 64.
+func validServerName(n string) error {
+	if len(n) > 64 {
+		return fmt.Errorf("--server-name %q: at most 64 characters", n)
+	}
+	for _, r := range n {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return fmt.Errorf("--server-name %q: letters, digits, '-', '_' and '.' only", n)
+		}
+	}
+	return nil
 }
 
 // tlsDir holds the local CA of --tls.
@@ -169,7 +236,17 @@ gateway and an agent (<data>/creds/gateway.creds, agent.creds), all mode 0600:
   yard agent   --creds <data>/creds/agent.creds   --server nats://host:4222
 
 Connections without credentials are refused unless --allow-anonymous, which
-lets them call the public functions (as 'yard up' does).`,
+lets them call the public functions (as 'yard up' does).
+
+A cluster (docs/cluster.md): give each node a name, the address it listens
+on for routes and the routes to the others; copy <data>/trust of the first
+node to the others before they start (routes authenticate with a secret
+derived from those keys, so a node without them cannot join). Platform
+streams get 3 replicas on three or more nodes (--replicas to choose).`,
+		Example: `  yard server --data /var/lib/yard
+  # three machines, a b c; on a (then the same on b and c, with their names):
+  yard server --data /var/lib/yard --nats-host 0.0.0.0 --server-name a \
+    --cluster 0.0.0.0:6222 --routes nats://a:6222,nats://b:6222,nats://c:6222`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := sf.config(f)
@@ -186,14 +263,19 @@ lets them call the public functions (as 'yard up' does).`,
 			if c := sf.caFile(); c != "" {
 				ca = "; clients trust " + c
 			}
-			fmt.Fprintf(f.io.ErrOut, "NATS %s (JetStream in %s; admin credential %s%s). Ctrl-C stops.\n",
-				sf.clientURL(p), cfg.StoreDir, p.CredsFile(platform.RoleAdmin), ca)
+			node := ""
+			if cfg.Cluster != nil {
+				node = fmt.Sprintf("node %s of cluster %s (routes on %s); ", p.NS.Name(), p.NS.ClusterName(), p.NS.ClusterAddr())
+			}
+			fmt.Fprintf(f.io.ErrOut, "NATS %s (%sJetStream in %s; admin credential %s%s). Ctrl-C stops.\n",
+				sf.clientURL(p), node, cfg.StoreDir, p.CredsFile(platform.RoleAdmin), ca)
 			<-ctx.Done()
 			p.Close()
 			return nil
 		},
 	}
 	sf.register(cmd)
+	sf.registerCluster(cmd)
 	cmd.Flags().BoolVar(&allowAnon, "allow-anonymous", false, "let connections without credentials call the public functions")
 	return cmd
 }
