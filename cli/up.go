@@ -33,6 +33,9 @@ type upOptions struct {
 	metrics      metricsFlag
 	// writeContext names the nats context to write for this platform.
 	writeContext string
+	// cluster, when set, runs NATS as that many `yard server` processes
+	// forming a cluster; replicas is their streams' replica count.
+	cluster, replicas int
 }
 
 func newUpCmd(f *factory) *cobra.Command {
@@ -51,6 +54,12 @@ func newUpCmd(f *factory) *cobra.Command {
 Ctrl-C drains the functions and stops everything. Running 'yard up' again
 reuses the data directory.
 
+--cluster 3 runs NATS as a three-node cluster on this machine instead: three
+'yard server' processes (client ports 4222-4224, routes 6222-6224, data in
+<data>/cluster/n1..n3), started again when one exits, with the platform's
+streams replicated on all three. 'yard servers' lists them and what each
+leads; kill one and the platform carries on (docs/cluster.md).
+
 --write-context writes a nats CLI context (default name yard) with the
 server, the admin's credential and inbox prefix and the CA, so that
 'nats --context yard kv ls' and 'nats context select yard' work; without
@@ -59,7 +68,8 @@ no context.`,
 		Example: `  yard up
   yard up --http 127.0.0.1:9090 --nats-port 4333
   yard up --sync always     # fsync every JetStream write
-  yard up --write-context   # and: nats context select yard`,
+  yard up --write-context   # and: nats context select yard
+  yard up --cluster 3       # three NATS nodes; then: yard servers`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error { return o.run(cmd.Context()) },
 	}
@@ -71,6 +81,8 @@ no context.`,
 	cmd.Flags().BoolVar(&o.allowPrivate, "allow-private-callbacks", false, "let async callbacks reach loopback and private addresses (local development)")
 	cmd.Flags().StringVar(&o.writeContext, "write-context", "", "write a nats CLI context of this name for this platform, as the admin (--write-context alone: yard)")
 	cmd.Flags().Lookup("write-context").NoOptDefVal = "yard"
+	cmd.Flags().IntVar(&o.cluster, "cluster", 0, "run NATS as a cluster of this many yard server processes (3 to 9) on consecutive ports from --nats-port")
+	cmd.Flags().IntVar(&o.replicas, "replicas", 0, "with --cluster: replicas of the platform's streams (default: 3, or the cluster's size if smaller)")
 	return cmd
 }
 
@@ -93,12 +105,31 @@ func (o *upOptions) run(ctx context.Context) error {
 	// Flushed last, after the gateway and the instances stopped.
 	defer startTracing("yard", log)()
 
-	p, err := o.sf.start(ctx, cfg, true, log)
-	if err != nil {
-		return err
+	var natsURL string
+	credsFile := func(role string) string { return platform.CredsFile(o.sf.data, role) }
+	if o.replicas != 0 && o.cluster == 0 {
+		return usageError("--replicas goes with --cluster: a single server keeps one copy")
 	}
-	defer p.Close()
-	natsURL := o.sf.clientURL(p)
+	if o.replicas < 0 || o.replicas > o.cluster {
+		return usageError("--replicas %d: want 1 to the cluster's size (%d)", o.replicas, o.cluster)
+	}
+	if o.cluster != 0 {
+		nodes, err := o.startCluster(ctx, o.cluster, con.logs(), log, errOut)
+		if err != nil {
+			return err
+		}
+		defer nodes.stop() // last: after the gateway and the agent
+		natsURL = nodes.url
+		cfg.StoreDir = filepath.Join(o.sf.data, "cluster", "n*", "jetstream")
+	} else {
+		p, err := o.sf.start(ctx, cfg, true, log)
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		natsURL = o.sf.clientURL(p)
+		credsFile = p.CredsFile
+	}
 	ca := o.sf.caFile()
 	if ca != "" {
 		// Instances run in folders of their own.
@@ -109,7 +140,7 @@ func (o *upOptions) run(ctx context.Context) error {
 	// Each component connects with the credential of its role, as it
 	// would from a process of its own.
 	connect := func(role, inbox string) (*nats.Conn, error) {
-		opts := []nats.Option{nats.Name("yard up " + role), nats.MaxReconnects(-1), nats.UserCredentials(p.CredsFile(role))}
+		opts := []nats.Option{nats.Name("yard up " + role), nats.MaxReconnects(-1), nats.UserCredentials(credsFile(role))}
 		if ca != "" {
 			opts = append(opts, nats.RootCAs(ca))
 		}
@@ -186,7 +217,7 @@ func (o *upOptions) run(ctx context.Context) error {
 	var names []string
 	if !o.noFuncs {
 		pf.server = natsURL // deploys below talk to this server, as the admin
-		pf.creds = p.CredsFile(platform.RoleAdmin)
+		pf.creds = credsFile(platform.RoleAdmin)
 		pf.tlsCA = ca
 		names, err = discoverFunctions(o.functions)
 		switch {
@@ -211,8 +242,8 @@ func (o *upOptions) run(ctx context.Context) error {
 		}
 	}
 
-	b := banner{natsURL: natsURL, httpAddr: addr, https: gwCfg.TLS != nil, storeDir: cfg.StoreDir, names: names,
-		adminCreds: p.CredsFile(platform.RoleAdmin), ca: o.sf.caFile(), metricsAddr: metricsAddr}
+	b := banner{natsURL: natsURL, httpAddr: addr, https: gwCfg.TLS != nil, storeDir: cfg.StoreDir, names: names, nodes: o.cluster,
+		adminCreds: credsFile(platform.RoleAdmin), ca: o.sf.caFile(), metricsAddr: metricsAddr}
 	if b.consoleKey, err = consoleKey(ctx, nc); err != nil {
 		fmt.Fprintf(errOut, "no console sign-in link: %v\n", err)
 	} else {
@@ -267,6 +298,7 @@ type banner struct {
 	adminCreds, ca              string
 	names                       []string
 	metricsAddr                 string // where /metrics is served; "" none
+	nodes                       int    // NATS cluster nodes (--cluster); 0 one server
 	consoleKey                  string // the API key the console link signs in with
 	context, contextPath        string // the nats context written (--write-context)
 	selected                    string // a nats context selected other than that one
@@ -275,6 +307,9 @@ type banner struct {
 // extraLines are the banner's console and metrics lines, when there are.
 func (b banner) extraLines(base string) string {
 	var s string
+	if b.nodes > 0 {
+		s += fmt.Sprintf("  Cluster    %d NATS nodes, restarted when one exits   (yard servers: each one, and what it leads)\n", b.nodes)
+	}
 	if b.consoleKey != "" {
 		s += fmt.Sprintf("  Console    %s/console/#key=%s   (an operator key: every function, logs, dead letters; until Ctrl-C)\n", base, b.consoleKey)
 	}
