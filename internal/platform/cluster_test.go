@@ -32,43 +32,14 @@ func TestCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node cluster")
 	}
-	dir := t.TempDir()
-	trustDir := filepath.Join(dir, "trust")
-	if err := platform.WriteCredsFiles(dir, trustDir); err != nil {
-		t.Fatal(err)
-	}
+	nodes, dir, urls := startCluster(t, 3)
 	const n = 3
-	var client, route [n]int
-	var routes, urls []string
-	for k := range n {
-		client[k], route[k] = natstest.FreePort(t), natstest.FreePort(t)
-		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", route[k]))
-		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", client[k]))
+	var route [n]int
+	for k, nd := range nodes {
+		route[k] = nd.NS.ClusterAddr().Port
 	}
-	nodes := make([]*platform.Platform, n)
-	errs := make([]error, n)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var wg sync.WaitGroup
-	for k := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			name := fmt.Sprintf("n%d", k+1)
-			nodes[k], errs[k] = platform.Start(ctx, platform.Config{
-				Server: server.Config{Port: client[k], StoreDir: filepath.Join(dir, name, "jetstream"), Name: name,
-					Cluster: &server.Cluster{Listen: fmt.Sprintf("127.0.0.1:%d", route[k]), Routes: routes}},
-				Dir: filepath.Join(dir, name), TrustDir: trustDir, CredsDir: dir,
-			})
-		}()
-	}
-	wg.Wait()
-	for k, err := range errs {
-		if err != nil {
-			t.Fatalf("node %d: %v", k+1, err)
-		}
-		t.Cleanup(nodes[k].Close)
-	}
 	admin := natstest.ConnectURL(t, strings.Join(urls, ","), nats.UserCredentials(platform.CredsFile(dir, platform.RoleAdmin)),
 		nats.CustomInboxPrefix(roles.AdminInbox), nats.MaxReconnects(-1))
 	js, err := jetstream.New(admin)
@@ -164,6 +135,49 @@ func TestCluster(t *testing.T) {
 			t.Errorf("a route with password %q: got %q, want an authorization violation", pass, got)
 		}
 	}
+}
+
+// startCluster starts n platform nodes in this process that share the
+// keys and the credentials in dir, and returns once each has started.
+func startCluster(tb testing.TB, n int) (nodes []*platform.Platform, dir string, urls []string) {
+	tb.Helper()
+	dir = tb.TempDir()
+	trustDir := filepath.Join(dir, "trust")
+	if err := platform.WriteCredsFiles(dir, trustDir); err != nil {
+		tb.Fatal(err)
+	}
+	client, route := make([]int, n), make([]int, n)
+	var routes []string
+	for k := range n {
+		client[k], route[k] = natstest.FreePort(tb), natstest.FreePort(tb)
+		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", route[k]))
+		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", client[k]))
+	}
+	nodes = make([]*platform.Platform, n)
+	errs := make([]error, n)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	for k := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			name := fmt.Sprintf("n%d", k+1)
+			nodes[k], errs[k] = platform.Start(ctx, platform.Config{
+				Server: server.Config{Port: client[k], StoreDir: filepath.Join(dir, name, "jetstream"), Name: name,
+					Cluster: &server.Cluster{Listen: fmt.Sprintf("127.0.0.1:%d", route[k]), Routes: routes}},
+				Dir: filepath.Join(dir, name), TrustDir: trustDir, CredsDir: dir,
+			})
+		}()
+	}
+	wg.Wait()
+	for k, err := range errs {
+		if err != nil {
+			tb.Fatalf("node %d: %v", k+1, err)
+		}
+		tb.Cleanup(nodes[k].Close)
+	}
+	return nodes, dir, urls
 }
 
 // servers gathers the yard.servers answers until want nodes answered.

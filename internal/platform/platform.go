@@ -133,7 +133,7 @@ func Start(ctx context.Context, cfg Config) (*Platform, error) {
 		// Each try has a deadline of its own: on a cluster that is
 		// forming, a request can go to a meta leader that is just
 		// stepping down and never be answered.
-		bctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := Bootstrap(bctx, admin)
 		cancel()
 		if err == nil {
