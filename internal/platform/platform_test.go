@@ -20,6 +20,7 @@ import (
 	"github.com/switchyard-dev/switchyard/internal/platform"
 	"github.com/switchyard-dev/switchyard/internal/server"
 	"github.com/switchyard-dev/switchyard/internal/trust"
+	"github.com/switchyard-dev/switchyard/runtime/invocation"
 	"github.com/switchyard-dev/switchyard/runtime/registry"
 	"github.com/switchyard-dev/switchyard/runtime/roles"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
@@ -512,6 +513,20 @@ func TestComponentRights(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.Wait(t, "fn.payments")
+	// It accepts async work, with an Idempotency-Key too: a repeat of the
+	// key finds the first invocation.
+	store, err := invocation.Open(context.Background(), gjs, invocation.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"", "charge-7", "charge-7"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		rec, _, err := store.Submit(ctx, invocation.Submission{Function: "orders", Body: []byte(`{}`), IdempotencyKey: key})
+		cancel()
+		if err != nil || rec.Seq == 0 {
+			t.Fatalf("gateway submits with key %q: %+v %v (denied: %v)", key, rec, err, d.Has("$KV."+wire.BucketResults+".orders.>"))
+		}
+	}
 
 	ag := as(t, p, p.CredsFile(platform.RoleAgent), &d, nats.CustomInboxPrefix(roles.AgentInbox))
 	if _, err := ag.Request("$JS.API.STREAM.PURGE."+wire.StreamAsync, nil, 200*time.Millisecond); err == nil {

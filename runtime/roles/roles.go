@@ -199,7 +199,9 @@ func denyPlatform(except ...string) []string {
 // enforces the access policy for HTTP callers itself), queue async work,
 // read the registry, keys, records and queue, deliver callbacks, report
 // denials, and for operator keys read the logs and dead letters and
-// requeue a dead letter. It cannot write the registry or any record, nor
+// requeue a dead letter. It writes one kind of record: the "queued" one
+// of an async invocation accepted with an Idempotency-Key, which makes a
+// repeat of the key find the first. It cannot write the registry, nor
 // touch a stream's configuration.
 func Gateway() Rights {
 	r := Rights{
@@ -221,6 +223,8 @@ func Gateway() Rights {
 			// The /ops routes of operator keys: read the logs and dead
 			// letters, and send a dead letter back to the work queue.
 			"$JS.API.STREAM.MSG.DELETE." + wire.StreamDLQ, AuditOps,
+			// Records of keyed async invocations (invocation.Store.Submit).
+			"$KV." + wire.BucketResults + ".>",
 		},
 		// Removing a dead letter it has requeued is the one delete.
 		DenyPublish: slices.DeleteFunc(denyPlatform(), func(s string) bool { return s == "$JS.API.STREAM.MSG.DELETE.>" }),
