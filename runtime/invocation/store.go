@@ -220,7 +220,7 @@ func (s *Store) Submit(ctx context.Context, sub Submission) (rec *Record, create
 	}
 	key := wire.ResultKey(sub.Function, id)
 	data, _ := json.Marshal(rec)
-	err = untilLeader(ctx, func(ctx context.Context) error {
+	err = untilLeader(ctx, AcceptWait, func(ctx context.Context) error {
 		_, err := s.results.Create(ctx, key, data)
 		return err
 	})
@@ -317,7 +317,7 @@ const AcceptWait = 15 * time.Second
 // keeps one copy and acknowledges it with the first's sequence.
 func (s *Store) publish(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck, error) {
 	var ack *jetstream.PubAck
-	err := untilLeader(ctx, func(ctx context.Context) error {
+	err := untilLeader(ctx, AcceptWait, func(ctx context.Context) error {
 		var err error
 		ack, err = s.js.PublishMsg(ctx, msg)
 		return err
@@ -326,28 +326,43 @@ func (s *Store) publish(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck, 
 }
 
 // untilLeader runs a JetStream write until it succeeds, fails for good,
-// ctx ends or AcceptWait passes. It tries again when the write found no
+// ctx ends or wait passes. It tries again when the write found no
 // stream leader or got no answer (a leader that died or stopped): only
 // writes that are safe to repeat go through it.
-func untilLeader(ctx context.Context, write func(context.Context) error) error {
-	deadline := time.Now().Add(AcceptWait)
-	wait := 50 * time.Millisecond
+func untilLeader(ctx context.Context, wait time.Duration, write func(context.Context) error) error {
+	deadline := time.Now().Add(wait)
+	pause := 50 * time.Millisecond
 	for {
 		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err := write(wctx)
 		cancel()
-		retry := errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) ||
-			errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)
-		if err == nil || !retry || ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
+		retry := Transient(err)
+		if err == nil || !retry || ctx.Err() != nil || time.Now().Add(pause).After(deadline) {
 			return err
 		}
 		select {
 		case <-ctx.Done():
 			return err
-		case <-time.After(wait):
+		case <-time.After(pause):
 		}
-		wait = min(2*wait, 500*time.Millisecond)
+		pause = min(2*pause, 500*time.Millisecond)
 	}
+}
+
+// codeDuplicateInProcess: a message with this Nats-Msg-Id is being stored
+// (an earlier try that got no answer); once it is, a repeat is answered
+// as its duplicate.
+const codeDuplicateInProcess = 10158
+
+// Transient reports whether a JetStream write failed for want of a stream
+// leader (none, or one that died or stopped and is being replaced) and
+// may succeed when repeated: no responder, no answer, or the first copy
+// of the same message still in flight.
+func Transient(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.As(err, &apiErr) && apiErr.ErrorCode == codeDuplicateInProcess
 }
 
 // SeqID is the id of an invocation accepted without an idempotency key.
@@ -494,19 +509,31 @@ func (s *Store) PutEncoded(ctx context.Context, rec *Record) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	// A key-value put is a publish on the key's subject.
-	_, err = s.js.Publish(ctx, "$KV."+wire.BucketResults+"."+wire.ResultKey(rec.Function, rec.ID), data)
+	// A key-value put is a publish on the key's subject. Writing the same
+	// record again is harmless: it waits out a leader election (up to
+	// PutWait) rather than give the work back for another execution.
+	subject := "$KV." + wire.BucketResults + "." + wire.ResultKey(rec.Function, rec.ID)
+	err = untilLeader(ctx, PutWait, func(ctx context.Context) error {
+		_, err := s.js.Publish(ctx, subject, data)
+		return err
+	})
 	return data, err
 }
 
+// PutWait bounds how long Put waits out a leader election of yard_results.
+const PutWait = 5 * time.Second
+
 // PutAsync writes a record without waiting; the future reports the outcome.
-// Writes from one connection are stored in the order they are made.
+// Writes from one connection are stored in the order they are made. One
+// that finds no stream leader is not sent again: a late resend could land
+// after a newer write and undo it (a "running" over a "succeeded").
 func (s *Store) PutAsync(rec *Record) (jetstream.PubAckFuture, error) {
 	data, err := json.Marshal(rec)
 	if err != nil {
 		return nil, err
 	}
-	return s.js.PublishAsync("$KV."+wire.BucketResults+"."+wire.ResultKey(rec.Function, rec.ID), data)
+	return s.js.PublishAsync("$KV."+wire.BucketResults+"."+wire.ResultKey(rec.Function, rec.ID), data,
+		jetstream.WithRetryAttempts(0))
 }
 
 // Wait blocks until the invocation reaches a final status or ctx ends, and
