@@ -11,6 +11,7 @@ import (
 
 	"github.com/switchyard-dev/switchyard/runtime/agent"
 	"github.com/switchyard-dev/switchyard/runtime/roles"
+	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
 func newAgentCmd(f *factory) *cobra.Command {
@@ -44,7 +45,7 @@ a replacement before it expires.`,
 			}
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
-			nc, err := f.connect("agent", nats.MaxReconnects(-1), nats.CustomInboxPrefix(roles.AgentInbox))
+			nc, err := f.connect("agent", append(wire.Liveness(), nats.MaxReconnects(-1), nats.CustomInboxPrefix(roles.AgentInbox))...)
 			if err != nil {
 				return err
 			}

@@ -19,6 +19,7 @@ import (
 	"github.com/switchyard-dev/switchyard/internal/platform"
 	"github.com/switchyard-dev/switchyard/runtime/agent"
 	"github.com/switchyard-dev/switchyard/runtime/roles"
+	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
 type upOptions struct {
@@ -140,7 +141,7 @@ func (o *upOptions) run(ctx context.Context) error {
 	// Each component connects with the credential of its role, as it
 	// would from a process of its own.
 	connect := func(role, inbox string) (*nats.Conn, error) {
-		opts := []nats.Option{nats.Name("yard up " + role), nats.MaxReconnects(-1), nats.UserCredentials(credsFile(role))}
+		opts := append(wire.Liveness(), nats.Name("yard up "+role), nats.MaxReconnects(-1), nats.UserCredentials(credsFile(role)))
 		if ca != "" {
 			opts = append(opts, nats.RootCAs(ca))
 		}

@@ -101,7 +101,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, cf
 	defer stop()
 	// Replies come to an inbox of the function's own, which its
 	// credential may read (and no other function's may).
-	opts := []nats.Option{nats.Name("yard fn " + cfg.Name), nats.MaxReconnects(-1), nats.CustomInboxPrefix(wire.InboxPrefix(cfg.Name))}
+	opts := append(wire.Liveness(), nats.Name("yard fn "+cfg.Name), nats.MaxReconnects(-1), nats.CustomInboxPrefix(wire.InboxPrefix(cfg.Name)))
 	creds := getenv(wire.EnvNATSCreds)
 	if creds == "" {
 		if _, err := os.Stat(devCreds); err == nil {
