@@ -142,7 +142,10 @@ func (ns *nodeSet) supervise(nd *node) {
 	for {
 		cmd := exec.Command(nd.args[0], nd.args[1:]...)
 		cmd.Stdout, cmd.Stderr = nd.out, nd.out
-		cmd.SysProcAttr = childproc.Attr() // no node outlives yard up
+		// No node outlives yard up; and Ctrl-C in the terminal reaches
+		// yard up alone, which stops the nodes last, after the gateway and
+		// the agent, instead of seeing them all exit and restarting them.
+		cmd.SysProcAttr = childproc.OwnGroup()
 		if err := cmd.Start(); err != nil {
 			ns.log.Error("cluster node did not start", "node", nd.name, "err", err)
 			return
@@ -222,7 +225,7 @@ func (ns *nodeSet) stop() {
 		nd.mu.Lock()
 		if nd.cmd != nil && nd.cmd.Process != nil {
 			_ = nd.cmd.Process.Signal(syscall.SIGTERM)
-			_ = nd.cmd.Process.Signal(syscall.SIGCONT)
+			childproc.Continue(nd.cmd.Process)
 		}
 		nd.mu.Unlock()
 	}
