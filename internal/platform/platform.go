@@ -130,10 +130,12 @@ func Start(ctx context.Context, cfg Config) (*Platform, error) {
 		return fail(err)
 	}
 	for {
-		// Each try has a deadline of its own: on a cluster that is
-		// forming, a request can go to a meta leader that is just
-		// stepping down and never be answered.
-		bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		// Each try has a short deadline of its own: a node that just
+		// joined drops some JetStream requests for a few seconds, and on
+		// a cluster that is forming a request can go to a meta leader
+		// that is stepping down; neither is ever answered. What a try
+		// made stays made, so tries converge.
+		bctx, cancel := context.WithTimeout(ctx, 4*time.Second)
 		err := Bootstrap(bctx, admin)
 		cancel()
 		if err == nil {
