@@ -261,7 +261,12 @@ func configureCluster(opts *natsserver.Options, c *Cluster) error {
 	}
 	// Explicit routes are retried until they connect: a node may start
 	// well before the others.
-	opts.Cluster = natsserver.ClusterOpts{Name: name, Host: host, Port: p, Username: c.User, Password: c.Password}
+	// Routes ping every second: a node that stops answering (SIGSTOP, a
+	// partition) is dropped in about three, and with it the interest of
+	// its clients, so requests stop going to instances that cannot answer
+	// (the default is two minutes).
+	opts.Cluster = natsserver.ClusterOpts{Name: name, Host: host, Port: p, Username: c.User, Password: c.Password,
+		PingInterval: time.Second, MaxPingsOut: 2}
 	opts.Routes = routes
 	return nil
 }
