@@ -300,7 +300,7 @@ Exit codes: 0 ok, 1 failed, 2 bad usage, 3 the function answered with an error.`
 	})
 	root.AddCommand(
 		newUpCmd(f),
-		newServerCmd(f),
+		newServerCmd(f), newServerConfigCmd(f), newPlatformCmd(f),
 		newServersCmd(f),
 		newGatewayCmd(f),
 		newInvokeCmd(f, nil),

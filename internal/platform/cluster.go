@@ -71,15 +71,15 @@ func replicasFor(ns *natsserver.Server, want int) int {
 }
 
 // keepReplicas raises every stream of the account below the replica
-// count the cluster calls for, now and every replicasInterval, while this
-// node leads the meta group (one node does it). It never lowers one: an
-// operator may have chosen more.
-func keepReplicas(ctx context.Context, ns *natsserver.Server, js jetstream.JetStream, want int, log *slog.Logger) {
+// count target gives, now and every replicasInterval, on the passes
+// target says this process should (an embedded node: while it leads the
+// meta group). It never lowers one: an operator may have chosen more.
+func keepReplicas(ctx context.Context, target func(context.Context) (n int, now bool), js jetstream.JetStream, log *slog.Logger) {
 	t := time.NewTicker(replicasInterval)
 	defer t.Stop()
 	for {
-		if ns.JetStreamIsClustered() && ns.JetStreamIsLeader() {
-			raiseReplicas(ctx, js, replicasFor(ns, want), log)
+		if n, now := target(ctx); now {
+			raiseReplicas(ctx, js, n, log)
 		}
 		select {
 		case <-ctx.Done():

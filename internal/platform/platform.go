@@ -64,11 +64,16 @@ type Config struct {
 	Replicas int
 }
 
-// Platform is a running server with its trust service.
+// Platform is a running server with its trust service, or (StartRemote)
+// the control plane of a nats-server cluster run by others.
 type Platform struct {
+	// NS is the embedded server; nil on a remote cluster.
 	NS   *natsserver.Server
 	Auth *trust.Authority
 	dir  string
+	// url and connOpts reach a remote cluster.
+	url      string
+	connOpts []nats.Option
 
 	cancel context.CancelFunc
 	done   chan error
@@ -114,9 +119,32 @@ func Start(ctx context.Context, cfg Config) (*Platform, error) {
 	}
 	auth.Attach(ns)
 	p := &Platform{NS: ns, Auth: auth, dir: cfg.CredsDir, done: make(chan error, 1)}
-	fail := func(err error) (*Platform, error) {
-		p.Close()
+	// Alone, a store that cannot be made is final; a cluster that is
+	// still forming may not place one yet.
+	err = p.run(ctx, cfg, ns.JetStreamIsClustered, func(ctx context.Context, js jetstream.JetStream) {
+		keepReplicas(ctx, func(context.Context) (int, bool) {
+			if !ns.JetStreamIsClustered() || !ns.JetStreamIsLeader() {
+				return 0, false
+			}
+			return replicasFor(ns, cfg.Replicas), true
+		}, js, cfg.Logger)
+	})
+	if err != nil {
 		return nil, err
+	}
+	return p, nil
+}
+
+// run is what Start and StartRemote share once the platform can connect:
+// as admin, wait for JetStream and make the platform's stores (trying
+// again while retry says so), answer yard.servers (embedded only), keep
+// the role credential files, run keep (the replicas) and the trust
+// service; it returns once the service has told the servers the current
+// rights. On an error the platform is closed.
+func (p *Platform) run(ctx context.Context, cfg Config, retry func() bool, keep func(context.Context, jetstream.JetStream)) error {
+	fail := func(err error) error {
+		p.Close()
+		return err
 	}
 	admin, err := p.connect("yard platform", roles.Admin(), nats.CustomInboxPrefix(roles.AdminInbox))
 	if err != nil {
@@ -142,9 +170,8 @@ func Start(ctx context.Context, cfg Config) (*Platform, error) {
 			break
 		}
 		// On a cluster that is still forming, a store may not be placed
-		// yet (too few nodes have reported in): try again. Alone, an
-		// error is final.
-		if !ns.JetStreamIsClustered() || ctx.Err() != nil {
+		// yet (too few nodes have reported in): try again.
+		if !retry() || ctx.Err() != nil {
 			return fail(err)
 		}
 		cfg.Logger.Warn("platform: streams not ready yet; trying again", "err", err)
@@ -153,8 +180,10 @@ func Start(ctx context.Context, cfg Config) (*Platform, error) {
 		case <-time.After(time.Second):
 		}
 	}
-	if err := p.serveServers(admin, auth.AccountKey()); err != nil {
-		return fail(err)
+	if p.NS != nil {
+		if err := p.serveServers(admin, p.Auth.AccountKey()); err != nil {
+			return fail(err)
+		}
 	}
 	credsKV, err := trust.OpenCreds(ctx, ajs)
 	if err != nil {
@@ -174,10 +203,10 @@ func Start(ctx context.Context, cfg Config) (*Platform, error) {
 	p.keeper = make(chan struct{})
 	go func() {
 		defer close(p.keeper)
-		keepReplicas(sctx, ns, ajs, cfg.Replicas, cfg.Logger)
+		keep(sctx, ajs)
 	}()
 	ready := make(chan struct{})
-	svc := &trust.Service{A: auth, InstanceTTL: cfg.InstanceTTL, Log: cfg.Logger}
+	svc := &trust.Service{A: p.Auth, InstanceTTL: cfg.InstanceTTL, Log: cfg.Logger}
 	go func() {
 		// Once it has served, a trust service that stops (a watch the
 		// server closed, say) is started again: without it no instance
@@ -215,15 +244,21 @@ func Start(ctx context.Context, cfg Config) (*Platform, error) {
 	case <-ctx.Done():
 		return fail(ctx.Err())
 	}
-	return p, nil
+	return nil
 }
 
-// connect opens an in-process connection with a fresh credential.
+// connect opens a connection with a fresh credential: in-process to the
+// embedded server, else to the remote servers' URLs.
 func (p *Platform) connect(name string, r roles.Rights, opts ...nats.Option) (*nats.Conn, error) {
 	c, err := p.Auth.Mint(name, r, 0)
 	if err != nil {
 		return nil, err
 	}
+	return p.dial(name, c, opts...)
+}
+
+// dial connects with credential c, keeping the connection for Close.
+func (p *Platform) dial(name string, c trust.Creds, opts ...nats.Option) (*nats.Conn, error) {
 	token, err := jwt.ParseDecoratedJWT(c.Text)
 	if err != nil {
 		return nil, err
@@ -233,8 +268,13 @@ func (p *Platform) connect(name string, r roles.Rights, opts ...nats.Option) (*n
 		return nil, err
 	}
 	seed, _ := kp.Seed()
-	opts = append([]nats.Option{nats.Name(name), nats.InProcessServer(p.NS), nats.UserJWTAndSeed(token, string(seed)), nats.MaxReconnects(-1)}, opts...)
-	nc, err := nats.Connect("", opts...)
+	base := []nats.Option{nats.Name(name), nats.UserJWTAndSeed(token, string(seed)), nats.MaxReconnects(-1)}
+	url := p.url
+	if p.NS != nil {
+		base, url = append(base, nats.InProcessServer(p.NS)), ""
+	}
+	opts = append(append(base, p.connOpts...), opts...)
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("platform: connect as %s: %w", name, err)
 	}
@@ -376,8 +416,10 @@ func (p *Platform) close() {
 	for _, nc := range p.conns {
 		nc.Close()
 	}
-	p.NS.Shutdown()
-	p.NS.WaitForShutdown()
+	if p.NS != nil {
+		p.NS.Shutdown()
+		p.NS.WaitForShutdown()
+	}
 }
 
 // Bootstrap creates every platform stream, bucket and object store that is

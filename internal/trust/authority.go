@@ -1,17 +1,22 @@
 package trust
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
 	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
 	"github.com/switchyard-dev/switchyard/runtime/roles"
+	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
 // AccountName is the name of the account that holds the platform.
@@ -22,8 +27,11 @@ const AccountName = "YARD"
 const ResponseWindow = time.Hour
 
 // Authority holds the keys and signs: the operator's accounts, and users of
-// every role. It configures an embedded server to trust its operator and
-// applies account changes (revocations, the anonymous rights) to it live.
+// every role. It configures an embedded server to trust its operator, or
+// writes the configuration that makes other nats-servers trust it
+// (ServerConfig), and applies account changes (revocations, the anonymous
+// rights) live: to the embedded server (Attach), or pushed to the servers
+// of a cluster over the system account (AttachRemote).
 type Authority struct {
 	keys      *Keys
 	resolver  *natsserver.MemAccResolver
@@ -31,6 +39,8 @@ type Authority struct {
 
 	mu      sync.Mutex
 	srv     *natsserver.Server
+	sys     *nats.Conn // a system account user's connection to remote servers
+	last    string     // the account JWT last signed
 	public  []string
 	revoked map[string]int64
 }
@@ -52,17 +62,13 @@ func (a *Authority) SignerKey() string { return pub(a.keys.Signer) }
 // preloaded with both accounts, the system account, and (when anonymous
 // access is on) a default sentinel for connections without credentials.
 func (a *Authority) Configure(opts *natsserver.Options) error {
-	oc := jwt.NewOperatorClaims(pub(a.keys.Operator))
-	oc.Name = "switchyard"
-	oc.SystemAccount = pub(a.keys.System)
-	if _, err := oc.Encode(a.keys.Operator); err != nil {
-		return fmt.Errorf("trust: operator: %w", err)
-	}
-	sc := jwt.NewAccountClaims(pub(a.keys.System))
-	sc.Name = "SYS"
-	sysJWT, err := sc.Encode(a.keys.Operator)
+	oc, _, err := a.operator()
 	if err != nil {
-		return fmt.Errorf("trust: system account: %w", err)
+		return err
+	}
+	sysJWT, err := a.systemJWT()
+	if err != nil {
+		return err
 	}
 	a.mu.Lock()
 	accJWT, err := a.accountJWT()
@@ -87,6 +93,29 @@ func (a *Authority) Configure(opts *natsserver.Options) error {
 		opts.DefaultSentinel = sentinel
 	}
 	return nil
+}
+
+// operator is the operator's claims and JWT: it names the system account.
+func (a *Authority) operator() (*jwt.OperatorClaims, string, error) {
+	oc := jwt.NewOperatorClaims(pub(a.keys.Operator))
+	oc.Name = "switchyard"
+	oc.SystemAccount = pub(a.keys.System)
+	s, err := oc.Encode(a.keys.Operator)
+	if err != nil {
+		return nil, "", fmt.Errorf("trust: operator: %w", err)
+	}
+	return oc, s, nil
+}
+
+// systemJWT signs the system account SYS.
+func (a *Authority) systemJWT() (string, error) {
+	sc := jwt.NewAccountClaims(pub(a.keys.System))
+	sc.Name = "SYS"
+	s, err := sc.Encode(a.keys.Operator)
+	if err != nil {
+		return "", fmt.Errorf("trust: system account: %w", err)
+	}
+	return s, nil
 }
 
 // Attach lets the authority apply account changes to a running server.
@@ -138,9 +167,10 @@ func (a *Authority) sentinel() (string, error) {
 	return uc.Encode(a.keys.Anon)
 }
 
-// apply re-signs the account and hands it to the running server, which
-// closes the connections of revoked users and of anonymous ones (they
-// reconnect with the new rights). Called with a.mu held.
+// apply re-signs the account and hands it to the running server, or pushes
+// it to the remote ones; a server closes the connections of revoked users
+// and of anonymous ones (they reconnect with the new rights). Called with
+// a.mu held.
 func (a *Authority) apply() error {
 	accJWT, err := a.accountJWT()
 	if err != nil {
@@ -149,7 +179,11 @@ func (a *Authority) apply() error {
 	if err := a.resolver.Store(a.AccountKey(), accJWT); err != nil {
 		return err
 	}
+	a.last = accJWT
 	if a.srv == nil {
+		if a.sys != nil {
+			return pushAccount(a.sys, accJWT)
+		}
 		return nil
 	}
 	acc, err := a.srv.LookupAccount(a.AccountKey())
@@ -276,4 +310,233 @@ func Permissions(r roles.Rights) jwt.Permissions {
 		p.Resp = &jwt.ResponsePermission{MaxMsgs: 1, Expires: ResponseWindow}
 	}
 	return p
+}
+
+// Remote servers: a nats-server cluster that is not `yard server` trusts
+// the operator through the configuration ServerConfig writes, and takes
+// account updates pushed over the system account.
+
+const (
+	// SubjectClaimsUpdate is where servers with a full resolver take an
+	// account JWT (nats-server: accClaimsReqSubj); each answers with a
+	// natsserver.ServerAPIClaimUpdateResponse.
+	SubjectClaimsUpdate = "$SYS.REQ.CLAIMS.UPDATE"
+	// PushTimeout bounds the wait for every server's answer to an update.
+	PushTimeout = 5 * time.Second
+	// MaxControlLine is the servers' max_control_line, as internal/server
+	// sets it: a CONNECT carries the user's JWT, and the platform's roles
+	// list their subjects one by one.
+	MaxControlLine = 32 << 10
+)
+
+// ServerConfig is a nats-server configuration include that makes a server
+// trust the authority's operator: the operator, the system account
+// (preloaded), a full resolver in resolverDir (on that server) that takes
+// the account updates pushed over the system account and never deletes an
+// account, the default sentinel when anonymous callers are allowed, and
+// the limits the platform needs.
+//
+// The account YARD is not preloaded: `yard platform` pushes it (a server
+// that lacks it asks the others). A preload replaces a server's copy when
+// it was signed later, so an include written again would bring back, on
+// each server restarted with it, an account without the revocations.
+func (a *Authority) ServerConfig(resolverDir string) (string, error) {
+	if resolverDir == "" {
+		return "", errors.New("trust: the resolver needs a folder")
+	}
+	_, opJWT, err := a.operator()
+	if err != nil {
+		return "", err
+	}
+	sysJWT, err := a.systemJWT()
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	q := strconv.Quote
+	fmt.Fprintf(&b, "# Switchyard: trust its operator (written by `yard server-config`).\n")
+	fmt.Fprintf(&b, "# Include it in the configuration of every server of the cluster.\n")
+	fmt.Fprintf(&b, "operator: %s\n", q(opJWT))
+	fmt.Fprintf(&b, "system_account: %s\n", pub(a.keys.System))
+	fmt.Fprintf(&b, "# The account %s (%s) and its updates (revocations, the anonymous\n", AccountName, a.AccountKey())
+	fmt.Fprintf(&b, "# rights) are pushed to %s by `yard platform`.\n", SubjectClaimsUpdate)
+	fmt.Fprintf(&b, "resolver: {\n  type: full\n  dir: %s\n  allow_delete: false\n}\n", q(resolverDir))
+	fmt.Fprintf(&b, "resolver_preload: {\n  # SYS\n  %s: %s\n}\n", pub(a.keys.System), q(sysJWT))
+	if a.allowAnon {
+		sentinel, err := a.sentinel()
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, "# Connections without credentials: callers of the public functions.\n")
+		fmt.Fprintf(&b, "default_sentinel: %s\n", q(sentinel))
+	}
+	fmt.Fprintf(&b, "max_payload: %d\n", wire.MaxPayload)
+	fmt.Fprintf(&b, "max_control_line: %d\n", MaxControlLine)
+	return b.String(), nil
+}
+
+// AccountHeld reports whether any server of the cluster nc's server is
+// in holds the account YARD (nc is a system account user's). It waits for
+// every server's answer, or PushTimeout.
+func (a *Authority) AccountHeld(nc *nats.Conn) (bool, error) {
+	want, err := ClusterServers(nc)
+	if err != nil {
+		return false, err
+	}
+	inbox := nc.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return false, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := nc.PublishRequest("$SYS.REQ.ACCOUNT."+a.AccountKey()+".CLAIMS.LOOKUP", inbox, nil); err != nil {
+		return false, err
+	}
+	deadline := time.Now().Add(PushTimeout)
+	for range len(want) {
+		m, err := sub.NextMsg(time.Until(deadline))
+		if err != nil {
+			break
+		}
+		if len(m.Data) > 0 {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// MintSystem signs a user of the system account, with every right there:
+// it pushes account updates and asks the servers about themselves. It
+// signs with the system account's own key.
+func (a *Authority) MintSystem(name string) (Creds, error) {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return Creds{}, err
+	}
+	uc := jwt.NewUserClaims(pub(kp))
+	uc.Name = name
+	token, err := uc.Encode(a.keys.System)
+	if err != nil {
+		return Creds{}, fmt.Errorf("trust: %w", err)
+	}
+	seed, _ := kp.Seed()
+	text, err := jwt.FormatUserConfig(token, seed)
+	if err != nil {
+		return Creds{}, err
+	}
+	return Creds{Text: text, User: pub(kp)}, nil
+}
+
+// AttachRemote lets the authority apply account changes to remote
+// servers: pushed over nc, a connection as a system account user
+// (MintSystem), to every server of the cluster.
+func (a *Authority) AttachRemote(nc *nats.Conn) {
+	a.mu.Lock()
+	a.sys = nc
+	a.mu.Unlock()
+}
+
+// Push sends the account as it stands to the remote servers again, and
+// checks that each took it: a server that missed an update (it was
+// down, or joined since) catches up; one that holds it already changes
+// nothing.
+func (a *Authority) Push() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.sys == nil {
+		return errors.New("trust: no remote servers attached")
+	}
+	if a.last == "" {
+		accJWT, err := a.accountJWT()
+		if err != nil {
+			return err
+		}
+		a.last = accJWT
+	}
+	return pushAccount(a.sys, a.last)
+}
+
+// pushAccount publishes an account JWT to SubjectClaimsUpdate and waits
+// until every server of the cluster said it took it (each with a full
+// resolver answers): the one nc is connected to and those it has routes
+// to. An error names the servers that refused it or did not answer.
+func pushAccount(nc *nats.Conn, accJWT string) error {
+	want, err := ClusterServers(nc)
+	if err != nil {
+		return err
+	}
+	inbox := nc.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return fmt.Errorf("trust: push the account: %w", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := nc.PublishRequest(SubjectClaimsUpdate, inbox, []byte(accJWT)); err != nil {
+		return fmt.Errorf("trust: push the account: %w", err)
+	}
+	took := map[string]bool{}
+	var errs []error
+	deadline := time.Now().Add(PushTimeout)
+	for missing := len(want); missing > 0; {
+		m, err := sub.NextMsg(time.Until(deadline))
+		if err != nil {
+			break
+		}
+		var r natsserver.ServerAPIClaimUpdateResponse
+		if err := json.Unmarshal(m.Data, &r); err != nil {
+			errs = append(errs, fmt.Errorf("an answer that is not a claims update response: %q", m.Data))
+			continue
+		}
+		name := "?"
+		if r.Server != nil {
+			name = r.Server.Name
+		}
+		switch {
+		case r.Error != nil:
+			errs = append(errs, fmt.Errorf("server %s: %s", name, r.Error.Description))
+		case r.Data == nil:
+			errs = append(errs, fmt.Errorf("server %s: an empty answer", name))
+		default:
+			took[name] = true
+		}
+		if want[name] {
+			want[name] = false
+			missing--
+		}
+	}
+	var silent []string
+	for name, waiting := range want {
+		if waiting {
+			silent = append(silent, name)
+		}
+	}
+	if len(silent) > 0 {
+		slices.Sort(silent)
+		errs = append(errs, fmt.Errorf("no answer within %s from %s (a server without a full resolver does not take updates)",
+			PushTimeout, strings.Join(silent, ", ")))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("trust: push the account (%d servers took it): %w", len(took), err)
+	}
+	return nil
+}
+
+// ClusterServers names the servers of the cluster nc's server is in: it
+// and those it has routes to (nc is a system account user's).
+func ClusterServers(nc *nats.Conn) (map[string]bool, error) {
+	m, err := nc.Request("$SYS.REQ.SERVER."+nc.ConnectedServerId()+".STATSZ", nil, PushTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("trust: ask the server about its routes: %w", err)
+	}
+	var st natsserver.ServerStatsMsg
+	if err := json.Unmarshal(m.Data, &st); err != nil || st.Server.Name == "" {
+		return nil, fmt.Errorf("trust: ask the server about its routes: %q", m.Data)
+	}
+	names := map[string]bool{st.Server.Name: true}
+	for _, r := range st.Stats.Routes {
+		if r != nil && r.Name != "" {
+			names[r.Name] = true
+		}
+	}
+	return names, nil
 }
