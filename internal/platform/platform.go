@@ -158,14 +158,7 @@ func (p *Platform) run(ctx context.Context, cfg Config, retry func() bool, keep 
 		return fail(err)
 	}
 	for {
-		// Each try has a short deadline of its own: a node that just
-		// joined drops some JetStream requests for a few seconds, and on
-		// a cluster that is forming a request can go to a meta leader
-		// that is stepping down; neither is ever answered. What a try
-		// made stays made, so tries converge.
-		bctx, cancel := context.WithTimeout(ctx, 4*time.Second)
-		err := Bootstrap(bctx, admin)
-		cancel()
+		err := p.prepare(ctx, admin, ajs, retry())
 		if err == nil {
 			break
 		}
@@ -182,15 +175,6 @@ func (p *Platform) run(ctx context.Context, cfg Config, retry func() bool, keep 
 	}
 	if p.NS != nil {
 		if err := p.serveServers(admin, p.Auth.AccountKey()); err != nil {
-			return fail(err)
-		}
-	}
-	credsKV, err := trust.OpenCreds(ctx, ajs)
-	if err != nil {
-		return fail(err)
-	}
-	for _, role := range []string{RoleAdmin, RoleGateway, RoleAgent} {
-		if err := p.ensureCreds(ctx, credsKV, role); err != nil {
 			return fail(err)
 		}
 	}
@@ -243,6 +227,34 @@ func (p *Platform) run(ctx context.Context, cfg Config, retry func() bool, keep 
 		return fail(fmt.Errorf("platform: trust service: %w", err))
 	case <-ctx.Done():
 		return fail(ctx.Err())
+	}
+	return nil
+}
+
+// prepare makes the platform's stores and keeps the role credential
+// files, all of which may be done again. On a cluster (short) each try
+// has a short deadline of its own: a node that just joined drops some
+// JetStream requests for a few seconds, and on a cluster that is forming
+// a request can go to a meta leader that is stepping down; neither is
+// ever answered. What a try made stays made, so tries converge. Alone,
+// one try has as long as it needs (a slow disk, --sync always).
+func (p *Platform) prepare(ctx context.Context, admin *nats.Conn, ajs jetstream.JetStream, short bool) error {
+	if short {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 4*time.Second)
+		defer cancel()
+	}
+	if err := Bootstrap(ctx, admin); err != nil {
+		return err
+	}
+	credsKV, err := trust.OpenCreds(ctx, ajs)
+	if err != nil {
+		return err
+	}
+	for _, role := range []string{RoleAdmin, RoleGateway, RoleAgent} {
+		if err := p.ensureCreds(ctx, credsKV, role); err != nil {
+			return err
+		}
 	}
 	return nil
 }
