@@ -60,15 +60,20 @@ func replicasFor(ns *natsserver.Server, want int) int {
 	if !ns.JetStreamIsClustered() {
 		return 1
 	}
-	if want > 0 {
-		return want
-	}
 	jsz, err := ns.Jsz(&natsserver.JSzOptions{})
 	if err != nil || jsz.Meta == nil {
 		return 1
 	}
+	if want > 0 {
+		// More replicas than nodes can never be placed.
+		return max(1, min(want, jsz.Meta.Size))
+	}
 	return max(1, min(MaxAutoReplicas, jsz.Meta.Size))
 }
+
+// MetaReplicas is the stream metadata key that opts a stream out of the
+// replicas keeper: "manual" leaves its replica count to the operator.
+const MetaReplicas = "switchyard.replicas"
 
 // keepReplicas raises every stream of the account below the replica
 // count target gives, now and every replicasInterval, on the passes
@@ -77,9 +82,10 @@ func replicasFor(ns *natsserver.Server, want int) int {
 func keepReplicas(ctx context.Context, target func(context.Context) (n int, now bool), js jetstream.JetStream, log *slog.Logger) {
 	t := time.NewTicker(replicasInterval)
 	defer t.Stop()
+	failing := map[string]string{} // stream → the error last logged
 	for {
 		if n, now := target(ctx); now {
-			raiseReplicas(ctx, js, n, log)
+			raiseReplicas(ctx, js, n, failing, log)
 		}
 		select {
 		case <-ctx.Done():
@@ -89,16 +95,18 @@ func keepReplicas(ctx context.Context, target func(context.Context) (n int, now 
 	}
 }
 
-// raiseReplicas sets every stream below n replicas to n. One that cannot
-// be raised now (a node is down) is tried again on the next pass.
-func raiseReplicas(ctx context.Context, js jetstream.JetStream, n int, log *slog.Logger) (raised []string) {
+// raiseReplicas sets every stream below n replicas to n, but those an
+// operator marked manual (MetaReplicas). One that cannot be raised now (a
+// node is down) is tried again on the next pass; failing keeps the error
+// last logged for each, so a lasting one is logged once, not every pass.
+func raiseReplicas(ctx context.Context, js jetstream.JetStream, n int, failing map[string]string, log *slog.Logger) (raised []string) {
 	if n <= 1 {
 		return nil
 	}
 	var low []jetstream.StreamConfig
 	streams := js.ListStreams(ctx)
 	for info := range streams.Info() {
-		if info.Config.Replicas < n {
+		if info.Config.Replicas < n && info.Config.Metadata[MetaReplicas] != "manual" {
 			low = append(low, info.Config)
 		}
 	}
@@ -112,9 +120,13 @@ func raiseReplicas(ctx context.Context, js jetstream.JetStream, n int, log *slog
 		_, err := js.UpdateStream(uctx, cfg)
 		cancel()
 		if err != nil {
-			log.Warn("replicas: cannot raise a stream now; trying again shortly", "stream", cfg.Name, "replicas", n, "err", err)
+			if failing[cfg.Name] != err.Error() {
+				log.Warn("replicas: cannot raise a stream now; trying again every few seconds", "stream", cfg.Name, "replicas", n, "err", err)
+				failing[cfg.Name] = err.Error()
+			}
 			continue
 		}
+		delete(failing, cfg.Name)
 		log.Info("replicas: stream raised", "stream", cfg.Name, "from", max(from, 1), "to", n)
 		raised = append(raised, cfg.Name)
 	}
