@@ -42,6 +42,8 @@ type serverFlags struct {
 	// trustDir holds the keys (default <data>/trust); credsDir the role
 	// credentials (default <data>): yard up --cluster shares both.
 	trustDir, credsDir string
+	// parentPID: stop when that process (yard up --cluster) is gone.
+	parentPID int
 }
 
 // registerCluster adds the flags of a cluster node (yard server).
@@ -55,6 +57,32 @@ func (s *serverFlags) registerCluster(cmd *cobra.Command) {
 	fl.StringVar(&s.trustDir, "trust", "", "folder of the trust keys (default <data>/trust); every node of a cluster has a copy of the same keys")
 	fl.StringVar(&s.credsDir, "creds-dir", "", "folder for the admin, gateway and agent credentials (default <data>)")
 	_ = fl.MarkHidden("creds-dir")
+	fl.IntVar(&s.parentPID, "parent-pid", 0, "stop when the process with this id has gone (yard up --cluster's nodes)")
+	_ = fl.MarkHidden("parent-pid")
+}
+
+// watchParent cancels ctx once the process parentPID is no longer this
+// one's parent: it died, even by SIGKILL. Linux sends a signal for that
+// (childproc.Attr); elsewhere this is all a node of yard up has.
+func watchParent(ctx context.Context, parentPID int, cancel context.CancelFunc) {
+	if parentPID <= 0 {
+		return
+	}
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if os.Getppid() != parentPID {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
 }
 
 func (s *serverFlags) register(cmd *cobra.Command) {
@@ -255,6 +283,9 @@ streams get 3 replicas on three or more nodes (--replicas to choose).`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			ctx, orphaned := context.WithCancel(ctx)
+			defer orphaned()
+			watchParent(ctx, sf.parentPID, orphaned)
 			p, err := sf.start(ctx, cfg, allowAnon, f.logger())
 			if err != nil {
 				return err

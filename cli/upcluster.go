@@ -105,7 +105,7 @@ func (o *upOptions) startCluster(ctx context.Context, n int, logs io.Writer, log
 		args := []string{"server", "--data", filepath.Join(s.data, "cluster", name), "--trust", trustDir, "--creds-dir", s.data,
 			"--server-name", name, "--nats-host", s.host, "--nats-port", strconv.Itoa(s.port + k),
 			"--cluster", route, "--routes", strings.Join(routes, ","), "--allow-anonymous", "--sync", s.sync,
-			"--log-level", o.f.logLevel}
+			"--log-level", o.f.logLevel, "--parent-pid", strconv.Itoa(os.Getpid())}
 		if cert != "" {
 			args = append(args, "--tls-cert", cert, "--tls-key", key)
 		}
@@ -133,9 +133,9 @@ func (o *upOptions) startCluster(ctx context.Context, n int, logs io.Writer, log
 	return ns, nil
 }
 
-// supervise runs nd until stop, starting it again when it exits, after
-// a backoff that grows while it keeps failing and resets once it ran a
-// while.
+// supervise runs nd until stop, starting it again when it exits (or
+// fails to start), after a backoff that grows while it keeps failing and
+// resets once it ran a while.
 func (ns *nodeSet) supervise(nd *node) {
 	defer ns.wg.Done()
 	backoff := time.Second
@@ -146,15 +146,24 @@ func (ns *nodeSet) supervise(nd *node) {
 		// yard up alone, which stops the nodes last, after the gateway and
 		// the agent, instead of seeing them all exit and restarting them.
 		cmd.SysProcAttr = childproc.OwnGroup()
-		if err := cmd.Start(); err != nil {
-			ns.log.Error("cluster node did not start", "node", nd.name, "err", err)
-			return
-		}
+		// Start under the lock stop takes: a node is either started
+		// before stop signals it, or not at all.
 		nd.mu.Lock()
-		nd.cmd = cmd
+		select {
+		case <-ns.stopping:
+			nd.mu.Unlock()
+			return
+		default:
+		}
+		err := cmd.Start()
+		if err == nil {
+			nd.cmd = cmd
+		}
 		nd.mu.Unlock()
 		started := time.Now()
-		err := cmd.Wait()
+		if err == nil {
+			err = cmd.Wait()
+		}
 		select {
 		case <-ns.stopping:
 			return
