@@ -166,5 +166,16 @@ func printServers(f *factory, rows []serverRow) error {
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", r.Name, r.PID, r.ClientURL, r.State, l)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	clustered, leader := false, false
+	for _, r := range rows {
+		clustered = clustered || r.Cluster != ""
+		leader = leader || len(r.Peers) > 0
+	}
+	if clustered && !leader {
+		fmt.Fprintln(f.io.ErrOut, "no meta leader answered (an election may be under way): nodes that did not answer are not listed")
+	}
+	return nil
 }
