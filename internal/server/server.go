@@ -262,11 +262,11 @@ func configureCluster(opts *natsserver.Options, c *Cluster) error {
 	// Explicit routes are retried until they connect: a node may start
 	// well before the others.
 	// Routes ping every second: a node that stops answering (SIGSTOP, a
-	// partition) is dropped in about three, and with it the interest of
+	// partition) is dropped in three to four, and with it the interest of
 	// its clients, so requests stop going to instances that cannot answer
 	// (the default is two minutes).
 	opts.Cluster = natsserver.ClusterOpts{Name: name, Host: host, Port: p, Username: c.User, Password: c.Password,
-		PingInterval: time.Second, MaxPingsOut: 2}
+		PingInterval: time.Second, MaxPingsOut: 3}
 	opts.Routes = routes
 	return nil
 }
