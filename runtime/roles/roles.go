@@ -199,10 +199,11 @@ func denyPlatform(except ...string) []string {
 // enforces the access policy for HTTP callers itself), queue async work,
 // read the registry, keys, records and queue, deliver callbacks, report
 // denials, and for operator keys read the logs and dead letters and
-// requeue a dead letter. It writes one kind of record: the "queued" one
-// of an async invocation accepted with an Idempotency-Key, which makes a
-// repeat of the key find the first. It cannot write the registry, nor
-// touch a stream's configuration.
+// requeue a dead letter. It writes the "queued" record of an async
+// invocation accepted with an Idempotency-Key, which makes a repeat of
+// the key find the first; NATS cannot tell that write from others, so it
+// may write any record of yard_results. It cannot write the registry,
+// nor touch a stream's configuration.
 func Gateway() Rights {
 	r := Rights{
 		Subscribe: []string{GatewayInbox + ".>"},
