@@ -11,7 +11,6 @@ import (
 
 	"github.com/switchyard-dev/switchyard/runtime/agent"
 	"github.com/switchyard-dev/switchyard/runtime/roles"
-	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
 func newAgentCmd(f *factory) *cobra.Command {
@@ -45,7 +44,7 @@ a replacement before it expires.`,
 			}
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
-			nc, err := f.connect("agent", append(wire.Liveness(), nats.MaxReconnects(-1), nats.CustomInboxPrefix(roles.AgentInbox))...)
+			nc, err := f.connect("agent", append(liveness(), nats.MaxReconnects(-1), nats.CustomInboxPrefix(roles.AgentInbox))...)
 			if err != nil {
 				return err
 			}

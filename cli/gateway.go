@@ -16,7 +16,6 @@ import (
 	"github.com/switchyard-dev/switchyard/gateway"
 	"github.com/switchyard-dev/switchyard/internal/apikeys"
 	"github.com/switchyard-dev/switchyard/runtime/roles"
-	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
 func newGatewayCmd(f *factory) *cobra.Command {
@@ -64,7 +63,7 @@ accepts the provider's JWTs as bearer tokens besides API keys
 					return err
 				}
 			}
-			nc, err := f.connect("gateway", append(wire.Liveness(), nats.MaxReconnects(-1), nats.CustomInboxPrefix(roles.GatewayInbox))...)
+			nc, err := f.connect("gateway", append(liveness(), nats.MaxReconnects(-1), nats.CustomInboxPrefix(roles.GatewayInbox))...)
 			if err != nil {
 				return err
 			}

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/switchyard-dev/switchyard/runtime/roles"
+	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
 // Exit codes of yard.
@@ -376,4 +377,10 @@ func inboxOf(credsFile string) string {
 		}
 	}
 	return ""
+}
+
+// liveness makes a component's connection notice a NATS server that
+// stopped answering in seconds (wire.PingInterval, wire.MaxPingsOut).
+func liveness() []nats.Option {
+	return []nats.Option{nats.PingInterval(wire.PingInterval), nats.MaxPingsOutstanding(wire.MaxPingsOut)}
 }

@@ -19,7 +19,6 @@ import (
 	"github.com/switchyard-dev/switchyard/internal/platform"
 	"github.com/switchyard-dev/switchyard/runtime/agent"
 	"github.com/switchyard-dev/switchyard/runtime/roles"
-	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
 type upOptions struct {
@@ -141,7 +140,7 @@ func (o *upOptions) run(ctx context.Context) error {
 	// Each component connects with the credential of its role, as it
 	// would from a process of its own.
 	connect := func(role, inbox string) (*nats.Conn, error) {
-		opts := append(wire.Liveness(), nats.Name("yard up "+role), nats.MaxReconnects(-1), nats.UserCredentials(credsFile(role)))
+		opts := append(liveness(), nats.Name("yard up "+role), nats.MaxReconnects(-1), nats.UserCredentials(credsFile(role)))
 		if ca != "" {
 			opts = append(opts, nats.RootCAs(ca))
 		}

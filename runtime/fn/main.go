@@ -101,7 +101,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, cf
 	defer stop()
 	// Replies come to an inbox of the function's own, which its
 	// credential may read (and no other function's may).
-	opts := append(wire.Liveness(), nats.Name("yard fn "+cfg.Name), nats.MaxReconnects(-1), nats.CustomInboxPrefix(wire.InboxPrefix(cfg.Name)))
+	// Pings every second: a frozen NATS node is left in seconds.
+	opts := []nats.Option{nats.Name("yard fn " + cfg.Name), nats.MaxReconnects(-1), nats.CustomInboxPrefix(wire.InboxPrefix(cfg.Name)),
+		nats.PingInterval(wire.PingInterval), nats.MaxPingsOutstanding(wire.MaxPingsOut)}
 	creds := getenv(wire.EnvNATSCreds)
 	if creds == "" {
 		if _, err := os.Stat(devCreds); err == nil {
