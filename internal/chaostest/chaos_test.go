@@ -3,7 +3,6 @@
 package chaostest
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -31,6 +30,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard-dev/switchyard/internal/childproc"
+	"github.com/switchyard-dev/switchyard/internal/execlog"
 	"github.com/switchyard-dev/switchyard/runtime/invocation"
 	"github.com/switchyard-dev/switchyard/runtime/roles"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
@@ -1266,20 +1266,9 @@ func appendMax(s []string, v string) []string {
 // input's n, per execution of an async invocation.
 func countExecutions(t *testing.T, dir string) map[int]int {
 	t.Helper()
-	counts := map[int]int{}
-	files, _ := filepath.Glob(filepath.Join(dir, "*.log"))
-	for _, f := range files {
-		fh, err := os.Open(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(fh)
-		for sc.Scan() {
-			if n, err := strconv.Atoi(sc.Text()); err == nil {
-				counts[n]++
-			}
-		}
-		fh.Close()
+	counts, err := execlog.Count(dir)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return counts
 }

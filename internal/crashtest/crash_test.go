@@ -7,7 +7,6 @@
 package crashtest
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -32,6 +31,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard-dev/switchyard/gateway"
+	"github.com/switchyard-dev/switchyard/internal/execlog"
 	"github.com/switchyard-dev/switchyard/internal/natstest"
 	"github.com/switchyard-dev/switchyard/internal/server"
 	"github.com/switchyard-dev/switchyard/runtime/fntest"
@@ -278,20 +278,9 @@ func submit(t *testing.T, c *http.Client, base string, n int, refusals *atomic.I
 
 func countExecutions(t *testing.T, dir string) map[int]int {
 	t.Helper()
-	counts := map[int]int{}
-	files, _ := filepath.Glob(filepath.Join(dir, "*.log"))
-	for _, f := range files {
-		fh, err := os.Open(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(fh)
-		for sc.Scan() {
-			if n, err := strconv.Atoi(sc.Text()); err == nil {
-				counts[n]++
-			}
-		}
-		fh.Close()
+	counts, err := execlog.Count(dir)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return counts
 }

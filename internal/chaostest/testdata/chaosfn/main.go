@@ -9,9 +9,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"time"
 
+	"github.com/switchyard-dev/switchyard/internal/execlog"
 	"github.com/switchyard-dev/switchyard/runtime/fn"
 )
 
@@ -30,9 +30,7 @@ func work(ctx context.Context, in Input) (Output, error) {
 	// A little work, so some invocations are in flight when a node dies.
 	time.Sleep(time.Duration(rand.IntN(3000)) * time.Microsecond)
 	if !in.Sync && log != nil {
-		// One small O_APPEND write per execution is atomic, so lines from
-		// several processes (and from a killed one) never interleave.
-		if _, err := fmt.Fprintf(log, "%d\n", in.N); err != nil {
+		if err := execlog.Record(log, in.N); err != nil {
 			return Output{}, err
 		}
 	}
@@ -44,7 +42,7 @@ func main() {
 	// the binary for its manifest, without it: no log then.
 	if dir := os.Getenv("CHAOS_LOG_DIR"); dir != "" {
 		var err error
-		log, err = os.OpenFile(filepath.Join(dir, fmt.Sprintf("exec-%d.log", os.Getpid())), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		log, err = execlog.Open(dir)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)

@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"time"
 
+	"github.com/switchyard-dev/switchyard/internal/execlog"
 	"github.com/switchyard-dev/switchyard/runtime/fn"
 )
 
@@ -26,9 +26,7 @@ var log *os.File
 func work(ctx context.Context, in Input) (Output, error) {
 	// A little work, so some invocations are in flight when SIGKILL comes.
 	time.Sleep(time.Duration(rand.IntN(3000)) * time.Microsecond)
-	// One small O_APPEND write per execution is atomic, so lines from
-	// several processes (and from a killed one) never interleave.
-	if _, err := fmt.Fprintf(log, "%d\n", in.N); err != nil {
+	if err := execlog.Record(log, in.N); err != nil {
 		return Output{}, err
 	}
 	return Output{N: in.N}, nil
@@ -36,8 +34,7 @@ func work(ctx context.Context, in Input) (Output, error) {
 
 func main() {
 	var err error
-	log, err = os.OpenFile(filepath.Join(os.Getenv("CRASH_LOG_DIR"), fmt.Sprintf("exec-%d.log", os.Getpid())),
-		os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	log, err = execlog.Open(os.Getenv("CRASH_LOG_DIR"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
