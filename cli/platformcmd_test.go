@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -29,28 +28,7 @@ func serverFromConfig(t *testing.T, include string) (*natsserver.Server, *natsse
 	}
 	conf := fmt.Sprintf("listen: 127.0.0.1:%d\ninclude ./switchyard.conf\njetstream { store_dir: %q }\n",
 		natstest.FreePort(t), filepath.Join(dir, "js"))
-	path := filepath.Join(dir, "nats-server.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	opts, err := natsserver.ProcessConfigFile(path)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, include)
-	}
-	opts.NoSigs = true
-	ns, err := natsserver.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	})
-	if !ns.ReadyForConnections(20 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	return ns, opts
+	return natstest.RunConfig(t, dir, conf)
 }
 
 func trustAccountKey(t *testing.T, keys *trust.Keys) string {

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -241,27 +240,7 @@ cluster {
   routes: [%s]
 }
 `, k+1, client[k], filepath.Join(node, "js"), route[k], strings.Join(routes, ", "))
-		path := filepath.Join(node, "nats-server.conf")
-		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		opts, err := natsserver.ProcessConfigFile(path)
-		if err != nil {
-			t.Fatalf("node %d: %v\n%s", k+1, err, include)
-		}
-		opts.NoSigs = true
-		ns, err := natsserver.NewServer(opts)
-		if err != nil {
-			t.Fatalf("node %d: %v", k+1, err)
-		}
-		ns.Start()
-		t.Cleanup(func() {
-			ns.Shutdown()
-			ns.WaitForShutdown()
-		})
-		if !ns.ReadyForConnections(20 * time.Second) {
-			t.Fatalf("node %d not ready", k+1)
-		}
+		natstest.RunConfig(t, node, conf)
 	}
 	return urls
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/nats-io/jwt/v2"
-	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
@@ -31,27 +30,7 @@ func TestPushToRemoteServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	conf := fmt.Sprintf("server_name: solo\nlisten: 127.0.0.1:%d\n%s", natstest.FreePort(t), include)
-	path := filepath.Join(dir, "nats-server.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	opts, err := natsserver.ProcessConfigFile(path)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, conf)
-	}
-	opts.NoSigs = true
-	ns, err := natsserver.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	})
-	if !ns.ReadyForConnections(20 * time.Second) {
-		t.Fatal("not ready")
-	}
+	ns, _ := natstest.RunConfig(t, dir, conf)
 
 	if err := a.Push(); err == nil {
 		t.Fatal("Push without a connection to push over")
