@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -148,6 +149,69 @@ func TestAnonymousCallsPublicFunctionsOnly(t *testing.T) {
 	// Discovery works: nats micro ls.
 	if _, err := anon.Request("$SRV.PING", nil, 200*time.Millisecond); err != nil && !errors.Is(err, nats.ErrNoResponders) {
 		t.Fatalf("$SRV.PING: %v", err)
+	}
+}
+
+// TestAnonymousRightsShrinkUnderConnectStorm: callers that connect while
+// the public functions change must not keep the rights of before. The
+// server checks connections once when it applies new claims; one that
+// authenticated under the old claims and joined after that check is
+// closed by the authority's sweeps. Without them this fails within a few
+// rounds on a busy machine.
+func TestAnonymousRightsShrinkUnderConnectStorm(t *testing.T) {
+	p := start(t, true)
+	admin := as(t, p, p.CredsFile(platform.RoleAdmin), nil, nats.CustomInboxPrefix(roles.AdminInbox))
+	serve(t, admin, "greet", registry.AccessPublic)
+	serve(t, admin, "secret", registry.AccessInternal)
+
+	const clients = 16
+	conns := make([]*nats.Conn, clients)
+	var quiet natstest.Denials // the refusals below are expected
+	for round := range 10 {
+		// Open connections while the rights widen and narrow.
+		var wg sync.WaitGroup
+		for i := range conns {
+			wg.Go(func() {
+				if conns[i] == nil {
+					conns[i] = as(t, p, "", &quiet, nats.ReconnectWait(20*time.Millisecond), nats.MaxReconnects(-1))
+				}
+			})
+		}
+		if err := p.Auth.SetPublic([]string{"greet", "secret"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Auth.SetPublic([]string{"greet"}); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		kept := make(chan int, clients)
+		for i, nc := range conns {
+			wg.Go(func() {
+				// The sweeps after a change close a straggler within 5 s;
+				// it reconnects with the narrower rights.
+				deadline := time.Now().Add(8 * time.Second)
+				for time.Now().Before(deadline) {
+					if nc.IsConnected() {
+						if _, err := nc.Request("fn.secret", nil, 300*time.Millisecond); err != nil {
+							return
+						}
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+				kept <- i
+			})
+		}
+		wg.Wait()
+		close(kept)
+		for i := range kept {
+			t.Errorf("round %d: caller %d kept the wider rights", round, i)
+		}
+		if round%3 == 2 {
+			for i := range conns {
+				conns[i].Close()
+				conns[i] = nil
+			}
+		}
 	}
 }
 

@@ -43,6 +43,9 @@ type Authority struct {
 	last    string     // the account JWT last signed
 	public  []string
 	revoked map[string]int64
+	// anonSince is when the anonymous rights last changed: anonymous
+	// connections made before it have the rights of before.
+	anonSince time.Time
 }
 
 // NewAuthority returns an authority over keys. allowAnon lets connections
@@ -170,8 +173,8 @@ func (a *Authority) sentinel() (string, error) {
 // apply re-signs the account and hands it to the running server, or pushes
 // it to the remote ones; a server closes the connections of revoked users
 // and of anonymous ones (they reconnect with the new rights). Called with
-// a.mu held.
-func (a *Authority) apply() error {
+// a.mu held. anonChanged says the anonymous rights changed.
+func (a *Authority) apply(anonChanged bool) error {
 	accJWT, err := a.accountJWT()
 	if err != nil {
 		return err
@@ -195,7 +198,54 @@ func (a *Authority) apply() error {
 		return err
 	}
 	a.srv.UpdateAccountClaims(acc, ac)
+	if anonChanged {
+		a.anonSince = time.Now()
+		// A connection can sit between the two steps for as long as the
+		// scheduler keeps it there; look again a few times.
+		for _, d := range []time.Duration{100 * time.Millisecond, time.Second, 5 * time.Second} {
+			time.AfterFunc(d, func() {
+				a.mu.Lock()
+				defer a.mu.Unlock()
+				a.sweep()
+			})
+		}
+	}
+	a.sweep()
 	return nil
+}
+
+// sweep closes the connections an update missed. The server checks the
+// account's connections once it has applied new claims, so one that
+// authenticated under the old claims but joined the account after that
+// check would keep its old rights: an anonymous caller of a function no
+// longer public, or a revoked user. Any anonymous connection older than
+// the last change of the anonymous rights and any connection of a revoked
+// credential is closed; the clients reconnect under the new claims.
+// Called with a.mu held.
+func (a *Authority) sweep() {
+	anon := pub(a.keys.Anon)
+	var stale []uint64
+	for offset := 0; ; {
+		cz, err := a.srv.Connz(&natsserver.ConnzOptions{Account: a.AccountKey(), Username: true,
+			State: natsserver.ConnOpen, Offset: offset, Limit: 1024})
+		if err != nil || len(cz.Conns) == 0 {
+			break
+		}
+		for _, ci := range cz.Conns {
+			old := ci.IssuerKey == anon && ci.Start.Before(a.anonSince)
+			if at, ok := a.revoked[ci.AuthorizedUser]; ok && ci.JWT != "" {
+				uc, err := jwt.DecodeUserClaims(ci.JWT)
+				old = old || err != nil || uc.IssuedAt <= at
+			}
+			if old {
+				stale = append(stale, ci.Cid)
+			}
+		}
+		offset += len(cz.Conns)
+	}
+	for _, cid := range stale {
+		_ = a.srv.DisconnectClientByID(cid)
+	}
 }
 
 // SetPublic sets the functions anonymous callers may call.
@@ -207,7 +257,7 @@ func (a *Authority) SetPublic(fns []string) error {
 		return nil
 	}
 	a.public = fns
-	return a.apply()
+	return a.apply(true)
 }
 
 // Public returns the functions anonymous callers may call now.
@@ -231,7 +281,7 @@ func (a *Authority) SetRevoked(revoked map[string]time.Time) error {
 		return nil
 	}
 	a.revoked = m
-	return a.apply()
+	return a.apply(false)
 }
 
 func equalRevoked(x, y map[string]int64) bool {
