@@ -128,6 +128,9 @@ func (p *Provisioner) Remove(ctx context.Context, name string) error {
 // declaration of it is provisioned.
 const MetaOwner = "switchyard.function"
 
+// MetaEntity is the stream metadata key that marks an entity stream.
+const MetaEntity = "switchyard.entity"
+
 // EnsureBucket creates a function's key-value bucket when missing (file
 // storage, one revision of history per key), owned by owner; an existing
 // bucket of another owner is refused, one without an owner is claimed.
@@ -169,15 +172,24 @@ func EnsureBucket(ctx context.Context, js jetstream.JetStream, bucket, owner str
 // functions may declare the same stream (a publisher and a subscriber),
 // but only alike: one that exists with other subjects is refused, so no
 // declaration takes over another's subjects; a changed MaxAge is applied.
+// An entity stream keeps its events until removed (unless MaxAge), allows
+// no deletion of one event, answers direct gets (fn.Load reads it so) and
+// has a snapshot bucket.
 func (p *Provisioner) ensureStream(ctx context.Context, st registry.Stream) error {
 	maxAge := st.MaxAge.D()
-	if maxAge == 0 {
+	if maxAge == 0 && !st.Entity {
 		maxAge = DefaultEventMaxAge
 	}
-	s, err := jskv.EnsureStream(ctx, p.js, jetstream.StreamConfig{
+	want := jetstream.StreamConfig{
 		Name: st.Name, Subjects: st.Subjects, Storage: jetstream.FileStorage, MaxAge: maxAge,
 		Description: "Switchyard events",
-	})
+	}
+	if st.Entity {
+		want.Description = "Switchyard entity events"
+		want.DenyDelete, want.AllowDirect = true, true
+		want.Metadata = map[string]string{MetaEntity: "true"}
+	}
+	s, err := jskv.EnsureStream(ctx, p.js, want)
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", st.Name, err)
 	}
@@ -185,10 +197,30 @@ func (p *Provisioner) ensureStream(ctx context.Context, st registry.Stream) erro
 	if !slices.Equal(slices.Sorted(slices.Values(cfg.Subjects)), slices.Sorted(slices.Values(st.Subjects))) {
 		return fmt.Errorf("stream %s exists with subjects %v, not the declared %v", st.Name, cfg.Subjects, st.Subjects)
 	}
-	if cfg.MaxAge != maxAge {
-		cfg.MaxAge = maxAge
+	// An entity stream keeps its retention when a plain declaration of it
+	// comes along (a subscriber's), which would otherwise expire its
+	// events after DefaultEventMaxAge.
+	entity := st.Entity || cfg.Metadata[MetaEntity] == "true"
+	update := false
+	if st.Entity && (!cfg.AllowDirect || cfg.Metadata[MetaEntity] != "true") {
+		cfg.AllowDirect = true
+		if cfg.Metadata == nil {
+			cfg.Metadata = map[string]string{}
+		}
+		cfg.Metadata[MetaEntity] = "true"
+		update = true
+	}
+	if cfg.MaxAge != maxAge && (st.Entity || !entity) {
+		cfg.MaxAge, update = maxAge, true
+	}
+	if update {
 		if _, err := p.js.UpdateStream(ctx, cfg); err != nil {
-			return fmt.Errorf("stream %s: max age: %w", st.Name, err)
+			return fmt.Errorf("stream %s: update: %w", st.Name, err)
+		}
+	}
+	if st.Entity {
+		if err := EnsureBucket(ctx, p.js, registry.SnapshotBucket(st.Name), ""); err != nil {
+			return fmt.Errorf("stream %s: snapshots: %w", st.Name, err)
 		}
 	}
 	return nil
@@ -226,26 +258,60 @@ func (p *Provisioner) asyncConsumer(ctx context.Context, spec *registry.Spec) er
 	return nil
 }
 
+// eventConsumer creates or updates a subscription's durable consumer. A
+// new one starts where the subscription says; an existing one keeps where
+// it started (JetStream cannot move that; `yard events replay` resets it).
 func (p *Provisioner) eventConsumer(ctx context.Context, spec *registry.Spec, subject string) error {
 	stream, err := p.js.StreamNameBySubject(ctx, subject)
 	if err != nil {
 		return fmt.Errorf("event %s: no stream holds the subject (declare one in Config.Streams): %w", subject, err)
 	}
+	opts := spec.EventOptions[subject]
 	ackWait, pending := consumerSettings(spec)
-	_, err = p.js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+	if opts.Ordered {
+		pending = 1
+	}
+	cfg := jetstream.ConsumerConfig{
 		Durable:       wire.EventConsumer(spec.Name, subject),
 		Description:   "Switchyard: " + spec.Name + " on " + subject,
 		FilterSubject: subject,
-		DeliverPolicy: jetstream.DeliverNewPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       ackWait,
 		MaxAckPending: pending,
 		MaxDeliver:    -1,
-	})
-	if err != nil {
+	}
+	if cur, err := p.js.Consumer(ctx, stream, cfg.Durable); err == nil {
+		old := cur.CachedInfo().Config
+		cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = old.DeliverPolicy, old.OptStartSeq, old.OptStartTime
+	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("event %s: consumer: %w", subject, err)
+	} else {
+		start, err := registry.ParseEventStart(opts.From)
+		if err != nil {
+			return fmt.Errorf("event %s: %w", subject, err)
+		}
+		SetStart(&cfg, start)
+	}
+	if _, err := p.js.CreateOrUpdateConsumer(ctx, stream, cfg); err != nil {
 		return fmt.Errorf("event %s: consumer: %w", subject, err)
 	}
 	return nil
+}
+
+// SetStart sets where a consumer created with cfg starts.
+func SetStart(cfg *jetstream.ConsumerConfig, start registry.EventStart) {
+	cfg.OptStartSeq, cfg.OptStartTime = 0, nil
+	switch {
+	case start.All:
+		cfg.DeliverPolicy = jetstream.DeliverAllPolicy
+	case start.Seq > 0:
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, start.Seq
+	case !start.Time.IsZero():
+		t := start.Time
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
+	default:
+		cfg.DeliverPolicy = jetstream.DeliverNewPolicy
+	}
 }
 
 // syncSchedules puts want in place, then reads the registry again and

@@ -1,14 +1,20 @@
 package registry
 
 import (
+	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 )
 
 var bucketRe = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
+
+// eventTypeRe: an event type's name, as fn.Append sets it (a Go type's
+// name by default).
+var eventTypeRe = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,128}$`)
 
 // reservedFirstTokens are the subject spaces of the platform and of NATS
 // itself: no event subject, stream subject or publish declaration may
@@ -67,8 +73,8 @@ func (s *Spec) ValidateDeclarations() []error {
 		}
 	}
 	for _, b := range s.Buckets {
-		if !bucketRe.MatchString(b) || strings.HasPrefix(b, "yard_") {
-			errs = append(errs, fmt.Errorf("buckets: %q is not a function's bucket name (letters, digits, - and _, not starting yard_)", b))
+		if !bucketRe.MatchString(b) || strings.HasPrefix(b, "yard_") || strings.HasPrefix(b, SnapshotPrefix) {
+			errs = append(errs, fmt.Errorf("buckets: %q is not a function's bucket name (letters, digits, - and _, not starting yard_ or %s)", b, SnapshotPrefix))
 		}
 	}
 	for _, st := range s.Streams {
@@ -82,6 +88,22 @@ func (s *Spec) ValidateDeclarations() []error {
 			if !eventSubject(subj) {
 				errs = append(errs, fmt.Errorf("streams: %s: %q is not an event subject", st.Name, subj))
 			}
+		}
+		if len(st.EventSchemas) > 0 && !st.Entity {
+			errs = append(errs, fmt.Errorf("streams: %s: event schemas are for entity streams", st.Name))
+		}
+		for t, sc := range st.EventSchemas {
+			if !eventTypeRe.MatchString(t) || !json.Valid(sc) {
+				errs = append(errs, fmt.Errorf("streams: %s: event type %q needs a name (letters, digits, _ . -) and a JSON schema", st.Name, t))
+			}
+		}
+	}
+	for subject, o := range s.EventOptions {
+		if !slices.Contains(s.Events, subject) {
+			errs = append(errs, fmt.Errorf("event_options: %q is not one of the events", subject))
+		}
+		if _, err := ParseEventStart(o.From); err != nil {
+			errs = append(errs, fmt.Errorf("event_options: %s: %w", subject, err))
 		}
 	}
 	return errs

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -98,6 +99,9 @@ type Spec struct {
 	Buckets   []string `json:"buckets,omitempty"`
 	Events    []string `json:"events,omitempty"`
 	Streams   []Stream `json:"streams,omitempty"`
+	// EventOptions tune the subscriptions in Events, by subject: where a
+	// new one starts and whether it takes one event at a time.
+	EventOptions map[string]EventOptions `json:"event_options,omitempty"`
 
 	// Access says who may invoke the function, over HTTP and NATS alike:
 	// AccessPublic, AccessAuthenticated (the default, also when empty) or
@@ -136,6 +140,73 @@ type Stream struct {
 	Name     string   `json:"name"`
 	Subjects []string `json:"subjects"`
 	MaxAge   Duration `json:"max_age,omitempty"`
+	// Entity marks an event-sourced stream: one subject per entity, kept
+	// until removed (unless MaxAge), no event deleted, read back by
+	// subject, with snapshots in the bucket SnapshotBucket(Name). Its
+	// declarers may append to its subjects and read it.
+	Entity bool `json:"entity,omitempty"`
+	// EventSchemas are the JSON schemas of the event types appended to an
+	// entity stream, by type name: a deploy checks that the new version
+	// still reads every event the live one wrote.
+	EventSchemas map[string]json.RawMessage `json:"event_schemas,omitempty"`
+}
+
+// SnapshotPrefix starts the name of every entity stream's snapshot
+// bucket; no function may declare a bucket of that name.
+const SnapshotPrefix = "snap_"
+
+// SnapshotBucket is the key-value bucket of an entity stream's snapshots.
+func SnapshotBucket(stream string) string { return SnapshotPrefix + stream }
+
+// EventOptions tune one event subscription.
+type EventOptions struct {
+	// From is where a new subscription starts (see ParseEventStart); it
+	// applies when the subscription is created, and `yard events replay`
+	// moves it later.
+	From string `json:"from,omitempty"`
+	// Ordered delivers one event at a time, in stream order, across all
+	// instances: what a projection that checks sequences needs.
+	Ordered bool `json:"ordered,omitempty"`
+}
+
+// EventStart is where an event subscription starts: with the events
+// published after it was created (the zero value), from the first event
+// kept, from a stream sequence, or from a time.
+type EventStart struct {
+	All  bool
+	Seq  uint64
+	Time time.Time
+}
+
+// ParseEventStart reads "" or "new", "start", a stream sequence ("42")
+// or an RFC 3339 time ("2026-12-01T00:00:00Z").
+func ParseEventStart(s string) (EventStart, error) {
+	switch s {
+	case "", "new":
+		return EventStart{}, nil
+	case "start":
+		return EventStart{All: true}, nil
+	}
+	if n, err := strconv.ParseUint(s, 10, 64); err == nil && n > 0 {
+		return EventStart{Seq: n}, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return EventStart{Time: t.UTC()}, nil
+	}
+	return EventStart{}, fmt.Errorf("%q is not a start: use new, start, a stream sequence (1 or more) or an RFC 3339 time", s)
+}
+
+// String is the form ParseEventStart reads.
+func (e EventStart) String() string {
+	switch {
+	case e.All:
+		return "start"
+	case e.Seq > 0:
+		return strconv.FormatUint(e.Seq, 10)
+	case !e.Time.IsZero():
+		return e.Time.Format(time.RFC3339Nano)
+	}
+	return "new"
 }
 
 // InstanceLimit is the largest MaxInstances a spec may ask for.
@@ -205,8 +276,9 @@ func sameDefinition(a, b *Spec) bool {
 		a.IdleTimeout == b.IdleTimeout && slices.EqualFunc(a.Schedules, b.Schedules, func(x, y Schedule) bool {
 		return x.Cron == y.Cron && bytes.Equal(x.Input, y.Input)
 	}) && slices.Equal(a.Calls, b.Calls) && slices.Equal(a.Publishes, b.Publishes) && slices.Equal(a.Buckets, b.Buckets) &&
-		a.AccessPolicy() == b.AccessPolicy() && a.GatewaySubject == b.GatewaySubject && slices.Equal(a.Events, b.Events) && slices.EqualFunc(a.Streams, b.Streams, func(x, y Stream) bool {
-		return x.Name == y.Name && x.MaxAge == y.MaxAge && slices.Equal(x.Subjects, y.Subjects)
+		a.AccessPolicy() == b.AccessPolicy() && a.GatewaySubject == b.GatewaySubject && slices.Equal(a.Events, b.Events) && maps.Equal(a.EventOptions, b.EventOptions) && slices.EqualFunc(a.Streams, b.Streams, func(x, y Stream) bool {
+		return x.Name == y.Name && x.MaxAge == y.MaxAge && slices.Equal(x.Subjects, y.Subjects) && x.Entity == y.Entity &&
+			maps.EqualFunc(x.EventSchemas, y.EventSchemas, func(p, q json.RawMessage) bool { return bytes.Equal(p, q) })
 	})
 }
 

@@ -79,7 +79,17 @@ func Function(spec *registry.Spec) (Rights, error) {
 		c := wire.EventConsumer(n, subject)
 		r.Publish = append(r.Publish, "$JS.API.CONSUMER.INFO.*."+c, "$JS.API.CONSUMER.MSG.NEXT.*."+c, "$JS.ACK.*."+c+".>")
 	}
-	for _, b := range spec.Buckets {
+	// An entity stream: append to its subjects, read them back by direct
+	// gets, and keep snapshots in its bucket.
+	buckets := slices.Clone(spec.Buckets)
+	for _, st := range spec.Streams {
+		if st.Entity {
+			r.Publish = append(r.Publish, st.Subjects...)
+			r.Publish = append(r.Publish, "$JS.API.DIRECT.GET."+st.Name, "$JS.API.STREAM.INFO."+st.Name)
+			buckets = append(buckets, registry.SnapshotBucket(st.Name))
+		}
+	}
+	for _, b := range buckets {
 		kv := "KV_" + b
 		r.Publish = append(r.Publish, "$JS.API.STREAM.INFO."+kv, "$KV."+b+".>", "$JS.API.DIRECT.GET."+kv+".>",
 			// Keys and watches read through consumers of their own.
