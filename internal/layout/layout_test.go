@@ -126,8 +126,11 @@ func TestSDKIsDataPlaneOnly(t *testing.T) {
 			}
 		}
 		ast.Inspect(f, func(n ast.Node) bool {
-			// The JetStream API spoken by hand.
-			if lit, ok := n.(*ast.BasicLit); ok && lit.Kind == token.STRING && strings.Contains(lit.Value, "$JS.API.") {
+			// The JetStream API spoken by hand; a batched direct get (how
+			// fn.Load reads an entity, which nats.go has no call for) only
+			// reads.
+			if lit, ok := n.(*ast.BasicLit); ok && lit.Kind == token.STRING && strings.Contains(lit.Value, "$JS.API.") &&
+				lit.Value != `"$JS.API.DIRECT.GET."` {
 				t.Errorf("%s uses the JetStream API directly: %s", path, lit.Value)
 			}
 			sel, ok := n.(*ast.SelectorExpr)

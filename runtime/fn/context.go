@@ -15,6 +15,7 @@ const (
 	keyConn
 	keyTrace
 	keyDecl
+	keyEvent
 )
 
 // RequestID returns the Yard-Request-Id of the invocation ctx belongs to.

@@ -19,10 +19,17 @@ type declarations struct {
 	calls     []string
 	publishes []string
 	buckets   []string
+	entities  []Stream
 }
 
 func declarationsOf(cfg Config) *declarations {
-	return &declarations{name: cfg.Name, calls: cfg.Calls, publishes: cfg.Publishes, buckets: cfg.Buckets}
+	d := &declarations{name: cfg.Name, calls: cfg.Calls, publishes: cfg.Publishes, buckets: cfg.Buckets}
+	for _, st := range cfg.Streams {
+		if st.Entity {
+			d.entities = append(d.entities, st)
+		}
+	}
+	return d
 }
 
 // declared returns the declarations of ctx's function; ok is false for a
@@ -64,9 +71,26 @@ func validateDeclarations(cfg Config) []error {
 	spec := &registry.Spec{Name: cfg.Name, Calls: cfg.Calls, Publishes: cfg.Publishes, Buckets: cfg.Buckets}
 	for _, sub := range cfg.Events {
 		spec.Events = append(spec.Events, sub.subject)
+		if sub.opts != (registry.EventOptions{}) {
+			if spec.EventOptions == nil {
+				spec.EventOptions = map[string]registry.EventOptions{}
+			}
+			spec.EventOptions[sub.subject] = sub.opts
+		}
 	}
 	for _, st := range cfg.Streams {
-		spec.Streams = append(spec.Streams, registry.Stream{Name: st.Name, Subjects: st.Subjects})
+		spec.Streams = append(spec.Streams, registry.Stream{Name: st.Name, Subjects: st.Subjects, Entity: st.Entity})
 	}
-	return spec.ValidateDeclarations()
+	errs := spec.ValidateDeclarations()
+	for _, st := range cfg.Streams {
+		for _, t := range st.EventTypes {
+			if t.err != nil {
+				errs = append(errs, fmt.Errorf("streams: %s: %w", st.Name, t.err))
+			}
+		}
+		if len(st.EventTypes) > 0 && !st.Entity {
+			errs = append(errs, fmt.Errorf("streams: %s: EventTypes are for entity streams", st.Name))
+		}
+	}
+	return errs
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/switchyard-dev/switchyard/internal/otelx"
 	"github.com/switchyard-dev/switchyard/runtime/invocation"
+	"github.com/switchyard-dev/switchyard/runtime/registry"
 	"github.com/switchyard-dev/switchyard/runtime/wire"
 	"github.com/switchyard-dev/switchyard/schemas"
 )
@@ -28,8 +31,16 @@ const HeaderEventSubject = invocation.HeaderEventSubject
 type Stream struct {
 	Name     string
 	Subjects []string
-	// MaxAge bounds how long events are kept; default 7 days.
+	// MaxAge bounds how long events are kept; default 7 days, and
+	// forever for an entity stream.
 	MaxAge time.Duration
+	// Entity makes it an event-sourced stream: one subject per entity,
+	// written with Append and read with Load. Declaring it lets the
+	// function do both on its subjects.
+	Entity bool
+	// EventTypes are the types appended to an entity stream (EventOf):
+	// deploys check that a new version still reads the old events.
+	EventTypes []EventType
 }
 
 // Subscription is an event handler: see On.
@@ -38,16 +49,49 @@ type Subscription struct {
 	in      []byte
 	err     error
 	call    func(ctx context.Context, input []byte) (any, error)
+	opts    registry.EventOptions
 }
+
+// SubscribeOption tunes On.
+type SubscribeOption func(*registry.EventOptions)
+
+// FromStart makes a new subscription begin with the first event the
+// stream keeps, so it catches up on the whole log before it follows new
+// events.
+func FromStart() SubscribeOption { return func(o *registry.EventOptions) { o.From = "start" } }
+
+// FromTime makes a new subscription begin with the events published at or
+// after t.
+func FromTime(t time.Time) SubscribeOption {
+	return func(o *registry.EventOptions) { o.From = registry.EventStart{Time: t.UTC()}.String() }
+}
+
+// FromSequence makes a new subscription begin at stream sequence seq (1
+// or more).
+func FromSequence(seq uint64) SubscribeOption {
+	return func(o *registry.EventOptions) { o.From = registry.EventStart{Seq: seq}.String() }
+}
+
+// Ordered hands the function one event at a time, in stream order, across
+// all its instances: a projection that skips what it has applied (by
+// EventMeta's Seq) needs it. A failing event holds up the ones after it
+// until it succeeds or is dead-lettered.
+func Ordered() SubscribeOption { return func(o *registry.EventOptions) { o.Ordered = true } }
 
 // On handles every event published on subject (a JetStream subject; it may
 // hold wildcards). Each subscribing function gets every event once, through
 // a durable consumer of its own that its instances share: at least once,
 // retried with the function's retry policy, dead-lettered after the last
 // attempt. A new subscription starts with the events published after it
-// was first created.
-func On[E any](subject string, f func(context.Context, E) error) Subscription {
+// was first created, unless told otherwise (FromStart, FromTime,
+// FromSequence); its progress is kept by the platform, and `yard events
+// replay` moves it back. EventMeta(ctx) tells the handler which event it
+// has.
+func On[E any](subject string, f func(context.Context, E) error, opts ...SubscribeOption) Subscription {
 	s := Subscription{subject: subject}
+	for _, o := range opts {
+		o(&s.opts)
+	}
 	s.in, s.err = schemas.For[E]()
 	s.call = func(ctx context.Context, input []byte) (any, error) {
 		var ev E
@@ -60,6 +104,29 @@ func On[E any](subject string, f func(context.Context, E) error) Subscription {
 		return nil, f(ctx, ev)
 	}
 	return s
+}
+
+// EventInfo is where an event handler's event comes from.
+type EventInfo struct {
+	Stream  string
+	Subject string
+	// Seq is the event's stream sequence: unique and increasing within
+	// the stream, the same on every delivery and replay of the event.
+	Seq  uint64
+	Time time.Time
+	// Delivery counts the deliveries of this event to this subscription
+	// (1 the first time); a replay starts again at 1.
+	Delivery int
+}
+
+// EventMeta returns the event an event handler runs for; ok is false
+// outside one.
+func EventMeta(ctx context.Context) (EventInfo, bool) {
+	e, ok := ctx.Value(keyEvent).(*EventInfo)
+	if !ok {
+		return EventInfo{}, false
+	}
+	return *e, true
 }
 
 // Publish sends an event to JetStream and returns once it is stored. The
@@ -125,20 +192,88 @@ func (i *Instance) startEvents(ctx context.Context, js jetstream.JetStream) erro
 		if err != nil {
 			return fmt.Errorf("event %s: no stream holds the subject (declare one in Config.Streams): %w", sub.subject, err)
 		}
-		cons, err := js.Consumer(ctx, stream, wire.EventConsumer(i.cfg.Name, sub.subject))
+		name := wire.EventConsumer(i.cfg.Name, sub.subject)
+		cons, err := js.Consumer(ctx, stream, name)
 		if err != nil {
 			return fmt.Errorf("event %s: the platform has not provisioned its consumer (is the function deployed, or registered?): %w", sub.subject, err)
 		}
-		cc, err := cons.Consume(func(msg jetstream.Msg) {
-			i.dispatchJS(msg, func() { i.runEvent(msg, sub.subject, t) })
-		}, jetstream.PullMaxMessages(i.h.concurrency))
+		consume := func(c jetstream.Consumer) (jetstream.ConsumeContext, error) {
+			return c.Consume(func(msg jetstream.Msg) {
+				i.dispatchJS(msg, func() { i.runEvent(msg, sub.subject, t) })
+			}, jetstream.PullMaxMessages(i.h.concurrency))
+		}
+		cc, err := consume(cons)
 		if err != nil {
 			return err
 		}
-		i.eventConsumers = append(i.eventConsumers, cc)
+		i.eventConsumers = append(i.eventConsumers, rebind(cc, i.log.With("event", sub.subject), func() (jetstream.ConsumeContext, error) {
+			c, err := js.Consumer(context.Background(), stream, name)
+			if err != nil {
+				return nil, err
+			}
+			return consume(c)
+		}))
 	}
 	return nil
 }
+
+// rebinding is an event subscription that outlives its consumer: when the
+// consumer goes (`yard events replay` recreates it, or someone deletes
+// it), it binds again once the consumer is back, until stopped.
+type rebinding struct {
+	mu      sync.Mutex
+	cc      jetstream.ConsumeContext
+	stopped bool
+	done    chan struct{}
+}
+
+func rebind(cc jetstream.ConsumeContext, log *slog.Logger, bind func() (jetstream.ConsumeContext, error)) *rebinding {
+	r := &rebinding{cc: cc, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		for {
+			<-cc.Closed()
+			wait := 100 * time.Millisecond
+			for {
+				r.mu.Lock()
+				stopped := r.stopped
+				r.mu.Unlock()
+				if stopped {
+					return
+				}
+				next, err := bind()
+				if err == nil {
+					r.mu.Lock()
+					r.cc, cc = next, next
+					stopped = r.stopped
+					r.mu.Unlock()
+					if stopped {
+						next.Stop()
+						<-next.Closed()
+						return
+					}
+					log.Info("event consumer bound again")
+					break
+				}
+				time.Sleep(wait)
+				wait = min(2*wait, 2*time.Second)
+			}
+		}
+	}()
+	return r
+}
+
+func (r *rebinding) current() jetstream.ConsumeContext {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stopped = true
+	return r.cc
+}
+
+// Stop stops pulling; Drain stops pulling and lets pulled messages finish.
+func (r *rebinding) Stop()                   { r.current().Stop() }
+func (r *rebinding) Drain()                  { r.current().Drain() }
+func (r *rebinding) Closed() <-chan struct{} { return r.done }
 
 // runEvent handles one delivery of an event: ack on success, retry with
 // backoff, dead-letter after the last attempt (replayable: see
@@ -155,7 +290,8 @@ func (i *Instance) runEvent(msg jetstream.Msg, subject string, t *target) {
 	if reqID == "" || wire.ValidateRequestID(reqID) != nil {
 		reqID = nuid.Next()
 	}
-	cm := callMeta{requestID: reqID, traceparent: hdr.Get(wire.HeaderTraceparent), tracestate: hdr.Get(wire.HeaderTracestate)}
+	cm := callMeta{requestID: reqID, traceparent: hdr.Get(wire.HeaderTraceparent), tracestate: hdr.Get(wire.HeaderTracestate),
+		event: &EventInfo{Stream: meta.Stream, Subject: msg.Subject(), Seq: meta.Sequence.Stream, Time: meta.Timestamp, Delivery: attempt}}
 	outcome := outcomeRetry
 	if otelx.Enabled() {
 		cm.span = i.startSpan(hdr, "event "+subject, trace.SpanKindConsumer,

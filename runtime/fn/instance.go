@@ -351,9 +351,24 @@ func specOf(cfg Config, h *Handler) *registry.Spec {
 	}
 	for _, sub := range cfg.Events {
 		spec.Events = append(spec.Events, sub.subject)
+		if sub.opts != (registry.EventOptions{}) {
+			if spec.EventOptions == nil {
+				spec.EventOptions = map[string]registry.EventOptions{}
+			}
+			spec.EventOptions[sub.subject] = sub.opts
+		}
 	}
 	for _, st := range cfg.Streams {
-		spec.Streams = append(spec.Streams, registry.Stream{Name: st.Name, Subjects: st.Subjects, MaxAge: registry.Duration(st.MaxAge)})
+		rs := registry.Stream{Name: st.Name, Subjects: st.Subjects, MaxAge: registry.Duration(st.MaxAge), Entity: st.Entity}
+		for _, t := range st.EventTypes {
+			if t.err == nil {
+				if rs.EventSchemas == nil {
+					rs.EventSchemas = map[string]json.RawMessage{}
+				}
+				rs.EventSchemas[t.name] = t.schema
+			}
+		}
+		spec.Streams = append(spec.Streams, rs)
 	}
 	return spec
 }
@@ -483,6 +498,8 @@ type callMeta struct {
 	// span is the invocation's span when tracing is on (see trace.go):
 	// the handler's context carries it, so its calls are its children.
 	span trace.Span
+	// event is the event an event handler runs for.
+	event *EventInfo
 }
 
 // target is what an invocation runs: the function's handler, or one of
@@ -527,6 +544,9 @@ func (i *Instance) invokeOnce(t *target, deadline time.Time, meta callMeta, data
 	ctx = context.WithValue(ctx, keyLogger, i.log)
 	ctx = context.WithValue(ctx, keyConn, i.nc)
 	ctx = context.WithValue(ctx, keyDecl, i.decl)
+	if meta.event != nil {
+		ctx = context.WithValue(ctx, keyEvent, meta.event)
+	}
 	if meta.span != nil {
 		ctx = trace.ContextWithSpan(ctx, meta.span)
 	} else if meta.traceparent != "" {

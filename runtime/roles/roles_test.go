@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -304,5 +305,92 @@ func TestNoRightsOutsideOwnSpace(t *testing.T) {
 		if r, err := roles.Function(spec); err == nil {
 			t.Errorf("%+v got rights %+v", spec, r)
 		}
+	}
+}
+
+type itemAdded struct {
+	SKU string `json:"sku"`
+}
+
+// TestEntityRole: declaring an entity stream is enough to append to it,
+// load it and keep snapshots; nothing more on it (no deletes, purges or
+// consumers of others), and a function that does not declare it cannot
+// touch it.
+func TestEntityRole(t *testing.T) {
+	carts := fn.Stream{Name: "CARTS", Subjects: []string{"cart.>"}, Entity: true}
+	cartCfg := fn.Config{Name: "cart", Streams: []fn.Stream{carts}}
+	cartSpec := specOf(cartCfg)
+	cartSpec.Streams = []registry.Stream{{Name: "CARTS", Subjects: []string{"cart.>"}, Entity: true}}
+	cartRights, err := roles.Function(cartSpec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nosyRights, err := roles.Function(&registry.Spec{Name: "nosy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	caller := roles.Caller(roles.CallerInbox("caller"), "cart")
+	s := natstest.RunWithUsers(t, []*natsserver.User{
+		user("platform", nil), user("cart", &cartRights), user("nosy", &nosyRights), user("caller", &caller),
+	})
+	ctx := context.Background()
+	platform := connectAs(t, s, "platform", "", nil)
+	fntest.Platform(t, platform)
+	fold := func(n int, ev fn.Event) (int, error) { return n + 1, nil }
+	cv := &violations{}
+	cnc := connectAs(t, s, "cart", wire.InboxPrefix("cart"), cv)
+	inst, err := fn.Start(ctx, cnc, cartCfg, fn.Handle(func(ctx context.Context, a itemAdded) (int, error) {
+		n, _, err := fn.Update(ctx, "cart.c1", fold, func(int) (any, error) { return a, nil }, fn.Snapshot(1))
+		return n, err
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = inst.Stop(context.Background()) })
+	callerNC := connectAs(t, s, "caller", roles.CallerInbox("caller"), nil)
+	for want := 1; want <= 3; want++ {
+		m, err := callerNC.Request("fn.cart", []byte(`{"sku":"tea"}`), 10*time.Second)
+		if err != nil || wire.ReplyError(m.Header, m.Data) != nil || string(m.Data) != fmt.Sprint(want) {
+			t.Fatalf("add %d: %v %v", want, m, err)
+		}
+	}
+	js, _ := jetstream.New(platform)
+	if kv, err := js.KeyValue(ctx, registry.SnapshotBucket("CARTS")); err != nil {
+		t.Fatal(err)
+	} else if _, err := kv.Get(ctx, "cart.c1"); err != nil {
+		t.Fatalf("no snapshot kept: %v", err)
+	}
+	cv.mu.Lock()
+	if len(cv.errs) > 0 {
+		t.Errorf("cart hit its permissions: %v", cv.errs)
+	}
+	cv.mu.Unlock()
+
+	short := func() context.Context {
+		c, cancel := context.WithTimeout(ctx, time.Second)
+		t.Cleanup(cancel)
+		return c
+	}
+	nv := &violations{}
+	nnc := connectAs(t, s, "nosy", wire.InboxPrefix("nosy"), nv)
+	for subject, try := range map[string]func(){
+		"cart.c1":                   func() { _ = nnc.Publish("cart.c1", []byte(`{}`)) },
+		"$JS.API.DIRECT.GET.CARTS":  func() { _, _ = nnc.RequestWithContext(short(), "$JS.API.DIRECT.GET.CARTS", []byte(`{"seq":1}`)) },
+		"$KV.snap_CARTS.cart.c1":    func() { _ = nnc.Publish("$KV.snap_CARTS.cart.c1", []byte(`{}`)) },
+		"$JS.API.STREAM.INFO.CARTS": func() { _, _ = nnc.RequestWithContext(short(), "$JS.API.STREAM.INFO.CARTS", nil) },
+	} {
+		try()
+		natstest.WaitFor(t, 5*time.Second, "a permissions violation for "+subject, func() bool { return nv.saw(subject) })
+	}
+	for subject, try := range map[string]func(){
+		"$JS.API.STREAM.MSG.DELETE.CARTS": func() { _, _ = cnc.RequestWithContext(short(), "$JS.API.STREAM.MSG.DELETE.CARTS", []byte(`{"seq":1}`)) },
+		"$JS.API.STREAM.PURGE.CARTS":      func() { _, _ = cnc.RequestWithContext(short(), "$JS.API.STREAM.PURGE.CARTS", nil) },
+		"$JS.API.CONSUMER.CREATE.CARTS":   func() { _, _ = cnc.RequestWithContext(short(), "$JS.API.CONSUMER.CREATE.CARTS", []byte(`{}`)) },
+		"$JS.API.DIRECT.GET.KV_yard_creds": func() {
+			_, _ = cnc.RequestWithContext(short(), "$JS.API.DIRECT.GET.KV_yard_creds", []byte(`{"seq":1}`))
+		},
+	} {
+		try()
+		natstest.WaitFor(t, 5*time.Second, "a permissions violation for "+subject, func() bool { return cv.saw(subject) })
 	}
 }

@@ -16,6 +16,9 @@ const (
 	HeaderTraceparent = "traceparent"
 	HeaderTracestate  = "tracestate"
 	HeaderMsgID       = "Nats-Msg-Id"
+	// HeaderEventType names the type of an event appended to an entity
+	// stream (fn.Append).
+	HeaderEventType = "Yard-Event-Type"
 
 	// The micro error headers: a reply carrying them is an error reply.
 	HeaderServiceError     = "Nats-Service-Error"
