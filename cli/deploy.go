@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -421,6 +423,25 @@ func compatibility(live, next *registry.Spec) []string {
 	add("input", in, err)
 	outc, err := schemas.OutputBreaks(live.OutputSchema, next.OutputSchema)
 	add("output", outc, err)
+	// The events an entity stream keeps were written by the live version:
+	// the next one must still read each of their types.
+	for _, ls := range live.Streams {
+		i := slices.IndexFunc(next.Streams, func(st registry.Stream) bool { return st.Name == ls.Name && st.Entity })
+		if i < 0 {
+			continue
+		}
+		ns := next.Streams[i]
+		for _, typ := range slices.Sorted(maps.Keys(ls.EventSchemas)) {
+			kind := "event " + ls.Name + "/" + typ
+			nsc, ok := ns.EventSchemas[typ]
+			if !ok {
+				out = append(out, kind+": no longer declared, so its stored events could not be read [event_type_removed]")
+				continue
+			}
+			changes, err := schemas.InputBreaks(ls.EventSchemas[typ], nsc)
+			add(kind, changes, err)
+		}
+	}
 	return out
 }
 

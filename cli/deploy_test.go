@@ -143,3 +143,36 @@ func TestDeploySchedules(t *testing.T) {
 		}
 	}
 }
+
+// TestEventSchemaCompatibility: a new version must read every event type
+// the live one appended to an entity stream.
+func TestEventSchemaCompatibility(t *testing.T) {
+	added := json.RawMessage(`{"type":"object","properties":{"sku":{"type":"string"},"qty":{"type":"integer"}},"required":["sku"]}`)
+	spec := func(schemas map[string]json.RawMessage, entity bool) *registry.Spec {
+		return &registry.Spec{Name: "cart", InputSchema: json.RawMessage(`{}`), OutputSchema: json.RawMessage(`{}`),
+			Streams: []registry.Stream{{Name: "CARTS", Subjects: []string{"cart.>"}, Entity: entity, EventSchemas: schemas}}}
+	}
+	live := spec(map[string]json.RawMessage{"ItemAdded": added, "ItemRemoved": json.RawMessage(`{"type":"object"}`)}, true)
+	for name, c := range map[string]struct {
+		next *registry.Spec
+		want []string
+	}{
+		"same":              {live, nil},
+		"new optional type": {spec(map[string]json.RawMessage{"ItemAdded": added, "ItemRemoved": json.RawMessage(`{"type":"object"}`), "CheckedOut": json.RawMessage(`{}`)}, true), nil},
+		"required added": {spec(map[string]json.RawMessage{"ItemRemoved": json.RawMessage(`{"type":"object"}`),
+			"ItemAdded": json.RawMessage(`{"type":"object","properties":{"sku":{"type":"string"},"qty":{"type":"integer"},"price":{"type":"integer"}},"required":["sku","price"]}`)}, true),
+			[]string{"event CARTS/ItemAdded /price", "required_added"}},
+		"type removed":          {spec(map[string]json.RawMessage{"ItemAdded": added}, true), []string{"event CARTS/ItemRemoved", "event_type_removed"}},
+		"stream no longer used": {&registry.Spec{Name: "cart", InputSchema: json.RawMessage(`{}`), OutputSchema: json.RawMessage(`{}`)}, nil},
+	} {
+		got := strings.Join(compatibility(live, c.next), "\n")
+		if c.want == nil && got != "" {
+			t.Fatalf("%s: breaks %q", name, got)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(got, w) {
+				t.Fatalf("%s: want %q in %q", name, w, got)
+			}
+		}
+	}
+}
