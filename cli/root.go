@@ -319,6 +319,7 @@ Exit codes: 0 ok, 1 failed, 2 bad usage, 3 the function answered with an error.`
 		newSecretsCmd(f),
 		newAuditCmd(f),
 		newContextCmd(f),
+		newEventsCmd(f),
 	)
 	return root
 }
