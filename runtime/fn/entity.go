@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -341,8 +342,12 @@ func readEntity(ctx context.Context, nc *nats.Conn, stream, subject string, afte
 		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 	}
+	// A channel of one batch and its end: the next batch is asked for
+	// only once this one is read, so it never overflows, and a load does
+	// not allocate a sync subscription's 64k-slot channel.
 	inbox := nc.NewInbox()
-	sub, err := nc.SubscribeSync(inbox)
+	ch := make(chan *nats.Msg, readBatch+2)
+	sub, err := nc.ChanSubscribe(inbox, ch)
 	if err != nil {
 		return err
 	}
@@ -354,9 +359,11 @@ func readEntity(ctx context.Context, nc *nats.Conn, stream, subject string, afte
 			return err
 		}
 		for {
-			m, err := sub.NextMsgWithContext(ctx)
-			if err != nil {
-				return fmt.Errorf("fn: read %s from stream %s: %w", subject, stream, err)
+			var m *nats.Msg
+			select {
+			case m = <-ch:
+			case <-ctx.Done():
+				return fmt.Errorf("fn: read %s from stream %s: %w", subject, stream, ctx.Err())
 			}
 			switch m.Header.Get("Status") {
 			case "":
@@ -409,7 +416,7 @@ func openSnapshots[S any](ctx context.Context, nc *nats.Conn, stream, subject st
 	if err != nil {
 		return &snapshotStore[S]{}
 	}
-	kv, err := js.KeyValue(ctx, registry.SnapshotBucket(stream))
+	kv, err := snapshotBucket(ctx, js, nc, stream)
 	if err != nil {
 		Logger(ctx).Warn("snapshots unavailable; loading every event", "stream", stream, logKeyErr, err)
 		return &snapshotStore[S]{}
@@ -423,6 +430,29 @@ func openSnapshots[S any](ctx context.Context, nc *nats.Conn, stream, subject st
 		schema = schemas.Hash(sc)
 	}
 	return &snapshotStore[S]{ctx: ctx, kv: kv, key: key, schema: schema}
+}
+
+// snapshotBuckets holds the snapshot buckets opened on each connection:
+// opening one asks the server for its stream's info, which would
+// otherwise cost every load a round trip.
+var snapshotBuckets sync.Map // snapshotKey → jetstream.KeyValue
+
+type snapshotKey struct {
+	nc     *nats.Conn
+	stream string
+}
+
+func snapshotBucket(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, stream string) (jetstream.KeyValue, error) {
+	k := snapshotKey{nc, stream}
+	if kv, ok := snapshotBuckets.Load(k); ok {
+		return kv.(jetstream.KeyValue), nil
+	}
+	kv, err := js.KeyValue(ctx, registry.SnapshotBucket(stream))
+	if err != nil {
+		return nil, err
+	}
+	snapshotBuckets.Store(k, kv)
+	return kv, nil
 }
 
 // get returns the snapshot, if there is one of this state type.
