@@ -3,6 +3,7 @@ package provision
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -56,6 +57,15 @@ func TestEntityStreams(t *testing.T) {
 	}
 	if err := st.DeleteMsg(ctx, ack.Sequence); err == nil {
 		t.Fatal("an entity's event was deleted")
+	}
+	// Retention only grows: a year, then a week asked, stays a year.
+	for _, age := range []time.Duration{365 * 24 * time.Hour, 0} {
+		if err := p.Apply(ctx, subscriber("sales", nil, nil, registry.Stream{Name: "SALES", Subjects: []string{"sales.>"}, MaxAge: registry.Duration(age)})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st, _ := js.Stream(ctx, "SALES"); st.CachedInfo().Config.MaxAge != 365*24*time.Hour {
+		t.Fatalf("retention shortened: %s", st.CachedInfo().Config.MaxAge)
 	}
 	// A plain stream declared later as an entity stream becomes one.
 	if err := p.Apply(ctx, subscriber("ledger", nil, nil, registry.Stream{Name: "LEDGER", Subjects: []string{"ledger.>"}})); err != nil {
@@ -141,6 +151,21 @@ func TestSubscriptionStartsAndReplay(t *testing.T) {
 	}
 	if got, err := Replay(ctx, js, subscriber("notify", events, nil), "orders.placed", registry.EventStart{Seq: 6}); err != nil || got[0].Pending != 5 {
 		t.Fatalf("replay from 6: %+v %v", got, err)
+	}
+	// A rebuild clears while the subscription is paused, then replays.
+	cleared := false
+	got, err = Rebuild(ctx, js, subscriber("notify", events, nil), "", registry.EventStart{All: true}, func(ctx context.Context) error {
+		cleared = consumer("notify").Paused
+		return nil
+	})
+	if err != nil || !cleared || got[0].Pending != 10 || consumer("notify").Paused {
+		t.Fatalf("rebuild: cleared while paused %v, %+v %v", cleared, got, err)
+	}
+	// A failing clear leaves the subscription as it was, running.
+	if _, err := Rebuild(ctx, js, subscriber("notify", events, nil), "", registry.EventStart{Seq: 9}, func(context.Context) error {
+		return errors.New("no")
+	}); err == nil || consumer("notify").Paused || consumer("notify").Config.DeliverPolicy != jetstream.DeliverAllPolicy {
+		t.Fatalf("failed rebuild: %v %+v", err, consumer("notify"))
 	}
 	for _, bad := range []struct {
 		spec    *registry.Spec

@@ -171,7 +171,11 @@ func EnsureBucket(ctx context.Context, js jetstream.JetStream, bucket, owner str
 // ensureStream creates a declared event stream when missing. Several
 // functions may declare the same stream (a publisher and a subscriber),
 // but only alike: one that exists with other subjects is refused, so no
-// declaration takes over another's subjects; a changed MaxAge is applied.
+// declaration takes over another's subjects. A declaration may lengthen
+// the retention, never shorten it: the declarers of one stream would
+// otherwise take turns, and the one wanting least would expire events
+// another (a projection rebuilt from the start, an entity) needs; shorten
+// it with nats stream edit.
 // An entity stream keeps its events until removed (unless MaxAge), allows
 // no deletion of one event, answers direct gets (fn.Load reads it so) and
 // has a snapshot bucket.
@@ -197,10 +201,6 @@ func (p *Provisioner) ensureStream(ctx context.Context, st registry.Stream) erro
 	if !slices.Equal(slices.Sorted(slices.Values(cfg.Subjects)), slices.Sorted(slices.Values(st.Subjects))) {
 		return fmt.Errorf("stream %s exists with subjects %v, not the declared %v", st.Name, cfg.Subjects, st.Subjects)
 	}
-	// An entity stream keeps its retention when a plain declaration of it
-	// comes along (a subscriber's), which would otherwise expire its
-	// events after DefaultEventMaxAge.
-	entity := st.Entity || cfg.Metadata[MetaEntity] == "true"
 	update := false
 	if st.Entity && (!cfg.AllowDirect || cfg.Metadata[MetaEntity] != "true") {
 		cfg.AllowDirect = true
@@ -210,7 +210,7 @@ func (p *Provisioner) ensureStream(ctx context.Context, st registry.Stream) erro
 		cfg.Metadata[MetaEntity] = "true"
 		update = true
 	}
-	if cfg.MaxAge != maxAge && (st.Entity || !entity) {
+	if longer(maxAge, cfg.MaxAge) {
 		cfg.MaxAge, update = maxAge, true
 	}
 	if update {
@@ -225,6 +225,9 @@ func (p *Provisioner) ensureStream(ctx context.Context, st registry.Stream) erro
 	}
 	return nil
 }
+
+// longer reports whether MaxAge a keeps events longer than b (0: forever).
+func longer(a, b time.Duration) bool { return b != 0 && (a == 0 || a > b) }
 
 // consumerSettings are what every consumer of the function shares: the
 // function's timeout bounds how long a delivery may go unacknowledged, its

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -24,12 +25,22 @@ type Replayed struct {
 }
 
 // Replay moves the subscriptions of spec's function (all of them, or the
-// one on subject) back to start, so its handlers see those events again:
-// each durable consumer is recreated with the same settings and the new
-// start (JetStream cannot move a consumer's start). The instances bind to
-// the new consumer by themselves. An agent that re-provisions the
-// subscription meanwhile makes the recreation fail; it is tried again.
+// one on subject) back to start, so its handlers see those events again.
+// JetStream cannot move a consumer's start, so each durable consumer is
+// paused, left until the events its instances hold are done (at most its
+// ack wait), and recreated with the same settings and the new start; the
+// instances bind to the new consumer by themselves. An agent that
+// re-provisions the subscription meanwhile makes the recreation fail; it
+// is tried again.
 func Replay(ctx context.Context, js jetstream.JetStream, spec *registry.Spec, subject string, start registry.EventStart) ([]Replayed, error) {
+	return Rebuild(ctx, js, spec, subject, start, nil)
+}
+
+// Rebuild is Replay that calls clear (when not nil) once no event of the
+// subscriptions is being handled and before any is delivered again: the
+// moment to delete a projection's state, so that no live event lands
+// between the deletion and the replay.
+func Rebuild(ctx context.Context, js jetstream.JetStream, spec *registry.Spec, subject string, start registry.EventStart, clear func(context.Context) error) ([]Replayed, error) {
 	subjects := spec.Events
 	if subject != "" {
 		if !slices.Contains(spec.Events, subject) {
@@ -40,29 +51,74 @@ func Replay(ctx context.Context, js jetstream.JetStream, spec *registry.Spec, su
 	if len(subjects) == 0 {
 		return nil, fmt.Errorf("%s has no event subscriptions", spec.Name)
 	}
-	var out []Replayed
+	type sub struct {
+		subject, stream, name string
+		cfg                   jetstream.ConsumerConfig
+	}
+	var subs []sub
 	for _, subj := range subjects {
-		r, err := replayOne(ctx, js, spec, subj, start)
+		stream, err := js.StreamNameBySubject(ctx, subj)
 		if err != nil {
-			return out, fmt.Errorf("replay %s on %s: %w", spec.Name, subj, err)
+			return nil, fmt.Errorf("replay %s on %s: no stream holds the subject: %w", spec.Name, subj, err)
 		}
+		name := wire.EventConsumer(spec.Name, subj)
+		cur, err := js.Consumer(ctx, stream, name)
+		if err != nil {
+			return nil, fmt.Errorf("replay %s on %s: its consumer %s: %w (is the function deployed?)", spec.Name, subj, name, err)
+		}
+		cfg := cur.CachedInfo().Config
+		cfg.PauseUntil = nil
+		SetStart(&cfg, start)
+		subs = append(subs, sub{subj, stream, name, cfg})
+	}
+	// Stop deliveries, then wait for the ones out to be acknowledged.
+	recreated := 0
+	defer func() {
+		for _, s := range subs[recreated:] {
+			_, _ = js.ResumeConsumer(context.WithoutCancel(ctx), s.stream, s.name)
+		}
+	}()
+	for _, s := range subs {
+		if _, err := js.PauseConsumer(ctx, s.stream, s.name, time.Now().Add(time.Hour)); err != nil {
+			return nil, fmt.Errorf("replay %s on %s: pause: %w", spec.Name, s.subject, err)
+		}
+	}
+	for _, s := range subs {
+		deadline := time.Now().Add(s.cfg.AckWait)
+		for {
+			info, err := js.Consumer(ctx, s.stream, s.name)
+			if err != nil {
+				return nil, fmt.Errorf("replay %s on %s: %w", spec.Name, s.subject, err)
+			}
+			if info.CachedInfo().NumAckPending == 0 || time.Now().After(deadline) {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	if clear != nil {
+		if err := clear(ctx); err != nil {
+			return nil, fmt.Errorf("replay %s: clear: %w", spec.Name, err)
+		}
+	}
+	var out []Replayed
+	for _, s := range subs {
+		r, err := recreate(ctx, js, s.stream, s.name, s.cfg)
+		if err != nil {
+			return out, fmt.Errorf("replay %s on %s: %w", spec.Name, s.subject, err)
+		}
+		recreated++
+		r.Subject, r.From = s.subject, start.String()
 		out = append(out, r)
 	}
 	return out, nil
 }
 
-func replayOne(ctx context.Context, js jetstream.JetStream, spec *registry.Spec, subject string, start registry.EventStart) (Replayed, error) {
-	stream, err := js.StreamNameBySubject(ctx, subject)
-	if err != nil {
-		return Replayed{}, fmt.Errorf("no stream holds the subject: %w", err)
-	}
-	name := wire.EventConsumer(spec.Name, subject)
-	cur, err := js.Consumer(ctx, stream, name)
-	if err != nil {
-		return Replayed{}, fmt.Errorf("its consumer %s: %w (is the function deployed?)", name, err)
-	}
-	cfg := cur.CachedInfo().Config
-	SetStart(&cfg, start)
+func recreate(ctx context.Context, js jetstream.JetStream, stream, name string, cfg jetstream.ConsumerConfig) (Replayed, error) {
 	var last error
 	for range 5 {
 		if err := js.DeleteConsumer(ctx, stream, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
@@ -70,7 +126,7 @@ func replayOne(ctx context.Context, js jetstream.JetStream, spec *registry.Spec,
 		}
 		c, err := js.CreateConsumer(ctx, stream, cfg)
 		if err == nil {
-			return Replayed{Subject: subject, Stream: stream, Consumer: name, From: start.String(), Pending: c.CachedInfo().NumPending}, nil
+			return Replayed{Stream: stream, Consumer: name, Pending: c.CachedInfo().NumPending}, nil
 		}
 		last = err
 		if !errors.Is(err, jetstream.ErrConsumerExists) {
