@@ -334,6 +334,7 @@ func jsonData(data []byte) json.RawMessage {
 
 func newEventsReplayCmd(f *factory) *cobra.Command {
 	var subject, from string
+	var clearBuckets []string
 	var wait, asJSON bool
 	cmd := &cobra.Command{
 		Use:   "replay <function>",
@@ -352,11 +353,17 @@ the event's stream sequence, the same on every delivery and replay: a
 projection that stores the last sequence it applied skips the events at or
 below it (subscribe with fn.Ordered() so they come one at a time, in order).
 
+To rebuild a projection from scratch, name the buckets that hold its
+state with --clear-bucket (buckets the function declares): they are
+emptied while the subscriptions are paused and the events they hold are
+done, so no live event lands between the clearing and the replay.
+
 --wait then shows, every second, how many events each subscription still
 has to go through, until all are caught up (or Ctrl-C).`,
 		Example: `  yard events replay ledger
   yard events replay ledger --subject 'orders.>' --from 1200 --wait
-  yard events replay ledger --from 2024-05-01T00:00:00Z --json`,
+  yard events replay ledger --from 2024-05-01T00:00:00Z --json
+  yard events replay sales --clear-bucket shop_sales --wait`,
 		Args: nameArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
@@ -380,7 +387,7 @@ has to go through, until all are caught up (or Ctrl-C).`,
 			if err != nil {
 				return err
 			}
-			replayed, err := replayEvents(ctx, f, nc, js, name, subject, start)
+			replayed, err := replayEvents(ctx, f, nc, js, name, subject, start, clearBuckets)
 			if err != nil {
 				return err
 			}
@@ -410,6 +417,7 @@ has to go through, until all are caught up (or Ctrl-C).`,
 	}
 	cmd.Flags().StringVar(&subject, "subject", "", "replay only the subscription on this subject (as the function subscribed to it)")
 	cmd.Flags().StringVar(&from, "from", "start", "where to start again: start, a stream sequence or an RFC 3339 time")
+	cmd.Flags().StringArrayVar(&clearBuckets, "clear-bucket", nil, "empty this bucket of the function's before the replay (repeatable): a projection's state, for a rebuild")
 	cmd.Flags().BoolVar(&wait, "wait", false, "then show progress every second until the subscriptions are caught up")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print what was replayed as a JSON array")
 	return cmd
@@ -420,8 +428,10 @@ has to go through, until all are caught up (or Ctrl-C).`,
 // kind is deploy (action events.replay): internal/audit has no kind for
 // events, and a replay changes what the platform provisioned for the
 // function, as a deploy does.
-func replayEvents(ctx context.Context, f *factory, nc *nats.Conn, js jetstream.JetStream, name, subject string, start registry.EventStart) ([]provision.Replayed, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+func replayEvents(ctx context.Context, f *factory, nc *nats.Conn, js jetstream.JetStream, name, subject string, start registry.EventStart, clearBuckets []string) ([]provision.Replayed, error) {
+	// Long enough for the events being handled to finish (a function's
+	// ack wait).
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	reg, err := registry.Open(ctx, js)
 	if err != nil {
@@ -444,9 +454,26 @@ func replayEvents(ctx context.Context, f *factory, nc *nats.Conn, js jetstream.J
 	case subject != "" && !slices.Contains(spec.Events, subject):
 		err = &exitError{code: ExitError, err: fmt.Errorf("%s has no subscription on %s; it subscribes to %s", name, subject, strings.Join(spec.Events, ", "))}
 	}
+	for _, b := range clearBuckets {
+		if err == nil && !slices.Contains(spec.Buckets, b) {
+			err = &exitError{code: ExitUsage, err: fmt.Errorf("--clear-bucket %s: not a bucket %s declares (it declares %s)", b, name, strings.Join(spec.Buckets, ", "))}
+		}
+	}
+	clear := func(ctx context.Context) error {
+		for _, b := range clearBuckets {
+			st, err := js.Stream(ctx, "KV_"+b)
+			if err != nil {
+				return fmt.Errorf("bucket %s: %w", b, err)
+			}
+			if err := st.Purge(ctx); err != nil {
+				return fmt.Errorf("bucket %s: %w", b, err)
+			}
+		}
+		return nil
+	}
 	var replayed []provision.Replayed
 	if err == nil {
-		replayed, err = provision.Replay(ctx, js, spec, subject, start)
+		replayed, err = provision.Rebuild(ctx, js, spec, subject, start, clear)
 		if len(replayed) > 0 {
 			var parts []string
 			for _, r := range replayed {
@@ -454,6 +481,9 @@ func replayEvents(ctx context.Context, f *factory, nc *nats.Conn, js jetstream.J
 			}
 			detail = fmt.Sprintf("from %s: %s", start, strings.Join(parts, ", "))
 		}
+	}
+	if len(clearBuckets) > 0 {
+		detail += "; cleared " + strings.Join(clearBuckets, ", ")
 	}
 	newAuditLog(f, nc, js).record(ctx, audit.KindDeploy, "events.replay", name, detail, err)
 	if err != nil && len(replayed) > 0 {

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -81,7 +82,8 @@ func startEventsPlatform(t *testing.T) *eventsPlatform {
 		t.Fatal(err)
 	}
 	for _, spec := range []*registry.Spec{
-		{Name: "projector", Streams: []registry.Stream{{Name: "ORDERS", Subjects: []string{"orders.>"}}}, Events: []string{"orders.placed"}},
+		{Name: "projector", Streams: []registry.Stream{{Name: "ORDERS", Subjects: []string{"orders.>"}}}, Events: []string{"orders.placed"},
+			Buckets: []string{"projection"}},
 		{Name: "plain"},
 	} {
 		spec.Timeout, spec.InputSchema, spec.OutputSchema = registry.Duration(time.Second), json.RawMessage(`{}`), json.RawMessage(`{}`)
@@ -266,6 +268,26 @@ func TestEventsReplay(t *testing.T) {
 		t.Fatalf("projector after: %+v", info)
 	}
 
+	// A rebuild empties the projection's bucket first; only a bucket the
+	// function declares.
+	natstest.WaitFor(t, 10*time.Second, "the projection bucket", func() bool {
+		_, err := p.js.KeyValue(context.Background(), "projection")
+		return err == nil
+	})
+	kv, _ := p.js.KeyValue(context.Background(), "projection")
+	if _, err := kv.Put(context.Background(), "total", []byte("3")); err != nil {
+		t.Fatal(err)
+	}
+	if r := yard(t, env, "", "events", "replay", "projector", "--clear-bucket", "projection"); r.code != 0 {
+		t.Fatalf("replay --clear-bucket: %+v", r)
+	}
+	if _, err := kv.Get(context.Background(), "total"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("the bucket was not cleared: %v", err)
+	}
+	if r := yard(t, env, "", "events", "replay", "projector", "--clear-bucket", "yard_functions"); r.code != ExitUsage || !strings.Contains(r.stderr, "not a bucket projector declares") {
+		t.Fatalf("clearing another bucket: %+v", r)
+	}
+
 	// ledger runs: by default from the start, every event again.
 	r = yard(t, env, "", "events", "replay", "ledger")
 	if r.code != 0 || !regexpMatch(`SUBJECT\s+STREAM\s+CONSUMER\s+FROM\s+EVENTS AGAIN\norders\.placed\s+ORDERS\s+on-ledger-\w+\s+start\s+3\n`, r.stdout) {
@@ -328,6 +350,8 @@ func TestEventsReplay(t *testing.T) {
 	}
 	want := []string{
 		"projector | from 2: orders.placed (2 events) | ok",
+		"projector | from start: orders.placed (3 events); cleared projection | ok",
+		"projector | from start: all subscriptions; cleared yard_functions | --clear-bucket yard_functions: not a bucket projector declares (it declares projection)",
 		"ledger | from start: orders.placed (3 events) | ok",
 		"ledger | from 3: orders.placed (1 events) | ok",
 		`nobody | from start: all subscriptions | function "nobody" not found (see ` + "`yard ls`)",
