@@ -113,12 +113,19 @@ func WithAppendID(id string) AppendOption { return func(o *appendOptions) { o.id
 // entity stream the function declares) and returns the entity's new
 // version. The request id and trace context of ctx travel with it.
 func Append(ctx context.Context, subject string, event any, opts ...AppendOption) (uint64, error) {
+	seq, _, err := appendEvent(ctx, subject, event, opts...)
+	return seq, err
+}
+
+// appendEvent is Append, also saying whether the event was a duplicate
+// (WithAppendID) and so was stored before.
+func appendEvent(ctx context.Context, subject string, event any, opts ...AppendOption) (uint64, bool, error) {
 	if _, err := entityStream(ctx, subject); err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	nc := connFrom(ctx)
 	if nc == nil {
-		return 0, ErrNoConn
+		return 0, false, ErrNoConn
 	}
 	var o appendOptions
 	for _, opt := range opts {
@@ -128,11 +135,11 @@ func Append(ctx context.Context, subject string, event any, opts ...AppendOption
 		o.typ = eventTypeOf(event)
 	}
 	if !eventTypeRe.MatchString(o.typ) {
-		return 0, fmt.Errorf("fn: append to %s: the event needs a type name (a named Go type, or WithEventType)", subject)
+		return 0, false, fmt.Errorf("fn: append to %s: the event needs a type name (a named Go type, or WithEventType)", subject)
 	}
 	data, err := json.Marshal(event)
 	if err != nil {
-		return 0, fmt.Errorf("fn: encode event for %s: %w", subject, err)
+		return 0, false, fmt.Errorf("fn: encode event for %s: %w", subject, err)
 	}
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{HeaderEventType: {o.typ}}}
 	if o.id != "" {
@@ -147,6 +154,7 @@ func Append(ctx context.Context, subject string, event any, opts ...AppendOption
 	span := startOutgoing(ctx, "append "+subject, trace.SpanKindProducer, msg.Header,
 		attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", subject))
 	var seq uint64
+	dup := false
 	js, err := jetstream.New(nc)
 	if err == nil {
 		var ack *jetstream.PubAck
@@ -154,7 +162,7 @@ func Append(ctx context.Context, subject string, event any, opts ...AppendOption
 		var apiErr *jetstream.APIError
 		switch {
 		case err == nil:
-			seq = ack.Sequence
+			seq, dup = ack.Sequence, ack.Duplicate
 		case errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant):
 			err = fmt.Errorf("%w: %w", ErrVersionConflict, &Error{Code: CodeConflict, Reason: ReasonVersionConflict,
@@ -164,7 +172,7 @@ func Append(ctx context.Context, subject string, event any, opts ...AppendOption
 		}
 	}
 	endOutgoing(span, err)
-	return seq, err
+	return seq, dup, err
 }
 
 // Event is one stored event of an entity, as a fold sees it.
@@ -183,7 +191,8 @@ type Event struct {
 func (e Event) Decode(v any) error { return json.Unmarshal(e.Data, v) }
 
 // EventAs returns the event's data as a T when the event is of type T
-// (by name, as Append names it).
+// (by name, as Append names it) and its data decodes as one; use Decode
+// to see why an event of the type does not.
 func EventAs[T any](e Event) (T, bool) {
 	var v T
 	if e.Type != typeName[T]() || json.Unmarshal(e.Data, &v) != nil {
@@ -195,7 +204,16 @@ func EventAs[T any](e Event) (T, bool) {
 // LoadOption tunes Load.
 type LoadOption func(*loadOptions)
 
-type loadOptions struct{ every int }
+type loadOptions struct {
+	every  int
+	append []AppendOption // Update's
+}
+
+// AppendWith passes options to the append Update makes (WithAppendID,
+// WithEventType); Load ignores it.
+func AppendWith(opts ...AppendOption) LoadOption {
+	return func(o *loadOptions) { o.append = append(o.append, opts...) }
+}
 
 // Snapshot keeps a snapshot of the folded state once every events have
 // been folded since the last one, and starts later loads from it. The
@@ -258,8 +276,14 @@ const UpdateAttempts = 100
 // random pause that grows to at most 100 ms. It returns the state with the event folded
 // in, and its version. An error from decide or fold is returned as is,
 // so decide can refuse a command with an *Error (a 409 with a reason, say).
+// AppendWith(WithAppendID(id)) makes a retried command (its reply lost)
+// append nothing the second time: Update then returns the state as stored.
 func Update[S any](ctx context.Context, subject string, fold func(S, Event) (S, error), decide func(S) (any, error), opts ...LoadOption) (S, uint64, error) {
 	var zero S
+	var o loadOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	for attempt := 1; ; attempt++ {
 		state, v, err := Load(ctx, subject, fold, opts...)
 		if err != nil {
@@ -269,8 +293,12 @@ func Update[S any](ctx context.Context, subject string, fold func(S, Event) (S, 
 		if err != nil || ev == nil {
 			return state, v, err
 		}
-		v2, err := Append(ctx, subject, ev, ExpectVersion(v))
+		v2, dup, err := appendEvent(ctx, subject, ev, append(slices.Clone(o.append), ExpectVersion(v))...)
 		switch {
+		case err == nil && dup:
+			// Stored by an earlier try of the same command (WithAppendID):
+			// what is stored is the answer.
+			return Load(ctx, subject, fold, opts...)
 		case err == nil:
 			data, _ := json.Marshal(ev)
 			state, err = fold(state, Event{Subject: subject, Type: eventTypeOf(ev), Seq: v2, Time: time.Now().UTC(), Data: data})

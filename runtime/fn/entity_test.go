@@ -110,6 +110,15 @@ func TestAppendExpectVersion(t *testing.T) {
 	if st, _, _ := fn.Load(ctx, "cart.c3", foldCart); st.Events != 1 {
 		t.Fatalf("duplicate append kept: %+v", st)
 	}
+	// A command retried with the same append id appends once, and its
+	// answer is what is stored.
+	add := func(c cartState) (any, error) { return itemAdded{SKU: "mug", Qty: 1}, nil }
+	for range 2 {
+		st, v, err := fn.Update(ctx, "cart.c4", foldCart, add, fn.AppendWith(fn.WithAppendID("cmd-1")))
+		if err != nil || st.Events != 1 || st.Items["mug"] != 1 || v == 0 {
+			t.Fatalf("retried command: %+v %d %v", st, v, err)
+		}
+	}
 	// Bad subjects and untyped events are refused before anything is sent.
 	for _, subj := range []string{"cart.*", "cart.>", "", "cart..x", "cart x"} {
 		if _, err := fn.Append(ctx, subj, itemAdded{}); err == nil {
