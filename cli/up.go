@@ -420,9 +420,9 @@ func shopHint(b banner, natsFlags, yardFlags string) string {
 	}
 	base, curl := b.gatewayURL()
 	return fmt.Sprintf(`
-The shop (docs/shop.md; orders needs an API key):
+The shop (docs/shop.md; orders, cart and sales need an API key):
   nats%s --creds %s sub orders.placed
-  KEY=$(go run ./cli/yard keys create shop --functions orders%s)
+  KEY=$(go run ./cli/yard keys create shop --functions orders,cart,sales%s)
   curl%s -s -H "Authorization: Bearer $KEY" -d '{"items":[{"sku":"TEA-0001","quantity":2}],"card":"4242424242424242","email":"ada@example.com"}' %s/fn/orders
 `, natsFlags, b.adminCreds, yardFlags, curl, base)
 }
