@@ -13,10 +13,12 @@ ci:
     bash .ci/run
 
 # Benchmarks: gateway overhead (bare net/http vs gateway -> NATS -> instance),
-# async throughput vs raw JetStream (and the cost of --sync always).
+# async throughput vs raw JetStream (and the cost of --sync always), entity
+# appends and loads vs raw JetStream.
 bench:
     go test ./gateway -run '^$' -bench GatewayOverhead -benchtime 3x
     go test ./runtime/fn -run '^$' -bench AsyncThroughput -benchtime 1x
+    go test ./runtime/fn -run '^$' -bench 'Append|Load' -benchmem -count 3
     go test ./runtime/agent -run '^$' -bench ColdStart -benchtime 1x
     go test ./schemas -run '^$' -bench . -benchmem
 
