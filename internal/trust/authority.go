@@ -200,15 +200,15 @@ func (a *Authority) apply(anonChanged bool) error {
 	a.srv.UpdateAccountClaims(acc, ac)
 	if anonChanged {
 		a.anonSince = time.Now()
-		// A connection can sit between the two steps for as long as the
-		// scheduler keeps it there; look again a few times.
-		for _, d := range []time.Duration{100 * time.Millisecond, time.Second, 5 * time.Second} {
-			time.AfterFunc(d, func() {
-				a.mu.Lock()
-				defer a.mu.Unlock()
-				a.sweep()
-			})
-		}
+	}
+	// A connection can sit between authenticating and joining the account
+	// for as long as the scheduler keeps it there; look again a few times.
+	for _, d := range []time.Duration{100 * time.Millisecond, time.Second, 5 * time.Second} {
+		time.AfterFunc(d, func() {
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			a.sweep()
+		})
 	}
 	a.sweep()
 	return nil
