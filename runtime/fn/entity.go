@@ -104,28 +104,32 @@ func ExpectVersion(v uint64) AppendOption { return func(o *appendOptions) { o.ex
 // WithEventType names the event's type instead of its Go type's name.
 func WithEventType(name string) AppendOption { return func(o *appendOptions) { o.typ = name } }
 
-// WithAppendID gives the event a Nats-Msg-Id: a second append with the
-// same id within the stream's duplicate window (2 minutes) is dropped and
-// reports the first one's version.
+// WithAppendID names the append, for the entity: a second append with the
+// same id to the same entity within the stream's duplicate window (2
+// minutes) is dropped and reports the first one's version. Use an id of
+// the command (a client's Idempotency-Key and the operation), not a
+// request id, which the commands of one request share.
 func WithAppendID(id string) AppendOption { return func(o *appendOptions) { o.id = id } }
 
 // Append adds event to the entity at subject (a literal subject of an
 // entity stream the function declares) and returns the entity's new
 // version. The request id and trace context of ctx travel with it.
 func Append(ctx context.Context, subject string, event any, opts ...AppendOption) (uint64, error) {
-	seq, _, err := appendEvent(ctx, subject, event, opts...)
-	return seq, err
+	ev, _, err := appendEvent(ctx, subject, event, opts...)
+	return ev.Seq, err
 }
 
-// appendEvent is Append, also saying whether the event was a duplicate
-// (WithAppendID) and so was stored before.
-func appendEvent(ctx context.Context, subject string, event any, opts ...AppendOption) (uint64, bool, error) {
-	if _, err := entityStream(ctx, subject); err != nil {
-		return 0, false, err
+// appendEvent is Append, returning the event as stored (its Time is the
+// time of the append here) and whether it was a duplicate (WithAppendID),
+// stored before.
+func appendEvent(ctx context.Context, subject string, event any, opts ...AppendOption) (Event, bool, error) {
+	_, decl, err := entityDecl(ctx, subject)
+	if err != nil {
+		return Event{}, false, err
 	}
 	nc := connFrom(ctx)
 	if nc == nil {
-		return 0, false, ErrNoConn
+		return Event{}, false, ErrNoConn
 	}
 	var o appendOptions
 	for _, opt := range opts {
@@ -135,15 +139,22 @@ func appendEvent(ctx context.Context, subject string, event any, opts ...AppendO
 		o.typ = eventTypeOf(event)
 	}
 	if !eventTypeRe.MatchString(o.typ) {
-		return 0, false, fmt.Errorf("fn: append to %s: the event needs a type name (a named Go type, or WithEventType)", subject)
+		return Event{}, false, fmt.Errorf("fn: append to %s: the event needs a type name (a named Go type, or WithEventType)", subject)
+	}
+	// Declared types are what a deploy checks old events against: an
+	// undeclared one would escape the check.
+	if decl != nil && len(decl.EventTypes) > 0 && !slices.ContainsFunc(decl.EventTypes, func(t EventType) bool { return t.name == o.typ }) {
+		return Event{}, false, fmt.Errorf("%w: fn %s appends events of type %s to %s: add fn.EventOf for it to the stream's EventTypes", ErrUndeclared, connName(ctx), o.typ, decl.Name)
 	}
 	data, err := json.Marshal(event)
 	if err != nil {
-		return 0, false, fmt.Errorf("fn: encode event for %s: %w", subject, err)
+		return Event{}, false, fmt.Errorf("fn: encode event for %s: %w", subject, err)
 	}
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{HeaderEventType: {o.typ}}}
 	if o.id != "" {
-		msg.Header.Set(wire.HeaderMsgID, o.id)
+		// The stream's duplicate window spans all its subjects: the id is
+		// the entity's, so the same id on two entities is two events.
+		msg.Header.Set(wire.HeaderMsgID, subject+"|"+o.id)
 	}
 	if o.expect != nil {
 		msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(*o.expect, 10))
@@ -172,7 +183,7 @@ func appendEvent(ctx context.Context, subject string, event any, opts ...AppendO
 		}
 	}
 	endOutgoing(span, err)
-	return seq, dup, err
+	return Event{Subject: subject, Type: o.typ, Seq: seq, Time: time.Now().UTC(), Data: data}, dup, err
 }
 
 // Event is one stored event of an entity, as a fold sees it.
@@ -205,9 +216,15 @@ func EventAs[T any](e Event) (T, bool) {
 type LoadOption func(*loadOptions)
 
 type loadOptions struct {
-	every  int
-	append []AppendOption // Update's
+	every   int
+	version string
+	append  []AppendOption // Update's
 }
+
+// SnapshotVersion names the fold's version in its snapshots: change it
+// when the fold changes but the state's type does not, and older
+// snapshots are ignored (a changed state type does that by itself).
+func SnapshotVersion(v string) LoadOption { return func(o *loadOptions) { o.version = v } }
 
 // AppendWith passes options to the append Update makes (WithAppendID,
 // WithEventType); Load ignores it.
@@ -216,8 +233,10 @@ func AppendWith(opts ...AppendOption) LoadOption {
 }
 
 // Snapshot keeps a snapshot of the folded state once every events have
-// been folded since the last one, and starts later loads from it. The
-// snapshot is dropped when the state's Go type (its JSON schema) changes.
+// been folded since the last one, and starts later loads from it. Each
+// function keeps its own snapshots (its fold is its own); a snapshot is
+// ignored when the state's Go type (its JSON schema) or the
+// SnapshotVersion changed.
 func Snapshot(every int) LoadOption { return func(o *loadOptions) { o.every = every } }
 
 // Load reads the events of the entity at subject in order and folds them
@@ -241,7 +260,7 @@ func Load[S any](ctx context.Context, subject string, fold func(S, Event) (S, er
 	snaps := &snapshotStore[S]{}
 	version := uint64(0)
 	if o.every > 0 {
-		snaps = openSnapshots[S](ctx, nc, stream, subject)
+		snaps = openSnapshots[S](ctx, nc, stream, subject, o.version)
 		if s, v, ok := snaps.get(); ok {
 			state, version = s, v
 		}
@@ -293,19 +312,18 @@ func Update[S any](ctx context.Context, subject string, fold func(S, Event) (S, 
 		if err != nil || ev == nil {
 			return state, v, err
 		}
-		v2, dup, err := appendEvent(ctx, subject, ev, append(slices.Clone(o.append), ExpectVersion(v))...)
+		stored, dup, err := appendEvent(ctx, subject, ev, append(slices.Clone(o.append), ExpectVersion(v))...)
 		switch {
 		case err == nil && dup:
 			// Stored by an earlier try of the same command (WithAppendID):
 			// what is stored is the answer.
 			return Load(ctx, subject, fold, opts...)
 		case err == nil:
-			data, _ := json.Marshal(ev)
-			state, err = fold(state, Event{Subject: subject, Type: eventTypeOf(ev), Seq: v2, Time: time.Now().UTC(), Data: data})
+			state, err = fold(state, stored)
 			if err != nil {
 				return zero, 0, err
 			}
-			return state, v2, nil
+			return state, stored.Seq, nil
 		case !errors.Is(err, ErrVersionConflict) || attempt >= UpdateAttempts:
 			return zero, 0, err
 		}
@@ -321,31 +339,46 @@ func Update[S any](ctx context.Context, subject string, fold func(S, Event) (S, 
 // entityStream finds the entity stream of subject: one the function
 // declares (or, from a context of WithConn, whichever holds it).
 func entityStream(ctx context.Context, subject string) (string, error) {
+	name, _, err := entityDecl(ctx, subject)
+	return name, err
+}
+
+// entityDecl is entityStream with the function's declaration of the
+// stream (nil from a context of WithConn).
+func entityDecl(ctx context.Context, subject string) (string, *Stream, error) {
 	if !literalSubject(subject) {
-		return "", fmt.Errorf("fn: %q is not an entity's subject (dot-separated tokens, no wildcards)", subject)
+		return "", nil, fmt.Errorf("fn: %q is not an entity's subject (dot-separated tokens, no wildcards)", subject)
 	}
 	d, ok := declared(ctx)
 	if !ok {
 		nc := connFrom(ctx)
 		if nc == nil {
-			return "", ErrNoConn
+			return "", nil, ErrNoConn
 		}
 		js, err := jetstream.New(nc)
 		if err != nil {
-			return "", err
+			return "", nil, err
 		}
 		name, err := js.StreamNameBySubject(ctx, subject)
 		if err != nil {
-			return "", fmt.Errorf("fn: no stream holds %s: %w", subject, err)
+			return "", nil, fmt.Errorf("fn: no stream holds %s: %w", subject, err)
 		}
-		return name, nil
+		return name, nil, nil
 	}
-	for _, st := range d.entities {
+	for k, st := range d.entities {
 		if slices.ContainsFunc(st.Subjects, func(p string) bool { return subjectMatches(p, subject) }) {
-			return st.Name, nil
+			return st.Name, &d.entities[k], nil
 		}
 	}
-	return "", fmt.Errorf("%w: fn %s appends to or loads %s: declare an entity stream holding it in Config.Streams", ErrUndeclared, d.name, subject)
+	return "", nil, fmt.Errorf("%w: fn %s appends to or loads %s: declare an entity stream holding it in Config.Streams", ErrUndeclared, d.name, subject)
+}
+
+// connName is the function of ctx, for messages.
+func connName(ctx context.Context) string {
+	if d, ok := declared(ctx); ok {
+		return d.name
+	}
+	return "(no function)"
 }
 
 func literalSubject(s string) bool {
@@ -439,7 +472,7 @@ type snapshot struct {
 
 var kvKeyRe = regexp.MustCompile(`^[-/_=.a-zA-Z0-9]+$`)
 
-func openSnapshots[S any](ctx context.Context, nc *nats.Conn, stream, subject string) *snapshotStore[S] {
+func openSnapshots[S any](ctx context.Context, nc *nats.Conn, stream, subject, version string) *snapshotStore[S] {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return &snapshotStore[S]{}
@@ -449,15 +482,37 @@ func openSnapshots[S any](ctx context.Context, nc *nats.Conn, stream, subject st
 		Logger(ctx).Warn("snapshots unavailable; loading every event", "stream", stream, logKeyErr, err)
 		return &snapshotStore[S]{}
 	}
-	key := subject
-	if !kvKeyRe.MatchString(key) {
-		key = "b64_" + base64.RawURLEncoding.EncodeToString([]byte(subject))
+	return &snapshotStore[S]{ctx: ctx, kv: kv, key: SnapshotKey(snapshotOwner(ctx), subject), schema: snapshotSchema[S](version)}
+}
+
+// snapshotOwner is whose snapshots a load reads and writes: its function
+// (whose rights cover only its own), or "_" from a context of WithConn.
+func snapshotOwner(ctx context.Context) string {
+	if d, ok := declared(ctx); ok {
+		return d.name
 	}
+	return "_"
+}
+
+// SnapshotKey is the key of owner's snapshot of the entity at subject in
+// its stream's snapshot bucket: <owner>.<subject>, the subject encoded
+// when it holds what a key may not.
+func SnapshotKey(owner, subject string) string {
+	if !kvKeyRe.MatchString(subject) {
+		subject = "b64_" + base64.RawURLEncoding.EncodeToString([]byte(subject))
+	}
+	return owner + "." + subject
+}
+
+func snapshotSchema[S any](version string) string {
 	schema := reflect.TypeFor[S]().String()
 	if sc, err := schemas.For[S](); err == nil {
 		schema = schemas.Hash(sc)
 	}
-	return &snapshotStore[S]{ctx: ctx, kv: kv, key: key, schema: schema}
+	if version != "" {
+		schema += "/" + version
+	}
+	return schema
 }
 
 // snapshotBuckets holds the snapshot buckets opened on each connection:

@@ -119,6 +119,26 @@ func TestAppendExpectVersion(t *testing.T) {
 			t.Fatalf("retried command: %+v %d %v", st, v, err)
 		}
 	}
+	// An append id is the entity's: the same id on another entity is
+	// another event.
+	if _, err := fn.Append(ctx, "cart.c5", itemAdded{SKU: "mug", Qty: 1}, fn.WithAppendID("cmd-1")); err != nil {
+		t.Fatal(err)
+	}
+	if st, _, _ := fn.Load(ctx, "cart.c5", foldCart); st.Events != 1 {
+		t.Fatalf("an append id of another entity dropped this one's event: %+v", st)
+	}
+	// Update folds the event as stored, its type name included.
+	type renamed struct{ N int }
+	byName := func(n int, ev fn.Event) (int, error) {
+		if ev.Type != "counter.bumped" {
+			return n, fmt.Errorf("unknown type %s", ev.Type)
+		}
+		return n + 1, nil
+	}
+	if n, _, err := fn.Update(ctx, "cart.c6", byName, func(int) (any, error) { return renamed{1}, nil },
+		fn.AppendWith(fn.WithEventType("counter.bumped"))); err != nil || n != 1 {
+		t.Fatalf("update with a type name: %d %v", n, err)
+	}
 	// Bad subjects and untyped events are refused before anything is sent.
 	for _, subj := range []string{"cart.*", "cart.>", "", "cart..x", "cart x"} {
 		if _, err := fn.Append(ctx, subj, itemAdded{}); err == nil {
@@ -255,5 +275,75 @@ func TestEntityUndeclared(t *testing.T) {
 	startFn(t, nc, fn.Config{Name: "nosy"}, h)
 	if _, err := fn.Invoke[addResp](fn.WithConn(context.Background(), nc), "nosy", addReq{Cart: "c1", SKU: "x"}); err != nil {
 		t.Fatal(err)
+	}
+	// With EventTypes declared, only those types may be appended: the
+	// deploy check could not see the others.
+	type giftWrapped struct{ SKU string }
+	typed := fn.Handle(func(ctx context.Context, r addReq) (addResp, error) {
+		if _, err := fn.Append(ctx, "cart."+r.Cart, giftWrapped{SKU: r.SKU}); !errors.Is(err, fn.ErrUndeclared) {
+			return addResp{}, fmt.Errorf("undeclared type: %v", err)
+		}
+		v, err := fn.Append(ctx, "cart."+r.Cart, itemAdded{SKU: r.SKU, Qty: 1})
+		return addResp{Version: v}, err
+	})
+	startFn(t, nc, fn.Config{Name: "typed", Streams: []fn.Stream{cartStream}}, typed)
+	if _, err := fn.Invoke[addResp](fn.WithConn(context.Background(), nc), "typed", addReq{Cart: "c1", SKU: "x"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSnapshotsPerFunctionAndVersion: two functions folding one entity
+// differently keep snapshots of their own, and a new fold version ignores
+// the old snapshot.
+func TestSnapshotsPerFunctionAndVersion(t *testing.T) {
+	nc, ctx := entityServer(t)
+	for range 5 {
+		if _, err := fn.Append(ctx, "cart.s1", itemAdded{SKU: "tea", Qty: 10}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var folds atomic.Int64
+	count := func(n int, ev fn.Event) (int, error) { folds.Add(1); return n + 1, nil }
+	sum := func(n int, ev fn.Event) (int, error) {
+		folds.Add(1)
+		a, _ := fn.EventAs[itemAdded](ev)
+		return n + a.Qty, nil
+	}
+	fold := map[string]func(int, fn.Event) (int, error){"counter": count, "summer": sum}
+	for _, name := range []string{"counter", "summer"} {
+		f := fold[name]
+		startFn(t, nc, fn.Config{Name: name, Streams: []fn.Stream{cartStream}}, fn.Handle(func(ctx context.Context, in addReq) (int, error) {
+			n, _, err := fn.Load(ctx, "cart.s1", f, fn.Snapshot(2), fn.SnapshotVersion(in.SKU))
+			return n, err
+		}))
+	}
+	call := func(name, version string) int {
+		t.Helper()
+		n, err := fn.Invoke[int](ctx, name, addReq{Cart: "s1", SKU: version})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for range 2 { // the second load reads the snapshot the first kept
+		if c, s := call("counter", "v1"), call("summer", "v1"); c != 5 || s != 50 {
+			t.Fatalf("counter %d, summer %d: want 5 and 50", c, s)
+		}
+	}
+	js, _ := jetstream.New(nc)
+	kv, _ := js.KeyValue(context.Background(), registry.SnapshotBucket("CARTS"))
+	for _, key := range []string{fn.SnapshotKey("counter", "cart.s1"), fn.SnapshotKey("summer", "cart.s1")} {
+		if _, err := kv.Get(context.Background(), key); err != nil {
+			t.Fatalf("snapshot %s: %v", key, err)
+		}
+	}
+	// From its snapshot a load folds nothing; with another fold version it
+	// folds every event again.
+	folds.Store(0)
+	if s := call("summer", "v1"); s != 50 || folds.Load() != 0 {
+		t.Fatalf("summer v1 from its snapshot: %d, %d folds", s, folds.Load())
+	}
+	if s := call("summer", "v2"); s != 50 || folds.Load() != 5 {
+		t.Fatalf("summer v2: %d, %d folds", s, folds.Load())
 	}
 }

@@ -80,16 +80,18 @@ func Function(spec *registry.Spec) (Rights, error) {
 		r.Publish = append(r.Publish, "$JS.API.CONSUMER.INFO.*."+c, "$JS.API.CONSUMER.MSG.NEXT.*."+c, "$JS.ACK.*."+c+".>")
 	}
 	// An entity stream: append to its subjects, read them back by direct
-	// gets, and keep snapshots in its bucket.
-	buckets := slices.Clone(spec.Buckets)
+	// gets, and keep its own snapshots (<function>.<subject>) in the
+	// stream's snapshot bucket, which other declarers share.
 	for _, st := range spec.Streams {
 		if st.Entity {
+			snap := registry.SnapshotBucket(st.Name)
 			r.Publish = append(r.Publish, st.Subjects...)
-			r.Publish = append(r.Publish, "$JS.API.DIRECT.GET."+st.Name, "$JS.API.STREAM.INFO."+st.Name)
-			buckets = append(buckets, registry.SnapshotBucket(st.Name))
+			r.Publish = append(r.Publish, "$JS.API.DIRECT.GET."+st.Name, "$JS.API.STREAM.INFO."+st.Name,
+				"$JS.API.STREAM.INFO.KV_"+snap, "$KV."+snap+"."+n+".>",
+				"$JS.API.DIRECT.GET.KV_"+snap+".$KV."+snap+"."+n+".>")
 		}
 	}
-	for _, b := range buckets {
+	for _, b := range spec.Buckets {
 		kv := "KV_" + b
 		r.Publish = append(r.Publish, "$JS.API.STREAM.INFO."+kv, "$KV."+b+".>", "$JS.API.DIRECT.GET."+kv+".>",
 			// Keys and watches read through consumers of their own.

@@ -357,7 +357,7 @@ func TestEntityRole(t *testing.T) {
 	js, _ := jetstream.New(platform)
 	if kv, err := js.KeyValue(ctx, registry.SnapshotBucket("CARTS")); err != nil {
 		t.Fatal(err)
-	} else if _, err := kv.Get(ctx, "cart.c1"); err != nil {
+	} else if _, err := kv.Get(ctx, fn.SnapshotKey("cart", "cart.c1")); err != nil {
 		t.Fatalf("no snapshot kept: %v", err)
 	}
 	cv.mu.Lock()
@@ -374,10 +374,10 @@ func TestEntityRole(t *testing.T) {
 	nv := &violations{}
 	nnc := connectAs(t, s, "nosy", wire.InboxPrefix("nosy"), nv)
 	for subject, try := range map[string]func(){
-		"cart.c1":                   func() { _ = nnc.Publish("cart.c1", []byte(`{}`)) },
-		"$JS.API.DIRECT.GET.CARTS":  func() { _, _ = nnc.RequestWithContext(short(), "$JS.API.DIRECT.GET.CARTS", []byte(`{"seq":1}`)) },
-		"$KV.snap_CARTS.cart.c1":    func() { _ = nnc.Publish("$KV.snap_CARTS.cart.c1", []byte(`{}`)) },
-		"$JS.API.STREAM.INFO.CARTS": func() { _, _ = nnc.RequestWithContext(short(), "$JS.API.STREAM.INFO.CARTS", nil) },
+		"cart.c1":                     func() { _ = nnc.Publish("cart.c1", []byte(`{}`)) },
+		"$JS.API.DIRECT.GET.CARTS":    func() { _, _ = nnc.RequestWithContext(short(), "$JS.API.DIRECT.GET.CARTS", []byte(`{"seq":1}`)) },
+		"$KV.snap_CARTS.cart.cart.c1": func() { _ = nnc.Publish("$KV.snap_CARTS.cart.cart.c1", []byte(`{}`)) },
+		"$JS.API.STREAM.INFO.CARTS":   func() { _, _ = nnc.RequestWithContext(short(), "$JS.API.STREAM.INFO.CARTS", nil) },
 	} {
 		try()
 		natstest.WaitFor(t, 5*time.Second, "a permissions violation for "+subject, func() bool { return nv.saw(subject) })
@@ -388,6 +388,11 @@ func TestEntityRole(t *testing.T) {
 		"$JS.API.CONSUMER.CREATE.CARTS":   func() { _, _ = cnc.RequestWithContext(short(), "$JS.API.CONSUMER.CREATE.CARTS", []byte(`{}`)) },
 		"$JS.API.DIRECT.GET.KV_yard_creds": func() {
 			_, _ = cnc.RequestWithContext(short(), "$JS.API.DIRECT.GET.KV_yard_creds", []byte(`{"seq":1}`))
+		},
+		// Another declarer's snapshots, which its loads would trust.
+		"$KV.snap_CARTS.audit.cart.c1": func() { _ = cnc.Publish("$KV.snap_CARTS.audit.cart.c1", []byte(`{}`)) },
+		"$JS.API.DIRECT.GET.KV_snap_CARTS.$KV.snap_CARTS.audit.cart.c1": func() {
+			_, _ = cnc.RequestWithContext(short(), "$JS.API.DIRECT.GET.KV_snap_CARTS.$KV.snap_CARTS.audit.cart.c1", nil)
 		},
 	} {
 		try()
