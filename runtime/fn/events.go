@@ -63,13 +63,13 @@ func FromStart() SubscribeOption { return func(o *registry.EventOptions) { o.Fro
 // FromTime makes a new subscription begin with the events published at or
 // after t.
 func FromTime(t time.Time) SubscribeOption {
-	return func(o *registry.EventOptions) { o.From = registry.EventStart{Time: t.UTC()}.String() }
+	return func(o *registry.EventOptions) { o.From = t.UTC().Format(time.RFC3339Nano) }
 }
 
 // FromSequence makes a new subscription begin at stream sequence seq (1
 // or more).
 func FromSequence(seq uint64) SubscribeOption {
-	return func(o *registry.EventOptions) { o.From = registry.EventStart{Seq: seq}.String() }
+	return func(o *registry.EventOptions) { o.From = strconv.FormatUint(seq, 10) }
 }
 
 // Ordered hands the function one event at a time, in stream order, across
@@ -322,6 +322,8 @@ func (i *Instance) runEvent(msg jetstream.Msg, subject string, t *target) {
 			dh[k] = v
 		}
 		dh.Set(HeaderEventSubject, msg.Subject())
+		dh.Set(invocation.HeaderEventSeq, strconv.FormatUint(meta.Sequence.Stream, 10))
+		dh.Set(invocation.HeaderEventStream, meta.Stream)
 		if _, err := i.store.DeadLetter(context.Background(), rec, msg.Data(), dh); err != nil {
 			i.log.Error("dead-letter event failed; will retry", "subject", msg.Subject(), logKeyErr, err)
 			_ = msg.NakWithDelay(time.Second)

@@ -76,12 +76,16 @@ func TestEventRetriesDeadLettersAndReplay(t *testing.T) {
 	var broken atomic.Bool
 	broken.Store(true)
 	var calls, handled atomic.Int64
+	var metas sync.Map // delivery → fn.EventInfo
 	startFn(t, nc, fn.Config{Name: "notify", Streams: ordersStream, Events: []fn.Subscription{
 		fn.On("orders.placed", func(ctx context.Context, ev placed) error {
 			calls.Add(1)
+			meta, _ := fn.EventMeta(ctx)
 			if broken.Load() {
+				metas.Store(calls.Load(), meta)
 				return errors.New("mail server down")
 			}
+			metas.Store("replayed", meta)
 			handled.Add(1)
 			return nil
 		}),
@@ -103,6 +107,16 @@ func TestEventRetriesDeadLettersAndReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	natstest.WaitFor(t, 10*time.Second, "the replayed event to be handled", func() bool { return handled.Load() == 1 })
+	// Each delivery, and the replay of the dead letter, tells the handler
+	// which event it is.
+	first, _ := metas.Load(int64(1))
+	third, _ := metas.Load(int64(3))
+	replayed, _ := metas.Load("replayed")
+	f, th, r := first.(fn.EventInfo), third.(fn.EventInfo), replayed.(fn.EventInfo)
+	if f.Seq == 0 || f.Stream != "ORDERS" || f.Subject != "orders.placed" || f.Delivery != 1 || th.Delivery != 3 || th.Seq != f.Seq ||
+		r.Seq != f.Seq || r.Stream != "ORDERS" || r.Subject != "orders.placed" {
+		t.Fatalf("event meta: first %+v, third %+v, replayed %+v", f, th, r)
+	}
 	// An event that does not fit the schema is dead-lettered at once.
 	if err := nc.Publish("orders.placed", []byte(`{"order":"bad","cents":-1}`)); err != nil {
 		t.Fatal(err)

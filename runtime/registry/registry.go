@@ -190,10 +190,10 @@ func ParseEventStart(s string) (EventStart, error) {
 	if n, err := strconv.ParseUint(s, 10, 64); err == nil && n > 0 {
 		return EventStart{Seq: n}, nil
 	}
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil && t.Year() > 1 {
 		return EventStart{Time: t.UTC()}, nil
 	}
-	return EventStart{}, fmt.Errorf("%q is not a start: use new, start, a stream sequence (1 or more) or an RFC 3339 time", s)
+	return EventStart{}, fmt.Errorf("%q is not a start: use new, start, a stream sequence (1 or more) or an RFC 3339 time (after year 1)", s)
 }
 
 // String is the form ParseEventStart reads.
