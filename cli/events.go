@@ -454,6 +454,11 @@ func replayEvents(ctx context.Context, f *factory, nc *nats.Conn, js jetstream.J
 	case subject != "" && !slices.Contains(spec.Events, subject):
 		err = &exitError{code: ExitError, err: fmt.Errorf("%s has no subscription on %s; it subscribes to %s", name, subject, strings.Join(spec.Events, ", "))}
 	}
+	// Clearing state that other subscriptions also build would lose
+	// their part, and they would not be paused meanwhile.
+	if err == nil && len(clearBuckets) > 0 && subject != "" && len(spec.Events) > 1 {
+		err = &exitError{code: ExitUsage, err: fmt.Errorf("--clear-bucket with --subject: %s has other subscriptions (%s) whose state the bucket may hold; replay them all (no --subject)", name, strings.Join(spec.Events, ", "))}
+	}
 	for _, b := range clearBuckets {
 		if err == nil && !slices.Contains(spec.Buckets, b) {
 			err = &exitError{code: ExitUsage, err: fmt.Errorf("--clear-bucket %s: not a bucket %s declares (it declares %s)", b, name, strings.Join(spec.Buckets, ", "))}

@@ -472,10 +472,13 @@ func TestEventSourcedSalesReplay(t *testing.T) {
 		caughtUp("sales to replay every event")
 	}
 	deleteAll := func(ctx context.Context) error {
-		for k := range original {
-			if err := kv.Delete(ctx, k); err != nil {
-				return err
-			}
+		// What yard events replay --clear-bucket does.
+		st, err := js.Stream(ctx, "KV_shop_sales")
+		if err != nil {
+			return err
+		}
+		if err := st.Purge(ctx); err != nil {
+			return err
 		}
 		if got := report(); got != `{"days":[]}` {
 			return fmt.Errorf("after deleting every key: %s", got)

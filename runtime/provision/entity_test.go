@@ -75,7 +75,7 @@ func TestEntityStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	st, _ = js.Stream(ctx, "LEDGER")
-	if cfg := st.CachedInfo().Config; cfg.MaxAge != 0 || !cfg.AllowDirect || cfg.Metadata[MetaEntity] != "true" {
+	if cfg := st.CachedInfo().Config; cfg.MaxAge != 0 || !cfg.AllowDirect || !cfg.DenyDelete || cfg.Metadata[MetaEntity] != "true" {
 		t.Fatalf("stream made an entity stream: %+v", cfg)
 	}
 }
@@ -166,6 +166,18 @@ func TestSubscriptionStartsAndReplay(t *testing.T) {
 		return errors.New("no")
 	}); err == nil || consumer("notify").Paused || consumer("notify").Config.DeliverPolicy != jetstream.DeliverAllPolicy {
 		t.Fatalf("failed rebuild: %v %+v", err, consumer("notify"))
+	}
+	// A replay whose context ends once the clearing is done (Ctrl-C) still
+	// recreates the consumer: none is left missing.
+	cctx, cancel := context.WithCancel(ctx)
+	if _, err := Rebuild(cctx, js, subscriber("notify", events, nil), "", registry.EventStart{All: true}, func(context.Context) error {
+		cancel()
+		return nil
+	}); err != nil {
+		t.Fatalf("rebuild cancelled after the clearing: %v", err)
+	}
+	if info := consumer("notify"); info.NumPending != 10 || info.Paused {
+		t.Fatalf("after a cancelled rebuild: %+v", info)
 	}
 	for _, bad := range []struct {
 		spec    *registry.Spec

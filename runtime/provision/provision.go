@@ -202,8 +202,8 @@ func (p *Provisioner) ensureStream(ctx context.Context, st registry.Stream) erro
 		return fmt.Errorf("stream %s exists with subjects %v, not the declared %v", st.Name, cfg.Subjects, st.Subjects)
 	}
 	update := false
-	if st.Entity && (!cfg.AllowDirect || cfg.Metadata[MetaEntity] != "true") {
-		cfg.AllowDirect = true
+	if st.Entity && (!cfg.AllowDirect || !cfg.DenyDelete || cfg.Metadata[MetaEntity] != "true") {
+		cfg.AllowDirect, cfg.DenyDelete = true, true
 		if cfg.Metadata == nil {
 			cfg.Metadata = map[string]string{}
 		}

@@ -53,7 +53,10 @@ func Rebuild(ctx context.Context, js jetstream.JetStream, spec *registry.Spec, s
 	}
 	type sub struct {
 		subject, stream, name string
-		cfg                   jetstream.ConsumerConfig
+		cfg                   jetstream.ConsumerConfig // with the new start
+		// old is the consumer as it was, resuming after the last event it
+		// had acknowledged: what is put back if the new one cannot be.
+		old jetstream.ConsumerConfig
 	}
 	var subs []sub
 	for _, subj := range subjects {
@@ -66,10 +69,13 @@ func Rebuild(ctx context.Context, js jetstream.JetStream, spec *registry.Spec, s
 		if err != nil {
 			return nil, fmt.Errorf("replay %s on %s: its consumer %s: %w (is the function deployed?)", spec.Name, subj, name, err)
 		}
-		cfg := cur.CachedInfo().Config
+		info := cur.CachedInfo()
+		cfg := info.Config
 		cfg.PauseUntil = nil
+		old := cfg
+		SetStart(&old, registry.EventStart{Seq: info.AckFloor.Stream + 1})
 		SetStart(&cfg, start)
-		subs = append(subs, sub{subj, stream, name, cfg})
+		subs = append(subs, sub{subj, stream, name, cfg, old})
 	}
 	// Stop deliveries, then wait for the ones out to be acknowledged.
 	recreated := 0
@@ -78,8 +84,11 @@ func Rebuild(ctx context.Context, js jetstream.JetStream, spec *registry.Spec, s
 			_, _ = js.ResumeConsumer(context.WithoutCancel(ctx), s.stream, s.name)
 		}
 	}()
+	// Paused for as long as the wait and the clearing may take, not
+	// longer: a replay killed meanwhile leaves the subscription to resume
+	// by itself.
 	for _, s := range subs {
-		if _, err := js.PauseConsumer(ctx, s.stream, s.name, time.Now().Add(time.Hour)); err != nil {
+		if _, err := js.PauseConsumer(ctx, s.stream, s.name, time.Now().Add(s.cfg.AckWait+5*time.Minute)); err != nil {
 			return nil, fmt.Errorf("replay %s on %s: pause: %w", spec.Name, s.subject, err)
 		}
 	}
@@ -105,11 +114,22 @@ func Rebuild(ctx context.Context, js jetstream.JetStream, spec *registry.Spec, s
 			return nil, fmt.Errorf("replay %s: clear: %w", spec.Name, err)
 		}
 	}
+	// From here on a consumer is deleted and created again: that runs to
+	// its end whatever happens to ctx, so no subscription is left without
+	// a consumer (an agent would create it anew, skipping every event
+	// meanwhile).
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
 	var out []Replayed
 	for _, s := range subs {
-		r, err := recreate(ctx, js, s.stream, s.name, s.cfg)
+		r, err := recreate(rctx, js, s.stream, s.name, s.cfg)
 		if err != nil {
-			return out, fmt.Errorf("replay %s on %s: %w", spec.Name, s.subject, err)
+			// Put the subscription back where it was.
+			if _, rerr := recreate(rctx, js, s.stream, s.name, s.old); rerr != nil {
+				return out, fmt.Errorf("replay %s on %s: %w; and the subscription could not be put back (%v): replay it again", spec.Name, s.subject, err, rerr)
+			}
+			recreated++
+			return out, fmt.Errorf("replay %s on %s: %w; the subscription goes on from sequence %d", spec.Name, s.subject, err, s.old.OptStartSeq)
 		}
 		recreated++
 		r.Subject, r.From = s.subject, start.String()
@@ -118,6 +138,8 @@ func Rebuild(ctx context.Context, js jetstream.JetStream, spec *registry.Spec, s
 	return out, nil
 }
 
+// recreate deletes a consumer and creates it with cfg, again if an agent
+// provisioned it in between.
 func recreate(ctx context.Context, js jetstream.JetStream, stream, name string, cfg jetstream.ConsumerConfig) (Replayed, error) {
 	var last error
 	for range 5 {
@@ -133,5 +155,5 @@ func recreate(ctx context.Context, js jetstream.JetStream, stream, name string, 
 			break
 		}
 	}
-	return Replayed{}, fmt.Errorf("the consumer could not be recreated (an agent provisions it again from the spec): %w", last)
+	return Replayed{}, fmt.Errorf("the consumer could not be recreated: %w", last)
 }
