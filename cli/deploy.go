@@ -426,8 +426,15 @@ func compatibility(live, next *registry.Spec) []string {
 	// The events an entity stream keeps were written by the live version:
 	// the next one must still read each of their types.
 	for _, ls := range live.Streams {
-		i := slices.IndexFunc(next.Streams, func(st registry.Stream) bool { return st.Name == ls.Name && st.Entity })
+		if !ls.Entity {
+			continue
+		}
+		i := slices.IndexFunc(next.Streams, func(st registry.Stream) bool { return st.Name == ls.Name })
 		if i < 0 {
+			continue // the new version no longer uses the stream
+		}
+		if !next.Streams[i].Entity {
+			out = append(out, "stream "+ls.Name+": no longer declared an entity stream, so its types go unchecked [entity_removed]")
 			continue
 		}
 		ns := next.Streams[i]

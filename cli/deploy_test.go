@@ -164,6 +164,7 @@ func TestEventSchemaCompatibility(t *testing.T) {
 			[]string{"event CARTS/ItemAdded /price", "required_added"}},
 		"type removed":          {spec(map[string]json.RawMessage{"ItemAdded": added}, true), []string{"event CARTS/ItemRemoved", "event_type_removed"}},
 		"stream no longer used": {&registry.Spec{Name: "cart", InputSchema: json.RawMessage(`{}`), OutputSchema: json.RawMessage(`{}`)}, nil},
+		"no longer an entity":   {spec(nil, false), []string{"stream CARTS", "entity_removed"}},
 	} {
 		got := strings.Join(compatibility(live, c.next), "\n")
 		if c.want == nil && got != "" {
