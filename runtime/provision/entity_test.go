@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -161,11 +162,14 @@ func TestSubscriptionStartsAndReplay(t *testing.T) {
 	if err != nil || !cleared || got[0].Pending != 10 || consumer("notify").Paused {
 		t.Fatalf("rebuild: cleared while paused %v, %+v %v", cleared, got, err)
 	}
-	// A failing clear leaves the subscription as it was, running.
-	if _, err := Rebuild(ctx, js, subscriber("notify", events, nil), "", registry.EventStart{Seq: 9}, func(context.Context) error {
+	// A clear that fails (half way, maybe) still replays, and says so:
+	// putting the subscription back would leave what was cleared lost.
+	got, err = Rebuild(ctx, js, subscriber("notify", events, nil), "", registry.EventStart{Seq: 9}, func(context.Context) error {
 		return errors.New("no")
-	}); err == nil || consumer("notify").Paused || consumer("notify").Config.DeliverPolicy != jetstream.DeliverAllPolicy {
-		t.Fatalf("failed rebuild: %v %+v", err, consumer("notify"))
+	})
+	if err == nil || !strings.Contains(err.Error(), "replayed anyway") || len(got) != 1 || consumer("notify").Paused ||
+		consumer("notify").Config.OptStartSeq != 9 {
+		t.Fatalf("rebuild with a failing clear: %+v %v %+v", got, err, consumer("notify").Config)
 	}
 	// A replay whose context ends once the clearing is done (Ctrl-C) still
 	// recreates the consumer: none is left missing.

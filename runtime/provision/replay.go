@@ -109,33 +109,41 @@ func Rebuild(ctx context.Context, js jetstream.JetStream, spec *registry.Spec, s
 			}
 		}
 	}
+	// From here on the replay runs to its end whatever happens to ctx:
+	// state half cleared and a subscription put back where it was would
+	// lose what was cleared, and a consumer deleted and not created again
+	// would be created anew by an agent, skipping every event meanwhile.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	var clearErr error
 	if clear != nil {
-		if err := clear(ctx); err != nil {
-			return nil, fmt.Errorf("replay %s: clear: %w", spec.Name, err)
+		// A clear that fails half way still replays from the start: the
+		// handlers are idempotent, so what was cleared is rebuilt and the
+		// rest is skipped.
+		if err := clear(rctx); err != nil {
+			clearErr = fmt.Errorf("replay %s: clear (replayed anyway): %w", spec.Name, err)
 		}
 	}
-	// From here on a consumer is deleted and created again: that runs to
-	// its end whatever happens to ctx, so no subscription is left without
-	// a consumer (an agent would create it anew, skipping every event
-	// meanwhile).
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-	defer cancel()
 	var out []Replayed
 	for _, s := range subs {
 		r, err := recreate(rctx, js, s.stream, s.name, s.cfg)
-		if err != nil {
+		if err != nil && clear == nil {
 			// Put the subscription back where it was.
 			if _, rerr := recreate(rctx, js, s.stream, s.name, s.old); rerr != nil {
-				return out, fmt.Errorf("replay %s on %s: %w; and the subscription could not be put back (%v): replay it again", spec.Name, s.subject, err, rerr)
+				return out, fmt.Errorf("replay %s on %s: %w; and the subscription could not be put back (%v): redeploy %s to have it provisioned", spec.Name, s.subject, err, rerr, spec.Name)
 			}
 			recreated++
 			return out, fmt.Errorf("replay %s on %s: %w; the subscription goes on from sequence %d", spec.Name, s.subject, err, s.old.OptStartSeq)
+		}
+		if err != nil {
+			// Its state is cleared: only the replay rebuilds it.
+			return out, errors.Join(clearErr, fmt.Errorf("replay %s on %s: %w; its state was cleared and the subscription has no consumer: redeploy %s, then replay it from the start", spec.Name, s.subject, err, spec.Name))
 		}
 		recreated++
 		r.Subject, r.From = s.subject, start.String()
 		out = append(out, r)
 	}
-	return out, nil
+	return out, clearErr
 }
 
 // recreate deletes a consumer and creates it with cfg, again if an agent
