@@ -108,12 +108,6 @@ func (i *Instance) runAsync(msg jetstream.Msg) {
 	// span, a caller's), so every attempt of one invocation shows under it;
 	// a schedule tick starts a trace of its own.
 	cm := callMeta{requestID: rec.RequestID, traceparent: hdr.Get(wire.HeaderTraceparent), tracestate: hdr.Get(wire.HeaderTracestate)}
-	if subj := hdr.Get(HeaderEventSubject); subj != "" {
-		// A dead-lettered event replayed: its handler learns which event
-		// it is, as on its first deliveries.
-		seq, _ := strconv.ParseUint(hdr.Get(invocation.HeaderEventSeq), 10, 64)
-		cm.event = &EventInfo{Stream: hdr.Get(invocation.HeaderEventStream), Subject: subj, Seq: seq, Time: rec.CreatedAt, Delivery: rec.Attempts}
-	}
 	outcome := outcomeRetry
 	var werr *wire.Error
 	if otelx.Enabled() {

@@ -120,7 +120,9 @@ type EventInfo struct {
 }
 
 // EventMeta returns the event an event handler runs for; ok is false
-// outside one.
+// outside one, and for a dead-lettered event replayed through the async
+// queue (yard dlq replay): anyone who may queue work for the function
+// could forge what such a message says of itself.
 func EventMeta(ctx context.Context) (EventInfo, bool) {
 	e, ok := ctx.Value(keyEvent).(*EventInfo)
 	if !ok {
@@ -322,8 +324,6 @@ func (i *Instance) runEvent(msg jetstream.Msg, subject string, t *target) {
 			dh[k] = v
 		}
 		dh.Set(HeaderEventSubject, msg.Subject())
-		dh.Set(invocation.HeaderEventSeq, strconv.FormatUint(meta.Sequence.Stream, 10))
-		dh.Set(invocation.HeaderEventStream, meta.Stream)
 		if _, err := i.store.DeadLetter(context.Background(), rec, msg.Data(), dh); err != nil {
 			i.log.Error("dead-letter event failed; will retry", "subject", msg.Subject(), logKeyErr, err)
 			_ = msg.NakWithDelay(time.Second)

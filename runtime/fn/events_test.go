@@ -107,14 +107,14 @@ func TestEventRetriesDeadLettersAndReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	natstest.WaitFor(t, 10*time.Second, "the replayed event to be handled", func() bool { return handled.Load() == 1 })
-	// Each delivery, and the replay of the dead letter, tells the handler
-	// which event it is.
+	// Each delivery tells the handler which event it is; the replay of
+	// the dead letter, which came through the async queue, does not.
 	first, _ := metas.Load(int64(1))
 	third, _ := metas.Load(int64(3))
 	replayed, _ := metas.Load("replayed")
 	f, th, r := first.(fn.EventInfo), third.(fn.EventInfo), replayed.(fn.EventInfo)
 	if f.Seq == 0 || f.Stream != "ORDERS" || f.Subject != "orders.placed" || f.Delivery != 1 || th.Delivery != 3 || th.Seq != f.Seq ||
-		r.Seq != f.Seq || r.Stream != "ORDERS" || r.Subject != "orders.placed" {
+		r != (fn.EventInfo{}) {
 		t.Fatalf("event meta: first %+v, third %+v, replayed %+v", f, th, r)
 	}
 	// An event that does not fit the schema is dead-lettered at once.

@@ -27,10 +27,6 @@ const (
 	// HeaderEventSubject marks a dead-lettered event with the subject it
 	// was published on, so a replay runs the event handler again.
 	HeaderEventSubject = "Yard-Event-Subject"
-	// HeaderEventSeq and HeaderEventStream: where a dead-lettered event
-	// was stored, so its replay tells the handler (fn.EventMeta).
-	HeaderEventSeq    = "Yard-Event-Seq"
-	HeaderEventStream = "Yard-Event-Stream"
 	// HeaderSeqID "1" says the invocation id is the message's Nats-Msg-Id,
 	// "-", and its stream sequence (see Submit).
 	HeaderSeqID = "Yard-Seq-Id"
@@ -620,8 +616,7 @@ func (s *Store) DeadLetter(ctx context.Context, rec *Record, payload []byte, hdr
 
 // carriedHeaders travel with an invocation into the DLQ and back out on
 // replay.
-var carriedHeaders = []string{wire.HeaderRequestID, wire.HeaderCallbackURL, wire.HeaderTraceparent, wire.HeaderTracestate, HeaderEventSubject,
-	HeaderEventSeq, HeaderEventStream}
+var carriedHeaders = []string{wire.HeaderRequestID, wire.HeaderCallbackURL, wire.HeaderTraceparent, wire.HeaderTracestate, HeaderEventSubject}
 
 // carried returns the carriedHeaders that h holds, in a new header.
 func carried(h nats.Header) nats.Header {
