@@ -253,17 +253,7 @@ func tailEvents(ctx context.Context, f *factory, js jetstream.JetStream, subject
 		return fmt.Errorf("find the stream of %s: %w", subject, err)
 	}
 	occ := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}}
-	switch {
-	case start.All:
-		occ.DeliverPolicy = jetstream.DeliverAllPolicy
-	case start.Seq > 0:
-		occ.DeliverPolicy, occ.OptStartSeq = jetstream.DeliverByStartSequencePolicy, start.Seq
-	case !start.Time.IsZero():
-		t := start.Time
-		occ.DeliverPolicy, occ.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
-	default:
-		occ.DeliverPolicy = jetstream.DeliverNewPolicy
-	}
+	occ.DeliverPolicy, occ.OptStartSeq, occ.OptStartTime = start.Deliver()
 	cons, err := js.OrderedConsumer(sctx, stream, occ)
 	if err != nil {
 		return fmt.Errorf("tail %s on stream %s: %w", subject, stream, err)

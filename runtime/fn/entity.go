@@ -58,13 +58,11 @@ type EventType struct {
 func EventOf[T any]() EventType {
 	name := typeName[T]()
 	sc, err := schemas.For[T]()
-	if err == nil && !eventTypeRe.MatchString(name) {
+	if err == nil && !registry.ValidEventType(name) {
 		err = fmt.Errorf("fn: event type %q needs a name", name)
 	}
 	return EventType{name: name, schema: sc, err: err}
 }
-
-var eventTypeRe = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,128}$`)
 
 func typeName[T any]() string {
 	t := reflect.TypeFor[T]()
@@ -138,7 +136,7 @@ func appendEvent(ctx context.Context, subject string, event any, opts ...AppendO
 	if o.typ == "" {
 		o.typ = eventTypeOf(event)
 	}
-	if !eventTypeRe.MatchString(o.typ) {
+	if !registry.ValidEventType(o.typ) {
 		return Event{}, false, fmt.Errorf("fn: append to %s: the event needs a type name (a named Go type, or WithEventType)", subject)
 	}
 	// Declared types are what a deploy checks old events against: an
@@ -245,7 +243,7 @@ func Snapshot(every int) LoadOption { return func(o *loadOptions) { o.every = ev
 // events.
 func Load[S any](ctx context.Context, subject string, fold func(S, Event) (S, error), opts ...LoadOption) (S, uint64, error) {
 	var state S
-	stream, err := entityStream(ctx, subject)
+	stream, _, err := entityDecl(ctx, subject)
 	if err != nil {
 		return state, 0, err
 	}
@@ -336,15 +334,9 @@ func Update[S any](ctx context.Context, subject string, fold func(S, Event) (S, 
 	}
 }
 
-// entityStream finds the entity stream of subject: one the function
-// declares (or, from a context of WithConn, whichever holds it).
-func entityStream(ctx context.Context, subject string) (string, error) {
-	name, _, err := entityDecl(ctx, subject)
-	return name, err
-}
-
-// entityDecl is entityStream with the function's declaration of the
-// stream (nil from a context of WithConn).
+// entityDecl finds the entity stream of subject: one the function
+// declares, with its declaration, or, from a context of WithConn,
+// whichever stream holds it (no declaration).
 func entityDecl(ctx context.Context, subject string) (string, *Stream, error) {
 	if !literalSubject(subject) {
 		return "", nil, fmt.Errorf("fn: %q is not an entity's subject (dot-separated tokens, no wildcards)", subject)

@@ -303,18 +303,7 @@ func (p *Provisioner) eventConsumer(ctx context.Context, spec *registry.Spec, su
 
 // SetStart sets where a consumer created with cfg starts.
 func SetStart(cfg *jetstream.ConsumerConfig, start registry.EventStart) {
-	cfg.OptStartSeq, cfg.OptStartTime = 0, nil
-	switch {
-	case start.All:
-		cfg.DeliverPolicy = jetstream.DeliverAllPolicy
-	case start.Seq > 0:
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, start.Seq
-	case !start.Time.IsZero():
-		t := start.Time
-		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
-	default:
-		cfg.DeliverPolicy = jetstream.DeliverNewPolicy
-	}
+	cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = start.Deliver()
 }
 
 // syncSchedules puts want in place, then reads the registry again and

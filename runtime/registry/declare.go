@@ -16,6 +16,9 @@ var bucketRe = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
 // name by default).
 var eventTypeRe = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,128}$`)
 
+// ValidEventType reports whether name may name an event type.
+func ValidEventType(name string) bool { return eventTypeRe.MatchString(name) }
+
 // reservedFirstTokens are the subject spaces of the platform and of NATS
 // itself: no event subject, stream subject or publish declaration may
 // reach into them, or a function could capture requests to other functions

@@ -196,6 +196,21 @@ func ParseEventStart(s string) (EventStart, error) {
 	return EventStart{}, fmt.Errorf("%q is not a start: use new, start, a stream sequence (1 or more) or an RFC 3339 time (after year 1)", s)
 }
 
+// Deliver is the JetStream deliver policy, with its start sequence or
+// time, of a consumer that starts at e.
+func (e EventStart) Deliver() (jetstream.DeliverPolicy, uint64, *time.Time) {
+	switch {
+	case e.All:
+		return jetstream.DeliverAllPolicy, 0, nil
+	case e.Seq > 0:
+		return jetstream.DeliverByStartSequencePolicy, e.Seq, nil
+	case !e.Time.IsZero():
+		t := e.Time
+		return jetstream.DeliverByStartTimePolicy, 0, &t
+	}
+	return jetstream.DeliverNewPolicy, 0, nil
+}
+
 // String is the form ParseEventStart reads.
 func (e EventStart) String() string {
 	switch {
