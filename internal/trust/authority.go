@@ -143,6 +143,7 @@ func (a *Authority) accountJWT() (string, error) {
 	scope.Description = "callers without credentials: the public functions"
 	scope.Template.Permissions = Permissions(roles.Anonymous(a.public...))
 	scope.Template.BearerToken = true
+	scope.Template.AllowedConnectionTypes = ConnectionTypes(roles.Rights{})
 	ac.SigningKeys.AddScopedSigner(scope)
 	for k, t := range a.revoked {
 		ac.RevokeAt(k, time.Unix(t, 0))
@@ -319,6 +320,7 @@ func (a *Authority) Mint(name string, r roles.Rights, ttl time.Duration) (Creds,
 	uc.Name = name
 	uc.IssuerAccount = a.AccountKey()
 	uc.Permissions = Permissions(r)
+	uc.AllowedConnectionTypes = ConnectionTypes(r)
 	var c Creds
 	if ttl > 0 {
 		c.Expires = time.Now().Add(ttl).Truncate(time.Second)
@@ -335,6 +337,17 @@ func (a *Authority) Mint(name string, r roles.Rights, ttl time.Duration) (Creds,
 	}
 	c.User = pub(kp)
 	return c, nil
+}
+
+// ConnectionTypes are how an identity of rights r may connect: a leaf
+// identity as a leaf node only, every other as a client only. A client
+// credential used by a leaf node would otherwise let it join queue groups
+// it may publish to (a leaf's rights are read the other way round).
+func ConnectionTypes(r roles.Rights) jwt.StringList {
+	if r.Leaf {
+		return jwt.StringList{jwt.ConnectionTypeLeafnode}
+	}
+	return jwt.StringList{jwt.ConnectionTypeStandard, jwt.ConnectionTypeWebsocket, jwt.ConnectionTypeInProcess}
 }
 
 // Permissions turns rights into a JWT's permissions.

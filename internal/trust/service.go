@@ -150,6 +150,17 @@ func (s *Service) Run(ctx context.Context, nc *nats.Conn, ready chan<- struct{})
 		return err
 	}
 	subs = append(subs, sub)
+	sub, err = nc.QueueSubscribe(roles.TrustActivator, roles.TrustQueue, func(m *nats.Msg) {
+		if !s.privateReply(m, roles.AgentInbox) {
+			return
+		}
+		b, _ := json.Marshal(s.activator(m.Data))
+		_ = m.Respond(b)
+	})
+	if err != nil {
+		return err
+	}
+	subs = append(subs, sub)
 	sub, err = nc.QueueSubscribe(roles.TrustCreds, roles.TrustQueue, func(m *nats.Msg) {
 		if !s.privateReply(m, roles.AdminInbox) {
 			return
@@ -350,6 +361,22 @@ func (s *Service) instance(ctx context.Context, reg *registry.Registry, name str
 		return InstanceReply{Error: err.Error()}
 	}
 	c, err := s.A.Mint("fn:"+name+":"+req.Instance, rights, s.InstanceTTL)
+	if err != nil {
+		return InstanceReply{Error: err.Error()}
+	}
+	return InstanceReply{Creds: string(c.Text), Expires: c.Expires}
+}
+
+// activator mints the leaf node credential of an agent's activator:
+// {"agent": "<id>"} names it, for the server's connection listings.
+func (s *Service) activator(body []byte) InstanceReply {
+	var req struct {
+		Agent string `json:"agent"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil || req.Agent == "" || len(req.Agent) > 128 {
+		return InstanceReply{Error: "want {\"agent\": \"<id>\"}"}
+	}
+	c, err := s.A.Mint("activator:"+req.Agent, roles.Activator(), s.InstanceTTL)
 	if err != nil {
 		return InstanceReply{Error: err.Error()}
 	}

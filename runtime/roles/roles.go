@@ -28,6 +28,12 @@ type Rights struct {
 	// All grants everything (the admin role) but DenySubscribe; the other
 	// fields are unused.
 	All bool
+	// Leaf says the identity connects as a leaf node and as nothing else
+	// (the activator); every other identity may connect only as a client
+	// (plain, websocket or in-process), never as a leaf node. For a leaf
+	// node, Subscribe is what the server may send it and Publish what it
+	// may send the server.
+	Leaf bool
 }
 
 // Function returns the rights of an instance of spec's function. The
@@ -150,7 +156,9 @@ func CallerInbox(name string) string { return "_INBOX_c." + name }
 const (
 	TrustPrefix   = "yard.trust."
 	TrustInstance = TrustPrefix + "instance."
-	TrustCreds    = TrustPrefix + "creds"
+	// TrustActivator: an agent asks for its activator's leaf credential.
+	TrustActivator = TrustPrefix + "activator"
+	TrustCreds     = TrustPrefix + "creds"
 	// TrustRecords: yard.trust.records.<function>.<id> answers a NATS
 	// caller the record of one async invocation it knows the id of.
 	TrustRecords = TrustPrefix + "records."
@@ -168,7 +176,7 @@ var PlatformStreams = []string{
 	"KV_" + wire.BucketKeys, "KV_" + wire.BucketSecrets, "KV_" + wire.BucketCreds,
 	"KV_yard_agents", "KV_yard_scale", "OBJ_" + wire.StoreArtifacts,
 	wire.StreamAsync, wire.StreamDLQ, wire.StreamLogs, wire.StreamCallbacks, wire.StreamAudit, wire.StreamSchedules,
-	wire.StreamProbe,
+	wire.StreamProbe, wire.StreamHeld,
 }
 
 // readKV is what reading and watching a key-value bucket takes: stream
@@ -257,9 +265,11 @@ func Gateway() Rights {
 // Agent returns the rights of an agent: follow the registry and fetch
 // artifacts, register functions run without a deploy, provision (consumers,
 // event streams, function buckets, schedules), ask the trust service for
-// its instances' credentials, read their secrets, ship their logs, and
-// keep its presence and the agreed scale. It cannot purge, delete or
-// reconfigure a platform stream other than YARD_SCHEDULES.
+// its instances' and its activator's credentials, read their secrets, ship
+// their logs, keep its presence and the agreed scale, and hold requests
+// for functions with no instance (YARD_HELD) and forward them to fn.<name>
+// once one serves. It cannot purge, delete or reconfigure a platform
+// stream other than YARD_SCHEDULES.
 func Agent() Rights {
 	r := Rights{
 		Subscribe: []string{AgentInbox + ".>", wire.ActivatePrefix + "*", wire.RegisterPrefix + "*", wire.UnregisterPrefix + "*"},
@@ -267,7 +277,12 @@ func Agent() Rights {
 			// Answers to activations and registrations: inboxes only (the
 			// agent checks that too, since it may write yard_functions).
 			"_INBOX.>", "_INBOX_yard.>", "_INBOX_c.>", "_INBOX_fn.>",
-			wire.LogsPrefix + ">", "$SRV.>", TrustInstance + "*", "$JS.API.INFO", "$JS.FC.>",
+			wire.LogsPrefix + ">", "$SRV.>", TrustInstance + "*", TrustActivator, "$JS.API.INFO", "$JS.FC.>",
+			// The activator: keep held requests, take them back, forward
+			// them with their callers' reply subjects.
+			wire.HeldPrefix + "*", wire.FnPrefix + "*",
+			"$JS.API.CONSUMER.MSG.NEXT." + wire.StreamHeld + "." + wire.HeldConsumer,
+			"$JS.ACK." + wire.StreamHeld + "." + wire.HeldConsumer + ".>",
 			// Provisioning.
 			"$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST", "$JS.API.STREAM.INFO.*", "$JS.API.STREAM.CREATE.*", "$JS.API.STREAM.UPDATE.*",
 			"$JS.API.CONSUMER.CREATE.>", "$JS.API.CONSUMER.DURABLE.CREATE.>", "$JS.API.CONSUMER.INFO.>", "$JS.API.CONSUMER.DELETE.>",
@@ -296,6 +311,15 @@ func Agent() Rights {
 	}
 	r.DenyPublish = slices.Compact(r.DenyPublish)
 	return r
+}
+
+// Activator returns the rights of an agent's activator: a leaf node
+// connection that receives the requests to fn.<name> no instance can take
+// (the server sends a leaf node a queue group's messages only when no
+// member of the group is connected as a client) and sends nothing back:
+// its agent keeps, forwards and answers them on its own connection.
+func Activator() Rights {
+	return Rights{Leaf: true, Subscribe: []string{wire.FnPrefix + "*"}}
 }
 
 // Trust returns the rights of the trust service: answer yard.trust.>,

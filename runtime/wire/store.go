@@ -41,6 +41,13 @@ const (
 	// /readyz is ready only when JetStream stores it.
 	StreamProbe = "YARD_PROBE"
 	ProbePrefix = "yard.probe."
+	// StreamHeld keeps, on yard.held.<name>, the requests the activator
+	// holds for a function with no instance serving it, until an agent
+	// forwards them (a work queue kept in memory, bounded per function).
+	StreamHeld = "YARD_HELD"
+	HeldPrefix = "yard.held."
+	// HeldConsumer is the durable consumer of YARD_HELD the agents share.
+	HeldConsumer = "yard-activator"
 )
 
 // AsyncConsumer is the durable consumer of YARD_ASYNC that a function's
