@@ -34,6 +34,9 @@ type serverFlags struct {
 	tlsCert, tlsKey string
 	// monitor serves the NATS server's HTTP monitoring (--nats-monitor).
 	monitor string
+	// leaf is where agents' activators connect (--nats-leaf): "" for the
+	// client port plus server.LeafPortOffset, "off" for nowhere.
+	leaf string
 	// A cluster node's (yard server only): its name, the cluster's, where
 	// routes connect, the routes to the other nodes.
 	name, clusterName, clusterListen string
@@ -92,6 +95,7 @@ func (s *serverFlags) register(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&s.tls, "tls", false, "serve TLS (NATS; yard up's gateway too, as HTTPS) with a local CA made in <data>/tls (clients trust <data>/tls/ca.pem); for development")
 	cmd.Flags().StringVar(&s.tlsCert, "tls-cert", "", "serve TLS (NATS; yard up's gateway too) with this certificate (PEM; with --tls-key)")
 	cmd.Flags().StringVar(&s.tlsKey, "tls-key", "", "private key of --tls-cert (PEM)")
+	cmd.Flags().StringVar(&s.leaf, "nats-leaf", "", "take the agents' activator connections (NATS leaf nodes) on this host:port, or 'off' (default: --nats-host and --nats-port + 3200, e.g. 7422); without it, plain NATS requests to a function at zero instances get no responders")
 	cmd.Flags().StringVar(&s.monitor, "nats-monitor", "", "serve the NATS server's monitoring endpoints (/varz, /jsz, … for the standard exporters) on this host:port, e.g. 127.0.0.1:8222; unauthenticated, keep it on loopback")
 	cmd.Flags().StringVar(&s.sync, "sync", "default",
 		"JetStream fsync policy: 'default' (every 2m; survives a process crash, may lose the last writes on power loss), a duration such as 1s, or 'always' (fsync every write; survives power loss, slower)")
@@ -163,6 +167,18 @@ func (s *serverFlags) config(f *factory) (server.Config, error) {
 		}
 		cfg.Monitor = s.monitor
 	}
+	switch s.leaf {
+	case "off":
+	case "":
+		if s.port+server.LeafPortOffset <= 65535 {
+			cfg.Leaf = net.JoinHostPort(s.host, strconv.Itoa(s.port+server.LeafPortOffset))
+		}
+	default:
+		if _, _, err := net.SplitHostPort(s.leaf); err != nil {
+			errs = append(errs, fmt.Errorf("--nats-leaf %q: want host:port, such as 127.0.0.1:7422, or 'off'", s.leaf))
+		}
+		cfg.Leaf = s.leaf
+	}
 	if err := errors.Join(errs...); err != nil {
 		return cfg, &exitError{code: ExitUsage, err: err}
 	}
@@ -191,6 +207,9 @@ func (s *serverFlags) start(ctx context.Context, cfg server.Config, allowAnon bo
 	var inUse *server.AddrInUseError
 	if errors.As(err, &inUse) && inUse.Addr == cfg.Monitor {
 		return nil, fmt.Errorf("--nats-monitor %s is already in use; pick another address", cfg.Monitor)
+	}
+	if errors.As(err, &inUse) && inUse.Addr == cfg.Leaf {
+		return nil, fmt.Errorf("leaf node address %s is already in use; pick another with --nats-leaf (or --nats-leaf off)", cfg.Leaf)
 	}
 	if errors.As(err, &inUse) && cfg.Cluster != nil && inUse.Addr != net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)) {
 		return nil, fmt.Errorf("cluster address %s is already in use; pick another with --cluster", inUse.Addr)

@@ -21,6 +21,7 @@ import (
 	"github.com/switchyard-dev/switchyard/internal/childproc"
 	"github.com/switchyard-dev/switchyard/internal/devtls"
 	"github.com/switchyard-dev/switchyard/internal/platform"
+	"github.com/switchyard-dev/switchyard/internal/server"
 	"github.com/switchyard-dev/switchyard/runtime/roles"
 )
 
@@ -66,10 +67,17 @@ func (o *upOptions) startCluster(ctx context.Context, n int, logs io.Writer, log
 	if s.port+n-1+clusterPortOffset > 65535 {
 		return nil, usageError("--nats-port %d: too high for %d nodes", s.port, n)
 	}
+	if s.leaf != "" && s.leaf != "off" {
+		return nil, usageError("--nats-leaf with --cluster: each node takes leaf nodes on its client port + %d; say --nats-leaf off or nothing", server.LeafPortOffset)
+	}
 	var routes []string
 	for k := range n {
 		client, route := s.clusterPorts(k)
-		for _, a := range []string{client, route} {
+		addrs := []string{client, route}
+		if s.leaf == "" {
+			addrs = append(addrs, net.JoinHostPort(s.host, strconv.Itoa(s.port+k+server.LeafPortOffset)))
+		}
+		for _, a := range addrs {
 			ln, err := net.Listen("tcp", a)
 			if err != nil {
 				return nil, fmt.Errorf("cluster node n%d: address %s is already in use (another yard up?); pick other ports with --nats-port", k+1, a)
@@ -106,6 +114,9 @@ func (o *upOptions) startCluster(ctx context.Context, n int, logs io.Writer, log
 			"--server-name", name, "--nats-host", s.host, "--nats-port", strconv.Itoa(s.port + k),
 			"--cluster", route, "--routes", strings.Join(routes, ","), "--allow-anonymous", "--sync", s.sync,
 			"--log-level", o.f.logLevel, "--parent-pid", strconv.Itoa(os.Getpid())}
+		if s.leaf == "off" {
+			args = append(args, "--nats-leaf", "off")
+		}
 		if cert != "" {
 			args = append(args, "--tls-cert", cert, "--tls-key", key)
 		}

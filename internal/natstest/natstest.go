@@ -45,7 +45,7 @@ func RunWithUsers(t testing.TB, users []*natsserver.User) *Server {
 
 func run(t testing.TB, cfg server.Config) *Server {
 	t.Helper()
-	cfg.Port, cfg.ReadyTimeout = -1, 20*time.Second
+	cfg.Port, cfg.ReadyTimeout, cfg.Leaf = -1, 20*time.Second, "127.0.0.1:-1"
 	ns, err := server.Start(cfg)
 	if err != nil {
 		t.Fatalf("natstest: start server: %v", err)
@@ -56,6 +56,10 @@ func run(t testing.TB, cfg server.Config) *Server {
 	})
 	return &Server{Server: ns, StoreDir: cfg.StoreDir}
 }
+
+// LeafURL is where the server takes leaf node connections (an agent's
+// activator).
+func (s *Server) LeafURL() string { return server.LeafURL(s.Server) }
 
 // Connect opens a client connection that the test's cleanup closes.
 func Connect(t testing.TB, s *Server, opts ...nats.Option) *nats.Conn {

@@ -68,6 +68,10 @@ type Config struct {
 	// Cluster, when set, joins the server to a NATS cluster: its JetStream
 	// then replicates across the nodes. Name is required with it.
 	Cluster *Cluster
+	// Leaf, when set (host:port; port -1 picks a free one), takes leaf
+	// node connections there: the agents' activators connect through it
+	// (see LeafURL). It uses the clients' TLS and authentication.
+	Leaf string
 }
 
 // Cluster is how a server takes part in a NATS cluster.
@@ -201,6 +205,16 @@ func Start(cfg Config) (*natsserver.Server, error) {
 		}
 		opts.TLS, opts.TLSConfig, opts.TLSTimeout = true, tc, 2
 	}
+	if cfg.Leaf != "" {
+		host, p, err := listenAddr(cfg.Leaf, "leaf node")
+		if err != nil {
+			return nil, err
+		}
+		opts.LeafNode.Host, opts.LeafNode.Port = host, p
+		if opts.TLSConfig != nil {
+			opts.LeafNode.TLSConfig, opts.LeafNode.TLSTimeout = opts.TLSConfig.Clone(), 2
+		}
+	}
 	if cfg.Configure != nil {
 		if err := cfg.Configure(opts); err != nil {
 			return nil, fmt.Errorf("server: %w", err)
@@ -228,6 +242,69 @@ func Start(cfg Config) (*natsserver.Server, error) {
 		return nil, errors.New("server: JetStream did not start (check that the data directory is writable)")
 	}
 	return ns, nil
+}
+
+// listenAddr parses host:port for a listener of kind, checking that the
+// port is free; -1 (or 0) picks a free one.
+func listenAddr(addr, kind string) (string, int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	p, perr := strconv.Atoi(port)
+	if err != nil || perr != nil || p < -1 || p > 65535 {
+		return "", 0, fmt.Errorf("server: %s address %q: want host:port", kind, addr)
+	}
+	if p <= 0 {
+		return host, natsserver.RANDOM_PORT, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", 0, &AddrInUseError{Addr: addr, Err: err}
+	}
+	ln.Close()
+	return host, p, nil
+}
+
+// LeafPortOffset puts a server's leaf node port this far above its client
+// port by default (4222 -> 7422, NATS's usual leaf node port).
+const LeafPortOffset = 3200
+
+// DefaultLeafURLs are the leaf node URLs of the servers at clientURLs (a
+// comma-separated NATS URL list) when they use the default leaf port.
+func DefaultLeafURLs(clientURLs string) []string {
+	var out []string
+	for _, s := range strings.Split(clientURLs, ",") {
+		u, err := url.Parse(strings.TrimSpace(s))
+		if err != nil || u.Hostname() == "" {
+			continue
+		}
+		port := DefaultPort
+		if p, err := strconv.Atoi(u.Port()); err == nil {
+			port = p
+		}
+		scheme := "nats-leaf"
+		if u.Scheme == "tls" {
+			scheme = "tls"
+		}
+		out = append(out, scheme+"://"+net.JoinHostPort(u.Hostname(), strconv.Itoa(port+LeafPortOffset)))
+	}
+	return out
+}
+
+// LeafURL is where ns takes leaf node connections ("" when it does not):
+// nats-leaf://host:port, or tls:// when its clients use TLS.
+func LeafURL(ns *natsserver.Server) string {
+	v, err := ns.Varz(nil)
+	if err != nil || v.LeafNode.Port <= 0 {
+		return ""
+	}
+	host := v.LeafNode.Host
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	scheme := "nats-leaf"
+	if v.LeafNode.TLSRequired {
+		scheme = "tls"
+	}
+	return scheme + "://" + net.JoinHostPort(host, strconv.Itoa(v.LeafNode.Port))
 }
 
 // configureCluster sets opts for cluster c, checking first that the route
