@@ -26,18 +26,28 @@ const ActivateQueue = "yard-agents"
 // the SDK asks after meeting no responders): it raises the function to at
 // least one instance and replies once one serves, or with an error.
 func (a *Agent) activate(ctx context.Context, m *nats.Msg) {
-	name := strings.TrimPrefix(m.Subject, wire.ActivatePrefix)
-	reply := func(e *wire.Error) {
-		if m.Reply == "" {
-			return
+	deadline := time.Now().Add(a.cfg.ReadyTimeout)
+	if d := m.Header.Get(wire.HeaderDeadline); d != "" {
+		if t, err := time.Parse(time.RFC3339Nano, d); err == nil && t.Before(deadline) {
+			deadline = t
 		}
-		if e == nil {
-			_ = m.Respond([]byte(`{"ok":true}`))
-			return
-		}
-		body, _ := json.Marshal(e)
-		_ = m.RespondMsg(&nats.Msg{Data: body, Header: e.Headers()})
 	}
+	e := a.wake(ctx, strings.TrimPrefix(m.Subject, wire.ActivatePrefix), deadline)
+	if m.Reply == "" {
+		return
+	}
+	if e == nil {
+		_ = m.Respond([]byte(`{"ok":true}`))
+		return
+	}
+	body, _ := json.Marshal(e)
+	_ = m.RespondMsg(&nats.Msg{Data: body, Header: e.Headers()})
+}
+
+// wake raises the function to at least one instance and returns once one
+// serves (nil), or an error when it is not deployed or none serves by
+// deadline.
+func (a *Agent) wake(ctx context.Context, name string, deadline time.Time) (result *wire.Error) {
 	a.mu.Lock()
 	f := a.fns[name]
 	a.mu.Unlock()
@@ -59,11 +69,9 @@ func (a *Agent) activate(ctx context.Context, m *nats.Msg) {
 		case errors.Is(err, registry.ErrNotFound):
 		case err != nil:
 			// Not an answer about the function: callers keep trying.
-			reply(wire.Errorf(wire.CodeUnavailable, "agent could not read the registry: %v", err))
-			return
+			return wire.Errorf(wire.CodeUnavailable, "agent could not read the registry: %v", err)
 		case spec.Version == 0:
-			reply(undeployed)
-			return
+			return undeployed
 		default:
 			a.want(ctx, name, spec)
 			a.mu.Lock()
@@ -72,28 +80,24 @@ func (a *Agent) activate(ctx context.Context, m *nats.Msg) {
 		}
 	}
 	if f == nil {
-		reply(wire.Errorf(wire.CodeNotFound, "function %q is not deployed", name))
-		return
+		return wire.Errorf(wire.CodeNotFound, "function %q is not deployed", name)
 	}
 	f.mu.Lock()
 	spec := f.spec
 	if spec == nil {
 		f.mu.Unlock()
-		reply(wire.Errorf(wire.CodeNotFound, "function %q is not deployed", name))
-		return
+		return wire.Errorf(wire.CodeNotFound, "function %q is not deployed", name)
 	}
 	if spec.Version == 0 {
 		f.mu.Unlock()
-		reply(undeployed)
-		return
+		return undeployed
 	}
 	f.lastActive = time.Now()
 	f.mu.Unlock()
 	cold := false
 	if a.scaleOf(name) < 1 {
 		if err := a.cluster.wantScale(ctx, name, max(spec.MinInstances, 1)); err != nil {
-			reply(wire.Errorf(wire.CodeUnavailable, "could not scale %q up: %v", name, err))
-			return
+			return wire.Errorf(wire.CodeUnavailable, "could not scale %q up: %v", name, err)
 		}
 		cold = true
 	}
@@ -107,24 +111,16 @@ func (a *Agent) activate(ctx context.Context, m *nats.Msg) {
 		// measured to its first ready instance.
 		m.ColdStarts.WithLabelValues(name).Inc()
 		started := time.Now()
-		orig := reply
-		reply = func(e *wire.Error) {
+		defer func() {
 			f.mu.Lock()
 			f.coldStart = false
 			f.mu.Unlock()
-			if e == nil {
+			if result == nil {
 				m.ColdStartDuration.WithLabelValues(name).Observe(time.Since(started).Seconds())
 			}
-			orig(e)
-		}
+		}()
 	}
 
-	deadline := time.Now().Add(a.cfg.ReadyTimeout)
-	if d := m.Header.Get(wire.HeaderDeadline); d != "" {
-		if t, err := time.Parse(time.RFC3339Nano, d); err == nil && t.Before(deadline) {
-			deadline = t
-		}
-	}
 	// The instance may start on any agent: wait until one answers a ping.
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		// An instance starting here is waited for itself: a PING may
@@ -138,12 +134,11 @@ func (a *Agent) activate(ctx context.Context, m *nats.Msg) {
 			f.mu.Lock()
 			f.lastActive = time.Now()
 			f.mu.Unlock()
-			reply(nil)
-			return
+			return nil
 		}
 		time.Sleep(2 * time.Millisecond) // no responders answers at once
 	}
-	reply(wire.Errorf(wire.CodeUnavailable, "no instance of %q became ready in time", name))
+	return wire.Errorf(wire.CodeUnavailable, "no instance of %q became ready in time", name)
 }
 
 // anyInstance reports whether some instance of the function, on any agent,
