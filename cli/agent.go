@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -9,12 +10,14 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
+	"github.com/switchyard-dev/switchyard/internal/server"
 	"github.com/switchyard-dev/switchyard/runtime/agent"
 	"github.com/switchyard-dev/switchyard/runtime/roles"
 )
 
 func newAgentCmd(f *factory) *cobra.Command {
 	var dir, id string
+	var leafURLs []string
 	var ttl time.Duration
 	var mf metricsFlag
 	cmd := &cobra.Command{
@@ -36,7 +39,13 @@ share of every function's instances, and when one stops announcing itself
 On a Switchyard NATS server (yard server) connect with the agent's
 credential (--creds <data>/creds/agent.creds); each instance then gets a
 credential of its own, with its function's rights only, renewed by starting
-a replacement before it expires.`,
+a replacement before it expires.
+
+The agent's activator answers plain NATS requests (nats req fn.<name>) to a
+function with no instance: it connects to the server as a NATS leaf node
+(--leaf-url; by default each --server URL's host on its port + 3200, where
+yard server listens), holds such requests, starts an instance and forwards
+them. With --leaf-url off they get no responders.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if ttl < 0 {
@@ -61,8 +70,19 @@ a replacement before it expires.`,
 					ca = abs
 				}
 			}
+			switch {
+			case len(leafURLs) == 0:
+				leafURLs = server.DefaultLeafURLs(f.natsURL())
+			case len(leafURLs) == 1 && leafURLs[0] == "off":
+				leafURLs = nil
+			}
+			for _, u := range leafURLs {
+				if p, err := url.Parse(u); err != nil || p.Host == "" {
+					return usageError("--leaf-url %q: want nats-leaf://host:port or tls://host:port", u)
+				}
+			}
 			cfg := agent.Config{Dir: dir, NATSURL: f.natsURL(), Creds: f.credsFile(), CA: ca, Logger: f.logger(), Output: f.io.ErrOut,
-				ID: id, PresenceTTL: ttl, Metrics: m}
+				ID: id, PresenceTTL: ttl, Metrics: m, LeafURLs: leafURLs}
 			a, err := agent.New(ctx, nc, cfg)
 			if err != nil {
 				return err
@@ -76,6 +96,7 @@ a replacement before it expires.`,
 		def = filepath.Join(d, "yard", "agent")
 	}
 	cmd.Flags().StringVar(&dir, "dir", def, "folder for fetched binaries and instance working folders")
+	cmd.Flags().StringSliceVar(&leafURLs, "leaf-url", nil, "where the activator connects as a leaf node: nats-leaf://host:port (tls:// for TLS), comma-separated, or 'off' (default: each --server host on its port + 3200)")
 	cmd.Flags().StringVar(&id, "id", "", "this agent's name among the agents (default: host name and a random suffix)")
 	mf.add(cmd.Flags(), "")
 	cmd.Flags().DurationVar(&ttl, "presence-ttl", 0, "how long a silent agent still counts as alive before others take over its instances (default 6s)")

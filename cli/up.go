@@ -17,6 +17,7 @@ import (
 	"github.com/switchyard-dev/switchyard/internal/apikeys"
 	"github.com/switchyard-dev/switchyard/internal/metrics"
 	"github.com/switchyard-dev/switchyard/internal/platform"
+	"github.com/switchyard-dev/switchyard/internal/server"
 	"github.com/switchyard-dev/switchyard/runtime/agent"
 	"github.com/switchyard-dev/switchyard/runtime/roles"
 )
@@ -106,6 +107,7 @@ func (o *upOptions) run(ctx context.Context) error {
 	defer startTracing("yard", log)()
 
 	var natsURL string
+	var leafURLs []string
 	credsFile := func(role string) string { return platform.CredsFile(o.sf.data, role) }
 	if o.replicas != 0 && o.cluster == 0 {
 		return usageError("--replicas goes with --cluster: a single server keeps one copy")
@@ -120,6 +122,9 @@ func (o *upOptions) run(ctx context.Context) error {
 		}
 		defer nodes.stop() // last: after the gateway and the agent
 		natsURL = nodes.url
+		if o.sf.leaf != "off" {
+			leafURLs = server.DefaultLeafURLs(natsURL)
+		}
 		cfg.StoreDir = filepath.Join(o.sf.data, "cluster", "n*", "jetstream")
 	} else {
 		p, err := o.sf.start(ctx, cfg, true, log)
@@ -129,6 +134,9 @@ func (o *upOptions) run(ctx context.Context) error {
 		defer p.Close()
 		natsURL = o.sf.clientURL(p)
 		credsFile = p.CredsFile
+		if u := server.LeafURL(p.NS); u != "" {
+			leafURLs = []string{u}
+		}
 	}
 	ca := o.sf.caFile()
 	if ca != "" {
@@ -201,7 +209,8 @@ func (o *upOptions) run(ctx context.Context) error {
 	// Functions run the way they run in production: an agent runs what is
 	// deployed, and the bundled functions are deployed as a user would.
 	// The agent starts each function line with its instance (greet/v3-…: ).
-	agentCfg := agent.Config{Dir: filepath.Join(o.sf.data, "agent"), NATSURL: natsURL, CA: ca, Logger: log, Output: con.logs(), Metrics: m}
+	agentCfg := agent.Config{Dir: filepath.Join(o.sf.data, "agent"), NATSURL: natsURL, CA: ca, Logger: log, Output: con.logs(), Metrics: m,
+		LeafURLs: leafURLs}
 	ag, err := agent.New(ctx, agentNC, agentCfg)
 	if err != nil {
 		return err

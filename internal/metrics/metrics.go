@@ -38,6 +38,9 @@ type Metrics struct {
 	ColdStartDuration *prometheus.HistogramVec // yard_cold_start_duration_seconds{function}
 	AsyncBacklog      *prometheus.GaugeVec     // yard_async_backlog{function}
 	InstanceRestarts  *prometheus.CounterVec   // yard_instance_restarts_total{function}
+	// ActivatorRequests counts plain NATS requests the activator took for
+	// a function with no instance, by what became of them.
+	ActivatorRequests *prometheus.CounterVec // yard_activator_requests_total{function,outcome}
 
 	fns functionStats
 }
@@ -79,8 +82,12 @@ func New() *Metrics {
 		Name: "yard_instance_restarts_total",
 		Help: "Instance processes that exited and were restarted by this agent, by function.",
 	}, []string{"function"})
+	m.ActivatorRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "yard_activator_requests_total",
+		Help: "Requests to a function with no instance that this agent's activator handled, by function and outcome: held (kept until an instance serves), forwarded, buffer_full, expired (its deadline passed first), failed.",
+	}, []string{"function", "outcome"})
 	m.reg.MustRegister(m.GatewayRequests, m.GatewayDuration, m.GatewayInFlight,
-		m.Instances, m.ColdStarts, m.ColdStartDuration, m.AsyncBacklog, m.InstanceRestarts, &m.fns,
+		m.Instances, m.ColdStarts, m.ColdStartDuration, m.AsyncBacklog, m.InstanceRestarts, m.ActivatorRequests, &m.fns,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -158,7 +165,8 @@ func (m *Metrics) ForgetRemoved(name string) {
 	l := prometheus.Labels{"function": name}
 	for _, v := range []interface {
 		DeletePartialMatch(prometheus.Labels) int
-	}{m.GatewayRequests, m.GatewayDuration, m.GatewayInFlight, m.Instances, m.ColdStarts, m.ColdStartDuration, m.InstanceRestarts} {
+	}{m.GatewayRequests, m.GatewayDuration, m.GatewayInFlight, m.Instances, m.ColdStarts, m.ColdStartDuration, m.InstanceRestarts,
+		m.ActivatorRequests} {
 		v.DeletePartialMatch(l)
 	}
 }

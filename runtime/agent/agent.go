@@ -80,6 +80,16 @@ type Config struct {
 	// Metrics, when set, records instances, cold starts, restarts, async
 	// backlogs and the stats of the functions this agent scales.
 	Metrics *metrics.Metrics
+	// LeafURLs are the NATS server's leaf node URLs (nats-leaf://host:port,
+	// or tls://): the activator connects there to hold plain NATS requests
+	// to functions with no instance. Without them it is off: such requests
+	// get no responders (the gateway, yard invoke and the SDK still wake
+	// the function).
+	LeafURLs []string
+	// HeldPerFunction bounds the requests held for one function, across
+	// agents, when this agent creates YARD_HELD; default 1024. More are
+	// answered resource_exhausted (reason activation_buffer_full).
+	HeldPerFunction int
 }
 
 // defaultPresenceTTL is Config.PresenceTTL's default.
@@ -94,7 +104,8 @@ type Agent struct {
 	prov *provision.Provisioner
 	log  *slog.Logger
 
-	cluster *cluster
+	cluster   *cluster
+	activator *activator
 
 	mu  sync.Mutex
 	fns map[string]*function
@@ -166,12 +177,20 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Agent, error) {
 	if err := ensureLogStream(ctx, js); err != nil {
 		return nil, err
 	}
+	if cfg.HeldPerFunction <= 0 {
+		cfg.HeldPerFunction = DefaultHeldPerFunction
+	}
+	if err := ensureHeldStream(ctx, js, cfg.HeldPerFunction, cfg.ReadyTimeout+time.Minute); err != nil {
+		return nil, err
+	}
 	cl, err := newCluster(ctx, js, cfg.ID, cfg.PresenceTTL)
 	if err != nil {
 		return nil, err
 	}
-	return &Agent{cfg: cfg, nc: nc, js: js, reg: reg, prov: prov, cluster: cl, log: cfg.Logger.With("component", "agent", "agent", cfg.ID),
-		fns: map[string]*function{}, scales: map[string]int{}}, nil
+	a := &Agent{cfg: cfg, nc: nc, js: js, reg: reg, prov: prov, cluster: cl, log: cfg.Logger.With("component", "agent", "agent", cfg.ID),
+		fns: map[string]*function{}, scales: map[string]int{}}
+	a.activator = newActivator(a)
+	return a, nil
 }
 
 // ensureLogStream keeps recent function logs, so `yard logs` can show the
@@ -217,7 +236,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("agent: %w", err)
 	}
 	defer stopServe()
-	a.wg.Add(4)
+	a.wg.Add(5)
+	go func() {
+		defer a.wg.Done()
+		a.activator.run(ctx)
+	}()
 	go func() {
 		defer a.wg.Done()
 		a.prov.Sweep(ctx, a.nc, a.cfg.UnservedSweep)
@@ -286,6 +309,7 @@ func (a *Agent) want(ctx context.Context, name string, spec *registry.Spec) {
 	f.spec = spec
 	f.mu.Unlock()
 	a.mu.Unlock()
+	a.activator.track(name, spec != nil && spec.Version > 0)
 	select {
 	case f.kick <- struct{}{}:
 	default: // a reconcile is already pending; it will see the new spec

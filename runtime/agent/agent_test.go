@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -30,6 +31,7 @@ type out struct {
 // env is a server, a built function binary, a registry and a running agent.
 type env struct {
 	t   testing.TB
+	s   *natstest.Server
 	nc  *nats.Conn
 	reg *registry.Registry
 	bin string
@@ -44,6 +46,14 @@ func newEnv(t *testing.T) *env {
 // newEnvWith is newEnv with agent settings (Dir and NATSURL are filled in).
 func newEnvWith(t testing.TB, cfg agent.Config) *env {
 	t.Helper()
+	e := newBareEnv(t)
+	e.startAgent(cfg)
+	return e
+}
+
+// newBareEnv is newEnv with no agent running yet.
+func newBareEnv(t testing.TB) *env {
+	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "echofn")
 	if out, err := exec.Command("go", "build", "-o", bin, "./testdata/echofn").CombinedOutput(); err != nil {
@@ -57,11 +67,22 @@ func newEnvWith(t testing.TB, cfg agent.Config) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Dir, cfg.NATSURL = filepath.Join(dir, "agent"), s.ClientURL()
+	return &env{t: t, s: s, nc: nc, reg: reg, bin: bin}
+}
+
+// startAgent runs an agent in this process (Dir and NATSURL are filled in).
+func (e *env) startAgent(cfg agent.Config) {
+	t := e.t
+	t.Helper()
+	cfg.Dir, cfg.NATSURL = filepath.Join(t.TempDir(), "agent"), e.s.ClientURL()
+	if slices.Equal(cfg.LeafURLs, leafHere) {
+		cfg.LeafURLs = []string{e.s.LeafURL()}
+	}
 	if cfg.StopTimeout == 0 {
 		cfg.StopTimeout = 10 * time.Second
 	}
-	ag, err := agent.New(ctx, natstest.Connect(t, s), cfg)
+	ctx := context.Background()
+	ag, err := agent.New(ctx, natstest.Connect(t, e.s), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,8 +95,11 @@ func newEnvWith(t testing.TB, cfg agent.Config) *env {
 			t.Error(err)
 		}
 	})
-	return &env{t: t, nc: nc, reg: reg, bin: bin, ag: ag}
+	e.ag = ag
 }
+
+// leafHere, as agent.Config.LeafURLs, is the test server's leaf node URL.
+var leafHere = []string{"the test server"}
 
 // deploy puts echo with this greeting and instance floor; mods adjust the
 // spec before it is deployed.

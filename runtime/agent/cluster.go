@@ -52,12 +52,15 @@ func openClusterBuckets(ctx context.Context, js jetstream.JetStream, ttl time.Du
 }
 
 // EnsureStores creates what the agents keep in JetStream (yard_agents,
-// yard_scale, YARD_LOGS) when missing.
+// yard_scale, YARD_LOGS, YARD_HELD) when missing.
 func EnsureStores(ctx context.Context, js jetstream.JetStream) error {
 	if _, _, err := openClusterBuckets(ctx, js, defaultPresenceTTL); err != nil {
 		return err
 	}
-	return ensureLogStream(ctx, js)
+	if err := ensureLogStream(ctx, js); err != nil {
+		return err
+	}
+	return ensureHeldStream(ctx, js, DefaultHeldPerFunction, 2*time.Minute)
 }
 
 func newCluster(ctx context.Context, js jetstream.JetStream, id string, ttl time.Duration) (*cluster, error) {

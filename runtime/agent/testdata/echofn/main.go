@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"os"
+	"time"
 
 	"github.com/switchyard-dev/switchyard/runtime/fn"
 )
@@ -20,6 +21,10 @@ type Out struct {
 }
 
 func main() {
+	// ECHO_START_DELAY makes the instance slow to start (a Go duration).
+	if d, err := time.ParseDuration(os.Getenv("ECHO_START_DELAY")); err == nil {
+		time.Sleep(d)
+	}
 	fn.Main(fn.Config{Name: "echo"}, fn.Handle(func(ctx context.Context, in In) (Out, error) {
 		return Out{Version: os.Getenv("YARD_VERSION"), Greeting: os.Getenv("GREETING") + ", " + in.Name, PID: os.Getpid()}, nil
 	}))
