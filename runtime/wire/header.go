@@ -60,7 +60,18 @@ var (
 // only inboxes, or a request could make it write there; and a message a
 // JetStream push consumer delivered (reply $JS.ACK…, to any subject its
 // creator named) is no request at all.
+//
+// An inbox has a token after its prefix, and no wildcard token: an answer
+// goes to one requester, not to every subscriber of a pattern.
 func InboxReply(reply string) bool {
-	first, _, _ := strings.Cut(reply, ".")
-	return first == "_INBOX" || strings.HasPrefix(first, "_INBOX_") && first != "_INBOX_"
+	first, rest, _ := strings.Cut(reply, ".")
+	if first != "_INBOX" && (!strings.HasPrefix(first, "_INBOX_") || first == "_INBOX_") || rest == "" {
+		return false
+	}
+	for t := range strings.SplitSeq(rest, ".") {
+		if t == "" || t == "*" || t == ">" {
+			return false
+		}
+	}
+	return true
 }

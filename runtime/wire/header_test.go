@@ -30,3 +30,35 @@ func FuzzValidateRequestID(f *testing.F) {
 		}
 	})
 }
+
+func TestInboxReply(t *testing.T) {
+	for reply, want := range map[string]bool{
+		"_INBOX.abc.1": true, "_INBOX_yard.admin.x": true, "_INBOX_c.ada.9": true,
+		"_INBOX": false, "_INBOX.": false, "_INBOX_": false, "_INBOX_.x": false, "_INBOX_c.ada.>": false,
+		"_INBOX.*": false, "_INBOX.a..b": false, "fn.orders": false, "$JS.ACK.S.c.1": false, "": false,
+		"_INBOX.a*b": true, // a literal token
+	} {
+		if got := InboxReply(reply); got != want {
+			t.Errorf("InboxReply(%q) = %v, want %v", reply, got, want)
+		}
+	}
+}
+
+func FuzzInboxReply(f *testing.F) {
+	for _, s := range []string{"_INBOX.abc", "_INBOX_c.x.>", "fn.a", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, reply string) {
+		if !InboxReply(reply) {
+			return
+		}
+		if !strings.HasPrefix(reply, "_INBOX") || strings.Contains(reply, "..") || strings.HasSuffix(reply, ".") {
+			t.Fatalf("%q taken for an inbox", reply)
+		}
+		for _, tok := range strings.Split(reply, ".") {
+			if tok == "*" || tok == ">" {
+				t.Fatalf("%q has a wildcard token", reply)
+			}
+		}
+	})
+}
