@@ -396,8 +396,8 @@ func (p *Platform) record(ctx context.Context, kv jetstream.KeyValue, rec trust.
 }
 
 // signedByUs reports whether a .creds file holds a user of this
-// authority's account with today's rights r, and which. A credential of
-// an older release with other rights is replaced.
+// authority's account with today's rights r (and connection types), and
+// which. A credential of an older release with other rights is replaced.
 func (p *Platform) signedByUs(b []byte, r roles.Rights) (user string, ok bool) {
 	token, err := jwt.ParseDecoratedJWT(b)
 	if err != nil {
@@ -409,8 +409,14 @@ func (p *Platform) signedByUs(b []byte, r roles.Rights) (user string, ok bool) {
 	}
 	vr := jwt.CreateValidationResults()
 	uc.Validate(vr)
-	have, _ := json.Marshal(uc.Permissions)
-	want, _ := json.Marshal(trust.Permissions(r))
+	have, _ := json.Marshal(struct {
+		P jwt.Permissions
+		C jwt.StringList
+	}{uc.Permissions, uc.AllowedConnectionTypes})
+	want, _ := json.Marshal(struct {
+		P jwt.Permissions
+		C jwt.StringList
+	}{trust.Permissions(r), trust.ConnectionTypes(r)})
 	return uc.Subject, !vr.IsBlocking(true) && uc.IssuerAccount == p.Auth.AccountKey() && uc.Issuer == p.Auth.SignerKey() &&
 		string(have) == string(want)
 }

@@ -340,9 +340,10 @@ func (a *Authority) Mint(name string, r roles.Rights, ttl time.Duration) (Creds,
 }
 
 // ConnectionTypes are how an identity of rights r may connect: a leaf
-// identity as a leaf node only, every other as a client only. A client
-// credential used by a leaf node would otherwise let it join queue groups
-// it may publish to (a leaf's rights are read the other way round).
+// identity as a leaf node only, every other as a client only. The server
+// reads a leaf node's rights in terms of its own (what it may send the
+// leaf, what it takes from it); no role but the activator's was written
+// for that.
 func ConnectionTypes(r roles.Rights) jwt.StringList {
 	if r.Leaf {
 		return jwt.StringList{jwt.ConnectionTypeLeafnode}
