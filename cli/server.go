@@ -170,8 +170,10 @@ func (s *serverFlags) config(f *factory) (server.Config, error) {
 	switch s.leaf {
 	case "off":
 	case "":
-		if s.port+server.LeafPortOffset <= 65535 {
-			cfg.Leaf = net.JoinHostPort(s.host, strconv.Itoa(s.port+server.LeafPortOffset))
+		if p := s.port + server.LeafPortOffset; p <= 65535 {
+			cfg.Leaf = net.JoinHostPort(s.host, strconv.Itoa(p))
+		} else {
+			errs = append(errs, fmt.Errorf("--nats-port %d: the leaf node port would be %d, past 65535; give --nats-leaf host:port (or off)", s.port, p))
 		}
 	default:
 		if _, _, err := net.SplitHostPort(s.leaf); err != nil {

@@ -64,7 +64,11 @@ func (o *upOptions) startCluster(ctx context.Context, n int, logs io.Writer, log
 	if n < 3 || n > 9 {
 		return nil, usageError("--cluster %d: want 3 to 9 nodes (a majority must outlive a node)", n)
 	}
-	if s.port+n-1+clusterPortOffset > 65535 {
+	offset := clusterPortOffset
+	if s.leaf != "off" {
+		offset = max(offset, server.LeafPortOffset)
+	}
+	if s.port+n-1+offset > 65535 {
 		return nil, usageError("--nats-port %d: too high for %d nodes", s.port, n)
 	}
 	if s.leaf != "" && s.leaf != "off" {
