@@ -9,11 +9,11 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -38,12 +38,18 @@ import (
 
 // Headers of a held request (YARD_HELD only; agents write and read them).
 const (
+	heldPrefix  = "Yard-Held-"
 	heldSubject = "Yard-Held-Subject"
 	heldReply   = "Yard-Held-Reply"
 	// heldUntil is the request's deadline (RFC 3339); heldCaller says it
 	// is the caller's own Yard-Deadline rather than the platform's bound.
 	heldUntil  = "Yard-Held-Until"
 	heldCaller = "Yard-Held-Caller"
+	// heldNats prefixes the caller's Nats-* headers while held.
+	heldNats = "Yard-Held-Nats-"
+	// heldBound goes with a forwarded request whose Yard-Deadline the
+	// activator added (the function's timeout, not the caller's).
+	heldBound = "Yard-Held-Bound"
 )
 
 const (
@@ -83,7 +89,9 @@ func ensureHeldStream(ctx context.Context, js jetstream.JetStream, limit int, ma
 }
 
 type activator struct {
-	a   *Agent
+	a *Agent
+	// js holds requests: its acknowledgements are awaited for 5s at most.
+	js  jetstream.JetStream
 	log interface {
 		Info(string, ...any)
 		Warn(string, ...any)
@@ -105,6 +113,7 @@ type heldQueue struct {
 
 type heldMsg struct {
 	m        jetstream.Msg
+	seq      uint64 // in YARD_HELD
 	name     string
 	until    time.Time
 	byCaller bool
@@ -120,35 +129,35 @@ type leafEdge struct {
 	expires time.Time
 }
 
-func newActivator(a *Agent) *activator {
-	return &activator{a: a, log: a.log, deployed: map[string]bool{}, held: map[string]*heldQueue{}}
+func newActivator(a *Agent) (*activator, error) {
+	js, err := jetstream.New(a.nc, jetstream.WithPublishAsyncTimeout(5*time.Second))
+	if err != nil {
+		return nil, err
+	}
+	return &activator{a: a, js: js, log: a.log, deployed: map[string]bool{}, held: map[string]*heldQueue{}}, nil
 }
 
 // run takes held requests until ctx ends, and stands by on the leaf node
 // when the agent has a leaf URL, renewing its credential before it expires.
 func (x *activator) run(ctx context.Context) {
-	cons, err := x.a.js.CreateOrUpdateConsumer(ctx, wire.StreamHeld, jetstream.ConsumerConfig{
-		Durable:       wire.HeldConsumer,
-		Description:   "Switchyard: the agents' activators",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       heldAckWait,
-		MaxDeliver:    -1,
-		MaxAckPending: 1 << 16,
-	})
-	if err != nil {
-		x.log.Warn("activator: cannot take held requests", "err", err)
-		return
+	var cc jetstream.ConsumeContext
+	for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
+		var err error
+		if cc, err = x.consume(ctx); err == nil {
+			break
+		}
+		if wait == time.Second {
+			x.log.Warn("activator: cannot take held requests yet (is YARD_HELD there? yard server makes it); retrying", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
 	}
-	cc, err := cons.Consume(func(m jetstream.Msg) { x.take(ctx, m) }, jetstream.PullMaxMessages(256))
-	if err != nil {
-		x.log.Warn("activator: cannot take held requests", "err", err)
-		return
-	}
-	defer x.handOver(cc)
 	if len(x.a.cfg.LeafURLs) == 0 {
 		x.log.Info("activator: no leaf URL; plain NATS requests to a function with no instance get no responders")
-	}
-	if len(x.a.cfg.LeafURLs) > 0 {
+	} else {
 		done := make(chan struct{})
 		defer func() { <-done }()
 		go func() {
@@ -156,6 +165,7 @@ func (x *activator) run(ctx context.Context) {
 			x.keepEdge(ctx)
 		}()
 	}
+	defer x.handOver(cc)
 	// The sweep also keeps the requests held here from going to another
 	// agent: nothing else may delay it.
 	sweep := time.NewTicker(heldSweep)
@@ -168,6 +178,22 @@ func (x *activator) run(ctx context.Context) {
 			x.sweep()
 		}
 	}
+}
+
+// consume starts taking held requests from the agents' shared consumer.
+func (x *activator) consume(ctx context.Context) (jetstream.ConsumeContext, error) {
+	cons, err := x.a.js.CreateOrUpdateConsumer(ctx, wire.StreamHeld, jetstream.ConsumerConfig{
+		Durable:       wire.HeldConsumer,
+		Description:   "Switchyard: the agents' activators",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       heldAckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: 1 << 16,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return cons.Consume(func(m jetstream.Msg) { x.take(ctx, m) }, jetstream.PullMaxBytes(64<<20))
 }
 
 // keepEdge stands by on a leaf node until ctx ends, renewing it (and its
@@ -214,7 +240,7 @@ func (x *activator) startEdge(ctx context.Context) (time.Time, error) {
 		}
 		urls = append(urls, u)
 	}
-	remote := &natsserver.RemoteLeafOpts{URLs: urls, Credentials: creds}
+	remote := &natsserver.RemoteLeafOpts{URLs: urls, SignatureCB: creds}
 	if x.a.cfg.CA != "" || strings.HasPrefix(x.a.cfg.LeafURLs[0], "tls://") {
 		tc := &tls.Config{MinVersion: tls.VersionTLS12}
 		if x.a.cfg.CA != "" {
@@ -250,7 +276,10 @@ func (x *activator) startEdge(ctx context.Context) (time.Time, error) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("yard-activator"), nats.MaxReconnects(-1))
+	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("yard-activator"), nats.MaxReconnects(-1),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			x.log.Warn("activator: requests lost before they were held", "subject", sub.Subject, "err", err)
+		}))
 	if err != nil {
 		return fail(err)
 	}
@@ -318,11 +347,12 @@ func (e *leafEdge) close() {
 	e.ns.WaitForShutdown()
 }
 
-// credential asks the trust service for the activator's leaf credential
-// and writes it to <Dir>/activator.creds (mode 0600). On a NATS system
-// without a trust service (and an agent without credential) the leaf node
-// connects without one.
-func (x *activator) credential(ctx context.Context) (string, time.Time, error) {
+// credential asks the trust service for the activator's leaf credential;
+// it stays in memory (the remote's signature callback), never on disk
+// where the agent's instances run. On a NATS system without a trust
+// service (and an agent without credential) the leaf node connects without
+// one: nil.
+func (x *activator) credential(ctx context.Context) (natsserver.SignatureHandler, time.Time, error) {
 	req, _ := json.Marshal(struct {
 		Agent string `json:"agent"`
 	}{x.a.cfg.ID})
@@ -330,10 +360,10 @@ func (x *activator) credential(ctx context.Context) (string, time.Time, error) {
 	defer cancel()
 	msg, err := x.a.nc.RequestWithContext(ctx, roles.TrustActivator, req)
 	if errors.Is(err, nats.ErrNoResponders) && x.a.cfg.Creds == "" {
-		return "", time.Time{}, nil
+		return nil, time.Time{}, nil
 	}
 	if err != nil {
-		return "", time.Time{}, fmt.Errorf("activator credential: %w", err)
+		return nil, time.Time{}, fmt.Errorf("activator credential: %w", err)
 	}
 	var reply struct {
 		Creds   string    `json:"creds"`
@@ -341,16 +371,23 @@ func (x *activator) credential(ctx context.Context) (string, time.Time, error) {
 		Error   string    `json:"error"`
 	}
 	if err := json.Unmarshal(msg.Data, &reply); err != nil {
-		return "", time.Time{}, fmt.Errorf("activator credential: %w", err)
+		return nil, time.Time{}, fmt.Errorf("activator credential: %w", err)
 	}
 	if reply.Error != "" || reply.Creds == "" {
-		return "", time.Time{}, fmt.Errorf("activator credential: refused: %s", reply.Error)
+		return nil, time.Time{}, fmt.Errorf("activator credential: refused: %s", reply.Error)
 	}
-	path := filepath.Join(x.a.cfg.Dir, "activator.creds")
-	if err := os.WriteFile(path, []byte(reply.Creds), 0o600); err != nil {
-		return "", time.Time{}, err
+	token, err := jwt.ParseDecoratedJWT([]byte(reply.Creds))
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("activator credential: %w", err)
 	}
-	return path, reply.Expires, nil
+	kp, err := jwt.ParseDecoratedNKey([]byte(reply.Creds))
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("activator credential: %w", err)
+	}
+	return func(nonce []byte) (string, []byte, error) {
+		sig, err := kp.Sign(nonce)
+		return token, sig, err
+	}, reply.Expires, nil
 }
 
 // track stands by for name while it is deployed (its instances may all
@@ -385,6 +422,9 @@ func (x *activator) standBy(e *leafEdge, name string) {
 		x.log.Warn("activator: cannot stand by", "fn", name, "err", err)
 		return
 	}
+	// A burst at zero is bounded by YARD_HELD, which answers what is too
+	// much; here nothing may be dropped silently.
+	_ = sub.SetPendingLimits(1<<16, 1<<30)
 	e.subs[name] = sub
 }
 
@@ -419,7 +459,9 @@ func (x *activator) hold(m *nats.Msg) {
 	until, byCaller := now.Add(bound), false
 	if d := m.Header.Get(wire.HeaderDeadline); d != "" {
 		if t, err := time.Parse(time.RFC3339Nano, d); err == nil && t.Before(until) {
-			until, byCaller = t, true
+			// A deadline an activator added when it forwarded the request
+			// (which no instance took after all) is still the platform's.
+			until, byCaller = t, m.Header.Get(heldBound) != "1"
 		}
 	}
 	reqID := m.Header.Get(wire.HeaderRequestID)
@@ -427,19 +469,20 @@ func (x *activator) hold(m *nats.Msg) {
 		x.refuse(name, "expired", m.Reply, reqID, notStarted(name, byCaller))
 		return
 	}
-	h := nats.Header{}
-	for k, v := range m.Header {
-		h[k] = v
-	}
+	h := heldHeaders(m.Header)
 	h.Set(heldSubject, m.Subject)
 	h.Set(heldReply, m.Reply)
 	h.Set(heldUntil, until.Format(time.RFC3339Nano))
-	h.Del(heldCaller) // the caller's own, if any, says nothing
 	if byCaller {
 		h.Set(heldCaller, "1")
 	}
-	ack, err := x.a.js.PublishMsgAsync(&nats.Msg{Subject: wire.HeldPrefix + name, Header: h, Data: m.Data})
-	if err != nil {
+	ack, err := x.js.PublishMsgAsync(&nats.Msg{Subject: wire.HeldPrefix + name, Header: h, Data: m.Data})
+	switch {
+	case errors.Is(err, nats.ErrMaxPayload):
+		x.refuse(name, "failed", m.Reply, reqID, wire.Errorf(wire.CodePayloadTooLarge,
+			"the request to %q is too large to hold while no instance serves it; send it with fewer headers or a smaller body", name))
+		return
+	case err != nil: // not sent
 		x.refuse(name, "failed", m.Reply, reqID, wire.Errorf(wire.CodeUnavailable, "could not hold the request for %q: %v", name, err))
 		return
 	}
@@ -449,15 +492,60 @@ func (x *activator) hold(m *nats.Msg) {
 			x.count(name, "held")
 		case err := <-ack.Err():
 			var apiErr *jetstream.APIError
-			if errors.As(err, &apiErr) && strings.Contains(apiErr.Description, "maximum messages") {
+			switch {
+			case errors.As(err, &apiErr) && strings.Contains(apiErr.Description, "maximum"):
+				// maximum messages per subject (this function's bound) or
+				// maximum bytes (all functions' held requests).
 				e := wire.Errorf(wire.CodeResourceExhausted, "too many requests already wait for an instance of %q; try again shortly", name)
 				e.Reason = "activation_buffer_full"
 				x.refuse(name, "buffer_full", m.Reply, reqID, e)
-				return
+			case errors.As(err, &apiErr):
+				x.refuse(name, "failed", m.Reply, reqID, wire.Errorf(wire.CodeUnavailable, "could not hold the request for %q: %v", name, err))
+			default:
+				// No answer from JetStream: the request may be held all the
+				// same, and then it is forwarded. An error now could reach
+				// the caller before the function's answer.
+				x.log.Warn("activator: holding a request is unconfirmed", "fn", name, "err", err)
+				x.count(name, "failed")
 			}
-			x.refuse(name, "failed", m.Reply, reqID, wire.Errorf(wire.CodeUnavailable, "could not hold the request for %q: %v", name, err))
 		}
 	}()
+}
+
+// heldHeaders are a caller's headers as YARD_HELD keeps them: Nats-*
+// renamed (JetStream would act on Nats-Msg-Id, Nats-Expected-*, …) and
+// Yard-Held-* dropped (they are the activator's own).
+func heldHeaders(in nats.Header) nats.Header {
+	h := nats.Header{}
+	for k, v := range in {
+		switch {
+		case hasPrefixFold(k, heldPrefix):
+		case hasPrefixFold(k, "Nats-"):
+			h[heldNats+k[len("Nats-"):]] = v
+		default:
+			h[k] = v
+		}
+	}
+	return h
+}
+
+// callerHeaders undoes heldHeaders.
+func callerHeaders(in nats.Header) nats.Header {
+	h := nats.Header{}
+	for k, v := range in {
+		switch {
+		case strings.HasPrefix(k, heldNats):
+			h["Nats-"+k[len(heldNats):]] = v
+		case strings.HasPrefix(k, heldPrefix):
+		default:
+			h[k] = v
+		}
+	}
+	return h
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
 // notStarted is the answer to a request whose deadline passed while no
@@ -498,7 +586,11 @@ func (x *activator) take(ctx context.Context, m jetstream.Msg) {
 		_ = m.Term() // not written by an agent
 		return
 	}
-	hm := &heldMsg{m: m, name: name, until: until, byCaller: h.Get(heldCaller) == "1", touched: time.Now()}
+	var seq uint64
+	if md, err := m.Metadata(); err == nil {
+		seq = md.Sequence.Stream
+	}
+	hm := &heldMsg{m: m, seq: seq, name: name, until: until, byCaller: h.Get(heldCaller) == "1", touched: time.Now()}
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.stopped {
@@ -509,6 +601,12 @@ func (x *activator) take(ctx context.Context, m jetstream.Msg) {
 	if q == nil {
 		q = &heldQueue{}
 		x.held[name] = q
+	}
+	for _, o := range q.msgs {
+		if o.seq != 0 && o.seq == seq {
+			o.m, o.touched = m, hm.touched // delivered again (late confirmation): one copy
+			return
+		}
 	}
 	q.msgs = append(q.msgs, hm)
 	if !q.waking {
@@ -575,16 +673,10 @@ func (x *activator) waker(ctx context.Context, name string, q *heldQueue) {
 // the deadline it was held to; the instance answers the caller.
 func (x *activator) forward(hm *heldMsg) {
 	in := hm.m.Headers()
-	h := nats.Header{}
-	for k, v := range in {
-		switch k {
-		case heldSubject, heldReply, heldUntil, heldCaller:
-		default:
-			h[k] = v
-		}
-	}
-	if h.Get(wire.HeaderDeadline) == "" {
+	h := callerHeaders(in)
+	if _, err := time.Parse(time.RFC3339Nano, h.Get(wire.HeaderDeadline)); err != nil { // none, or unreadable
 		h.Set(wire.HeaderDeadline, hm.until.UTC().Format(time.RFC3339Nano))
+		h.Set(heldBound, "1")
 	}
 	err := x.a.nc.PublishMsg(&nats.Msg{Subject: in.Get(heldSubject), Reply: in.Get(heldReply), Header: h, Data: hm.m.Data()})
 	if err != nil {
@@ -629,30 +721,31 @@ func (x *activator) sweep() {
 	}
 }
 
-// handOver stops standing by and taking held requests, and gives back
-// those it holds (to another agent, at once).
+// handOver stops taking held requests and gives back those it holds (to
+// another agent, at once, before their acknowledgement is overdue), then
+// stops standing by: what the leaf node still receives is held for the
+// others.
 func (x *activator) handOver(cc jetstream.ConsumeContext) {
 	x.mu.Lock()
 	x.stopped = true
 	edge := x.edge
 	x.edge = nil
 	x.mu.Unlock()
-	if edge != nil {
-		edge.close()
-	}
-	_ = x.a.nc.Flush()
-	select {
-	case <-x.a.js.PublishAsyncComplete():
-	case <-time.After(5 * time.Second):
-	}
 	cc.Stop()
 	x.wakers.Wait()
 	x.mu.Lock()
-	defer x.mu.Unlock()
 	for _, q := range x.held {
 		for _, hm := range q.msgs {
 			_ = hm.m.Nak()
 		}
 		q.msgs = nil
+	}
+	x.mu.Unlock()
+	if edge != nil {
+		edge.close()
+	}
+	select {
+	case <-x.js.PublishAsyncComplete():
+	case <-time.After(5 * time.Second):
 	}
 }

@@ -181,7 +181,8 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Agent, error) {
 		cfg.HeldPerFunction = DefaultHeldPerFunction
 	}
 	if err := ensureHeldStream(ctx, js, cfg.HeldPerFunction, cfg.ReadyTimeout+time.Minute); err != nil {
-		return nil, err
+		// A server older than this agent: the activator waits for it.
+		cfg.Logger.Warn("agent: the activator cannot hold requests until YARD_HELD exists", "err", err)
 	}
 	cl, err := newCluster(ctx, js, cfg.ID, cfg.PresenceTTL)
 	if err != nil {
@@ -189,7 +190,9 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, nc: nc, js: js, reg: reg, prov: prov, cluster: cl, log: cfg.Logger.With("component", "agent", "agent", cfg.ID),
 		fns: map[string]*function{}, scales: map[string]int{}}
-	a.activator = newActivator(a)
+	if a.activator, err = newActivator(a); err != nil {
+		return nil, err
+	}
 	return a, nil
 }
 
