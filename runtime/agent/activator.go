@@ -193,7 +193,7 @@ func (x *activator) consume(ctx context.Context) (jetstream.ConsumeContext, erro
 	if err != nil {
 		return nil, err
 	}
-	return cons.Consume(func(m jetstream.Msg) { x.take(ctx, m) }, jetstream.PullMaxBytes(64<<20))
+	return cons.Consume(func(m jetstream.Msg) { x.take(ctx, m) }, jetstream.PullMaxBytes(16<<20)) // well under a client connection's 64 MiB pending limit
 }
 
 // keepEdge stands by on a leaf node until ctx ends, renewing it (and its
