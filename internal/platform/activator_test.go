@@ -3,6 +3,7 @@ package platform_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
 
 	"github.com/switchyard-dev/switchyard/internal/natstest"
 	"github.com/switchyard-dev/switchyard/internal/platform"
@@ -264,5 +266,102 @@ func TestActivatorRenewsItsCredential(t *testing.T) {
 	}
 	if e := wire.ReplyError(m.Header, m.Data); e == nil || e.Code != wire.CodeDeadlineExceeded || e.Reason != "not_started" {
 		t.Fatalf("held after renewals: %v (%s)", e, m.Data)
+	}
+}
+
+// TestActivatorOnACluster: on three nodes, with the activator's leaf node
+// on n1, an instance on n2 and the caller on n3, every request goes to the
+// instance while it serves; once it is gone a request is held, and it is
+// forwarded to the instance that comes back, on another node.
+func TestActivatorOnACluster(t *testing.T) {
+	nodes, dir, urls := startCluster(t, 3)
+	admin := func(k int) *nats.Conn {
+		return natstest.ConnectURL(t, urls[k], nats.UserCredentials(filepath.Join(dir, "admin.creds")), nats.CustomInboxPrefix(roles.AdminInbox))
+	}
+	a1, a2, a3 := admin(0), admin(1), admin(2)
+	js, _ := jetstream.New(a1)
+	ctx := context.Background()
+	var reg *registry.Registry
+	natstest.WaitFor(t, 60*time.Second, "the registry", func() bool {
+		var err error
+		reg, err = registry.Open(ctx, js)
+		return err == nil
+	})
+	// Deployed (so the activator stands by) with no artifact: no agent
+	// starts it; "instances" here are micro services on n2.
+	spec := &registry.Spec{Name: "cold", Version: 1, InputSchema: json.RawMessage(`{}`), OutputSchema: json.RawMessage(`{}`),
+		Timeout: registry.Duration(10 * time.Second)}
+	if err := reg.Put(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	agentNC := natstest.ConnectURL(t, urls[0], nats.UserCredentials(filepath.Join(dir, "creds", "agent.creds")), nats.CustomInboxPrefix(roles.AgentInbox))
+	ag, err := agent.New(ctx, agentNC, agent.Config{Dir: t.TempDir(), Creds: filepath.Join(dir, "creds", "agent.creds"),
+		LeafURLs: []string{server.LeafURL(nodes[0].NS)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- ag.Run(actx) }()
+	t.Cleanup(func() { stop(); <-done })
+	for k := range nodes {
+		natstest.WaitFor(t, 30*time.Second, fmt.Sprintf("n%d to see the standby", k+1), func() bool { return interest(t, nodes[k], "fn.cold") > 0 })
+	}
+	instance := func() micro.Service {
+		svc, err := micro.AddService(a2, micro.Config{Name: "cold", Version: "1.0.0", QueueGroup: "fn.cold",
+			Endpoint: &micro.EndpointConfig{Subject: "fn.cold", Handler: micro.HandlerFunc(func(r micro.Request) { _ = r.Respond([]byte(`"from n2"`)) })}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = a2.Flush()
+		return svc
+	}
+	held := func() uint64 {
+		s, err := js.Stream(ctx, wire.StreamHeld)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.LastSeq
+	}
+	svc := instance()
+	natstest.WaitFor(t, 30*time.Second, "n3 to reach the instance", func() bool {
+		m, err := a3.Request("fn.cold", []byte(`{}`), time.Second)
+		return err == nil && string(m.Data) == `"from n2"`
+	})
+	before := held()
+	for k := range 500 {
+		m, err := a3.Request("fn.cold", []byte(`{}`), 5*time.Second)
+		if err != nil || string(m.Data) != `"from n2"` {
+			t.Fatalf("request %d: %v %v", k, err, m)
+		}
+	}
+	if got := held() - before; got != 0 {
+		t.Fatalf("%d of 500 requests were held while an instance served on another node", got)
+	}
+
+	// The instance goes; a request from n3 is held on n1's leaf node, and
+	// reaches the instance that comes back on n2.
+	serving := interest(t, nodes[2], "fn.cold")
+	if err := svc.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	_ = a2.Flush()
+	natstest.WaitFor(t, 30*time.Second, "n3 to lose the instance", func() bool { return interest(t, nodes[2], "fn.cold") < serving })
+	answer := make(chan *nats.Msg, 1)
+	go func() {
+		m, err := a3.Request("fn.cold", []byte(`{}`), 20*time.Second)
+		if err != nil {
+			t.Error(err)
+		}
+		answer <- m
+	}()
+	natstest.WaitFor(t, 10*time.Second, "the request to be held", func() bool { return held() > before })
+	instance()
+	if m := <-answer; m == nil || string(m.Data) != `"from n2"` {
+		t.Fatalf("held request: %v", m)
 	}
 }

@@ -164,7 +164,7 @@ func startCluster(tb testing.TB, n int) (nodes []*platform.Platform, dir string,
 			defer wg.Done()
 			name := fmt.Sprintf("n%d", k+1)
 			nodes[k], errs[k] = platform.Start(ctx, platform.Config{
-				Server: server.Config{Port: client[k], StoreDir: filepath.Join(dir, name, "jetstream"), Name: name,
+				Server: server.Config{Port: client[k], StoreDir: filepath.Join(dir, name, "jetstream"), Name: name, Leaf: "127.0.0.1:-1",
 					Cluster: &server.Cluster{Listen: fmt.Sprintf("127.0.0.1:%d", route[k]), Routes: routes}},
 				Dir: filepath.Join(dir, name), TrustDir: trustDir, CredsDir: dir,
 			})
