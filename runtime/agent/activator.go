@@ -123,10 +123,9 @@ type heldMsg struct {
 // leafEdge is the leaf node server and the connection on it that holds
 // the functions' subjects.
 type leafEdge struct {
-	ns      *natsserver.Server
-	nc      *nats.Conn
-	subs    map[string]*nats.Subscription
-	expires time.Time
+	ns   *natsserver.Server
+	nc   *nats.Conn
+	subs map[string]*nats.Subscription
 }
 
 func newActivator(a *Agent) (*activator, error) {
@@ -278,12 +277,14 @@ func (x *activator) startEdge(ctx context.Context) (time.Time, error) {
 	}
 	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("yard-activator"), nats.MaxReconnects(-1),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
-			x.log.Warn("activator: requests lost before they were held", "subject", sub.Subject, "err", err)
+			if sub != nil {
+				x.log.Warn("activator: requests lost before they were held", "subject", sub.Subject, "err", err)
+			}
 		}))
 	if err != nil {
 		return fail(err)
 	}
-	edge := &leafEdge{ns: ns, nc: nc, subs: map[string]*nats.Subscription{}, expires: expires}
+	edge := &leafEdge{ns: ns, nc: nc, subs: map[string]*nats.Subscription{}}
 	x.mu.Lock()
 	if x.stopped {
 		x.mu.Unlock()
