@@ -46,7 +46,7 @@ const (
 	heldUntil  = "Yard-Held-Until"
 	heldCaller = "Yard-Held-Caller"
 	// heldNats prefixes the caller's Nats-* headers while held.
-	heldNats = "Yard-Held-Nats-"
+	heldNats = "Yard-Held-Orig-"
 	// heldBound goes with a forwarded request whose Yard-Deadline the
 	// activator added (the function's timeout, not the caller's).
 	heldBound = "Yard-Held-Bound"
@@ -522,7 +522,7 @@ func heldHeaders(in nats.Header) nats.Header {
 		switch {
 		case hasPrefixFold(k, heldPrefix):
 		case hasPrefixFold(k, "Nats-"):
-			h[heldNats+k[len("Nats-"):]] = v
+			h[heldNats+k] = v
 		default:
 			h[k] = v
 		}
@@ -536,7 +536,7 @@ func callerHeaders(in nats.Header) nats.Header {
 	for k, v := range in {
 		switch {
 		case strings.HasPrefix(k, heldNats):
-			h["Nats-"+k[len(heldNats):]] = v
+			h[k[len(heldNats):]] = v
 		case strings.HasPrefix(k, heldPrefix):
 		default:
 			h[k] = v
