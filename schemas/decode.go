@@ -2,6 +2,7 @@ package schemas
 
 import (
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"unicode/utf16"
@@ -330,12 +331,23 @@ func (p *parser) number() (any, *parseError) {
 		if p.pos < len(d) && (d[p.pos] == '+' || d[p.pos] == '-') {
 			p.pos++
 		}
+		digits := p.pos
 		if err := p.someDigits("in exponent of numeric literal"); err != nil {
 			return nil, err
+		}
+		// JSON sets no bound, but the validator works with exact rationals:
+		// an exponent in the millions makes it fail (and would cost it
+		// megabytes). No float64 needs more than 3 digits.
+		if e, err := strconv.Atoi(string(d[digits:p.pos])); err != nil || e > maxExponent {
+			return nil, p.fail(start, fmt.Sprintf("numeric literal out of range: exponent beyond %d", maxExponent))
 		}
 	}
 	return json.Number(d[start:p.pos]), nil
 }
+
+// maxExponent bounds the exponent of a numeric literal (1e400 is in, well
+// past float64; 1e6000000 is out).
+const maxExponent = 9999
 
 func (p *parser) skipDigits() {
 	for p.pos < len(p.data) && '0' <= p.data[p.pos] && p.data[p.pos] <= '9' {

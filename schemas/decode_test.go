@@ -34,6 +34,8 @@ func TestDecodeRejects(t *testing.T) {
 		{"truncated literal", `[tru`, DecodeLimits{}, "unexpected end of JSON input", "/0", 4},
 		{"truncated escape", `"\u12`, DecodeLimits{}, "unexpected end of JSON input", "", 5},
 		{"truncated number", `[1e`, DecodeLimits{}, "unexpected end of JSON input", "/0", 3},
+		{"exponent out of range", `{"id":1e6055550}`, DecodeLimits{}, "numeric literal out of range: exponent beyond 9999", "/id", 6},
+		{"negative exponent out of range", `[2.5E-10000]`, DecodeLimits{}, "numeric literal out of range: exponent beyond 9999", "/0", 1},
 		{"missing value", `{"a":}`, DecodeLimits{}, "invalid character '}' looking for beginning of value", "/a", 5},
 		{"missing colon", `{"a" 1}`, DecodeLimits{}, "invalid character '1' after object key", "", 5},
 		{"trailing comma in object", `{"a":1,}`, DecodeLimits{}, "invalid character '}' looking for beginning of object key string", "", 7},
@@ -146,6 +148,8 @@ func TestDecodeAccepts(t *testing.T) {
 			map[string]any{"id": json.Number("123456789012345678901234567890"), "n": json.Number("-9007199254740993")}},
 		{"number forms kept as written", `[0,-0,1.50,1e3,1E+3,2.5e-7]`, DecodeLimits{},
 			[]any{json.Number("0"), json.Number("-0"), json.Number("1.50"), json.Number("1e3"), json.Number("1E+3"), json.Number("2.5e-7")}},
+		{"exponents up to 9999", `[1e9999,1e-9999,1e400]`, DecodeLimits{},
+			[]any{json.Number("1e9999"), json.Number("1e-9999"), json.Number("1e400")}},
 		{"scalar roots", `"s"`, DecodeLimits{}, "s"},
 		{"null root", `null`, DecodeLimits{}, nil},
 		{"empty containers", `{"o":{},"a":[]}`, DecodeLimits{}, map[string]any{"o": map[string]any{}, "a": []any{}}},
@@ -184,7 +188,8 @@ func nest(depth int) any {
 func strictOnly(err *DecodeError) bool {
 	return err.Message == "invalid UTF-8" ||
 		strings.HasPrefix(err.Message, "duplicate key ") ||
-		strings.HasPrefix(err.Message, "nesting deeper than ")
+		strings.HasPrefix(err.Message, "nesting deeper than ") ||
+		strings.HasPrefix(err.Message, "numeric literal out of range")
 }
 
 func FuzzDecode(f *testing.F) {
