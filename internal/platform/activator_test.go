@@ -295,11 +295,17 @@ func TestActivatorOnACluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	agentNC := natstest.ConnectURL(t, urls[0], nats.UserCredentials(filepath.Join(dir, "creds", "agent.creds")), nats.CustomInboxPrefix(roles.AgentInbox))
-	ag, err := agent.New(ctx, agentNC, agent.Config{Dir: t.TempDir(), Creds: filepath.Join(dir, "creds", "agent.creds"),
-		LeafURLs: []string{server.LeafURL(nodes[0].NS)}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	var ag *agent.Agent
+	// A young cluster may still be placing the agents' streams: try again.
+	natstest.WaitFor(t, 60*time.Second, "the agent to start", func() bool {
+		var err error
+		ag, err = agent.New(ctx, agentNC, agent.Config{Dir: t.TempDir(), Creds: filepath.Join(dir, "creds", "agent.creds"),
+			LeafURLs: []string{server.LeafURL(nodes[0].NS)}})
+		if err != nil {
+			t.Logf("agent: %v (trying again)", err)
+		}
+		return err == nil
+	})
 	actx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- ag.Run(actx) }()
