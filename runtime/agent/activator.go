@@ -354,41 +354,24 @@ func (e *leafEdge) close() {
 // service (and an agent without credential) the leaf node connects without
 // one: nil.
 func (x *activator) credential(ctx context.Context) (natsserver.SignatureHandler, time.Time, error) {
-	req, _ := json.Marshal(struct {
+	text, expires, err := x.a.askTrust(ctx, roles.TrustActivator, struct {
 		Agent string `json:"agent"`
-	}{x.a.cfg.ID})
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	msg, err := x.a.nc.RequestWithContext(ctx, roles.TrustActivator, req)
-	if errors.Is(err, nats.ErrNoResponders) && x.a.cfg.Creds == "" {
-		return nil, time.Time{}, nil
+	}{x.a.cfg.ID}, "activator credential")
+	if text == "" || err != nil {
+		return nil, time.Time{}, err
 	}
+	token, err := jwt.ParseDecoratedJWT([]byte(text))
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("activator credential: %w", err)
 	}
-	var reply struct {
-		Creds   string    `json:"creds"`
-		Expires time.Time `json:"expires"`
-		Error   string    `json:"error"`
-	}
-	if err := json.Unmarshal(msg.Data, &reply); err != nil {
-		return nil, time.Time{}, fmt.Errorf("activator credential: %w", err)
-	}
-	if reply.Error != "" || reply.Creds == "" {
-		return nil, time.Time{}, fmt.Errorf("activator credential: refused: %s", reply.Error)
-	}
-	token, err := jwt.ParseDecoratedJWT([]byte(reply.Creds))
-	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("activator credential: %w", err)
-	}
-	kp, err := jwt.ParseDecoratedNKey([]byte(reply.Creds))
+	kp, err := jwt.ParseDecoratedNKey([]byte(text))
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("activator credential: %w", err)
 	}
 	return func(nonce []byte) (string, []byte, error) {
 		sig, err := kp.Sign(nonce)
 		return token, sig, err
-	}, reply.Expires, nil
+	}, expires, nil
 }
 
 // track stands by for name while it is deployed (its instances may all
