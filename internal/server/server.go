@@ -173,25 +173,11 @@ func Start(cfg Config) (*natsserver.Server, error) {
 		MaxConn:        maxConn(fdlimit.Open()),
 	}
 	if cfg.Monitor != "" {
-		host, port, err := net.SplitHostPort(cfg.Monitor)
+		host, p, err := listenAddr(cfg.Monitor, "monitor")
 		if err != nil {
-			return nil, fmt.Errorf("server: monitor address %q: want host:port", cfg.Monitor)
-		}
-		p, err := strconv.Atoi(port)
-		if err != nil || p < 0 || p > 65535 {
-			return nil, fmt.Errorf("server: monitor address %q: want host:port", cfg.Monitor)
-		}
-		if p > 0 {
-			ln, err := net.Listen("tcp", cfg.Monitor)
-			if err != nil {
-				return nil, &AddrInUseError{Addr: cfg.Monitor, Err: err}
-			}
-			ln.Close()
+			return nil, err
 		}
 		opts.HTTPHost, opts.HTTPPort = host, p
-		if p == 0 {
-			opts.HTTPPort = natsserver.RANDOM_PORT
-		}
 	}
 	if c := cfg.Cluster; c != nil {
 		if err := configureCluster(opts, c); err != nil {
