@@ -69,28 +69,14 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	m := metrics.New()
 	e := newEnvWith(t, agent.Config{ScaleInterval: 50 * time.Millisecond, IdleTimeout: time.Minute, Metrics: m})
 	e.deploy("Hi", 0, func(s *registry.Spec) { s.Access = registry.AccessPublic })
-	g, err := gateway.New(context.Background(), e.nc, gateway.Config{Addr: "127.0.0.1:0", Metrics: m})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
-	srv := httptest.NewServer(g)
-	defer srv.Close()
+	gw := e.gatewayURL(gateway.Config{Metrics: m})
 	ms := httptest.NewServer(m.Handler())
 	defer ms.Close()
 	url := ms.URL + "/metrics"
 
-	e.waitFor("the gateway to know echo", func() bool {
-		resp, err := http.Get(srv.URL + "/fn/echo")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
 	const ok = 5
 	for i := range ok {
-		resp, err := http.Post(srv.URL+"/fn/echo", "application/json", strings.NewReader(fmt.Sprintf(`{"name":"n%d"}`, i)))
+		resp, err := http.Post(gw+"/fn/echo", "application/json", strings.NewReader(fmt.Sprintf(`{"name":"n%d"}`, i)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -100,7 +86,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		}
 	}
 	for range 2 {
-		resp, err := http.Post(srv.URL+"/fn/echo", "application/json", strings.NewReader(`{"name":5}`))
+		resp, err := http.Post(gw+"/fn/echo", "application/json", strings.NewReader(`{"name":5}`))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -92,21 +92,9 @@ func BenchmarkColdStart(b *testing.B) {
 		e := newEnvWith(b, agent.Config{ScaleInterval: 20 * time.Millisecond, IdleTimeout: 400 * time.Millisecond, LeafURLs: leafHere})
 		e.deploy("Hi", 0, func(s *registry.Spec) { s.Access = registry.AccessPublic })
 		e.waitStandby("echo")
-		g, err := gateway.New(context.Background(), e.nc, gateway.Config{Addr: "127.0.0.1:0"})
-		if err != nil {
-			b.Fatal(err)
-		}
-		srv := httptest.NewServer(g)
-		e.waitFor("the gateway to know echo", func() bool {
-			resp, err := http.Get(srv.URL + "/fn/echo")
-			if err != nil {
-				return false
-			}
-			resp.Body.Close()
-			return resp.StatusCode == 200
-		})
+		gw := e.gatewayURL(gateway.Config{})
 		post := func() error {
-			resp, err := http.Post(srv.URL+"/fn/echo", "application/json", strings.NewReader(`{"name":"Ada"}`))
+			resp, err := http.Post(gw+"/fn/echo", "application/json", strings.NewReader(`{"name":"Ada"}`))
 			if err != nil {
 				return err
 			}
@@ -145,8 +133,6 @@ func BenchmarkColdStart(b *testing.B) {
 				warm = append(warm, time.Since(start))
 			}
 		}
-		srv.Close()
-		g.Close()
 		var deploys []time.Duration
 		for k := range 7 {
 			greeting := "v" + string(rune('a'+k))
@@ -182,22 +168,8 @@ func BenchmarkColdStart(b *testing.B) {
 func TestGatewayWakesAFunctionAtZero(t *testing.T) {
 	e := newEnvWith(t, agent.Config{ScaleInterval: 50 * time.Millisecond, IdleTimeout: time.Minute})
 	e.deploy("Hi", 0, func(s *registry.Spec) { s.Access = registry.AccessPublic })
-	g, err := gateway.New(context.Background(), e.nc, gateway.Config{Addr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
-	srv := httptest.NewServer(g)
-	defer srv.Close()
-	e.waitFor("the gateway to know echo", func() bool {
-		resp, err := http.Get(srv.URL + "/fn/echo")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
-	resp, err := http.Post(srv.URL+"/fn/echo", "application/json", strings.NewReader(`{"name":"Ada"}`))
+	gw := e.gatewayURL(gateway.Config{})
+	resp, err := http.Post(gw+"/fn/echo", "application/json", strings.NewReader(`{"name":"Ada"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,4 +178,29 @@ func TestGatewayWakesAFunctionAtZero(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(body), "Hi, Ada") {
 		t.Fatalf("at zero: %d %s", resp.StatusCode, body)
 	}
+}
+
+// gatewayURL runs a gateway for this environment, over real HTTP on
+// loopback, until the test ends, and returns its URL once it knows echo.
+func (e *env) gatewayURL(cfg gateway.Config) string {
+	e.t.Helper()
+	cfg.Addr = "127.0.0.1:0"
+	g, err := gateway.New(context.Background(), e.nc, cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	srv := httptest.NewServer(g)
+	e.t.Cleanup(func() {
+		srv.Close()
+		g.Close()
+	})
+	e.waitFor("the gateway to know echo", func() bool {
+		resp, err := http.Get(srv.URL + "/fn/echo")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	return srv.URL
 }
