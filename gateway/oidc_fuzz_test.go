@@ -131,15 +131,23 @@ func FuzzOIDCClaims(f *testing.F) {
 			checkTokenError(t, err, raw)
 			return
 		}
-		var c struct {
-			Iss string          `json:"iss"`
-			Sub string          `json:"sub"`
-			Aud json.RawMessage `json:"aud"`
-			Exp float64         `json:"exp"`
-		}
-		if err := json.Unmarshal(payload, &c); err != nil {
+		// Claim names are case-sensitive (RFC 7519); encoding/json matches
+		// struct fields case-insensitively, so read the exact names.
+		var claims map[string]json.RawMessage
+		if err := json.Unmarshal(payload, &claims); err != nil {
 			t.Fatalf("accepted a payload that does not decode: %v", err)
 		}
+		var c struct {
+			Iss, Sub string
+			Aud      json.RawMessage
+			Exp      float64
+		}
+		for name, into := range map[string]any{"iss": &c.Iss, "sub": &c.Sub, "exp": &c.Exp} {
+			if err := json.Unmarshal(claims[name], into); err != nil {
+				t.Fatalf("accepted %s with claim %s %s: %v", payload, name, claims[name], err)
+			}
+		}
+		c.Aud = claims["aud"]
 		if c.Iss != fuzzIssuer || c.Sub == "" || p.Name != c.Sub || p.ID != fuzzIssuer+"#"+c.Sub || p.Kind != PrincipalToken {
 			t.Fatalf("accepted %s as %+v", payload, p)
 		}
